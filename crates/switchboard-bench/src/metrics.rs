@@ -1,0 +1,123 @@
+//! Scraping the server's Prometheus `/metrics` over a plain HTTP/1.0 GET.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::Target;
+
+/// How long a scrape may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One scrape: every sample by its series (name plus labels, as written).
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    samples: HashMap<String, f64>,
+}
+
+impl Scrape {
+    /// The value of a series, e.g. `process_cpu_seconds_total` or `foo{kind="bar"}`.
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.samples.get(series).copied()
+    }
+
+    /// `process_resident_memory_bytes`.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.get("process_resident_memory_bytes").map(|value| value as u64)
+    }
+
+    /// `process_cpu_seconds_total`.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.get("process_cpu_seconds_total")
+    }
+
+    /// `switchboard_connections`: logged-in connections.
+    pub fn connections(&self) -> Option<u64> {
+        self.get("switchboard_connections").map(|value| value as u64)
+    }
+
+    /// Parses the Prometheus text format; comments and malformed lines are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // The series ends at the closing brace of the labels, if any, else at whitespace.
+            let series_end = match (line.find('{'), line.find(char::is_whitespace)) {
+                (Some(brace), Some(space)) if brace < space => match line[brace..].find('}') {
+                    Some(close) => brace + close + 1,
+                    None => continue,
+                },
+                (_, Some(space)) => space,
+                (_, None) => continue,
+            };
+            let (series, rest) = line.split_at(series_end);
+            let Some(value) = rest.split_whitespace().next() else {
+                continue;
+            };
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                other => match other.parse::<f64>() {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                },
+            };
+            samples.insert(series.to_string(), value);
+        }
+        Scrape { samples }
+    }
+}
+
+/// `GET /metrics` from the server behind `target` (same host and port as the WebSocket).
+pub async fn scrape(target: &Target) -> anyhow::Result<Scrape> {
+    let body = tokio::time::timeout(SCRAPE_TIMEOUT, get(target, "/metrics"))
+        .await
+        .with_context(|| format!("GET http://{}/metrics timed out", target.authority))??;
+    Ok(Scrape::parse(&body))
+}
+
+/// A minimal HTTP/1.0 GET: the server closes the connection after the response.
+async fn get(target: &Target, path: &str) -> anyhow::Result<String> {
+    let url = format!("http://{}{path}", target.authority);
+    let mut stream = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {url}"))?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: text/plain\r\n\r\n", target.authority);
+    stream.write_all(request.as_bytes()).await.with_context(|| format!("requesting {url}"))?;
+    let mut response = Vec::with_capacity(16 * 1024);
+    stream.read_to_end(&mut response).await.with_context(|| format!("reading {url}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").with_context(|| format!("{url}: malformed response"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("{url}: {status}");
+    }
+    Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_is_parsed() {
+        let scrape = Scrape::parse(
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\n\
+             process_resident_memory_bytes 12345678\n\
+             process_cpu_seconds_total 1.25\n\
+             switchboard_connections 17\n\
+             switchboard_frames{dir=\"in\", kind=\"a b\"} 3 1700000000\n\
+             broken\n",
+        );
+        assert_eq!(scrape.rss_bytes(), Some(12_345_678));
+        assert_eq!(scrape.cpu_seconds(), Some(1.25));
+        assert_eq!(scrape.connections(), Some(17));
+        assert_eq!(scrape.get("switchboard_frames{dir=\"in\", kind=\"a b\"}"), Some(3.0));
+        assert_eq!(scrape.get("broken"), None);
+    }
+}

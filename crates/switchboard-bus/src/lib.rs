@@ -1,0 +1,67 @@
+//! Switchboard's cluster bus: how a node reaches the other nodes.
+//!
+//! Routing is targeted: a node publishes to a [`Topic`] and only the nodes subscribed to it
+//! receive the message. Each node is subscribed to its own [`Topic::Node`] inbox (private
+//! messages for users it holds) and to [`Topic::Cluster`] (presence and heartbeats); it subscribes
+//! to a [`Topic::Room`] while it has a member of that room online.
+//!
+//! [`InProcessBroker`] connects nodes that live in one process: the standalone server (a cluster
+//! of one) and the test kit's multi-node clusters. Networked backends implement the same trait.
+#![forbid(unsafe_code)]
+
+mod in_process;
+
+pub use in_process::{InProcessBroker, InProcessBus};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Where a bus message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// One node's inbox.
+    Node(String),
+    /// Every node with a member of this room online.
+    Room(String),
+    /// Every node.
+    Cluster,
+}
+
+/// A message received from another node.
+#[derive(Debug, Clone)]
+pub struct BusMessage {
+    pub from_node: String,
+    pub topic: Topic,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker cannot be reached; the caller decides whether to fail or retry.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// A receiving node's inbound queue is full; the message was not taken by that node.
+    #[error("bus queue of node {node} is full")]
+    Full { node: String },
+}
+
+/// Per-node bus message counters, shown in `/metrics`: they prove routing is targeted.
+#[derive(Debug, Default)]
+pub struct BusCounters {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> &str;
+    /// Sends to every other node subscribed to `topic` (never back to this node).
+    async fn publish(&self, topic: Topic, payload: Bytes) -> Result<(), BusError>;
+    async fn subscribe(&self, topic: Topic) -> Result<(), BusError>;
+    async fn unsubscribe(&self, topic: Topic) -> Result<(), BusError>;
+    /// The stream of messages for this node; it can be taken once.
+    fn take_incoming(&self) -> Option<mpsc::Receiver<BusMessage>>;
+    fn counters(&self) -> &BusCounters;
+}

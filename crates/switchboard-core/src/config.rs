@@ -1,0 +1,76 @@
+use std::time::Duration;
+
+/// Everything the chat core can be tuned by. The server fills it from flags, environment and
+/// the TOML file; tests build it directly.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// This node's id, shown to clients and used on the bus.
+    pub node_id: String,
+    /// Allow `register`.
+    pub registration: bool,
+    /// Allow `login_open` (user name only, no password): for demos, off by default.
+    pub open_auth: bool,
+    /// HS256 secret for `login_jwt`; JWT login is off without it.
+    pub jwt_secret: Option<String>,
+    /// How long a session token stays valid.
+    pub session_ttl: Duration,
+    /// Shortest accepted password, in characters.
+    pub min_password_chars: usize,
+    /// Messages replayed to a user who joins a room.
+    pub join_history: u32,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    /// Frames per second a connection may send, sustained.
+    pub rate_per_sec: f64,
+    /// Frames a connection may send in a burst.
+    pub rate_burst: f64,
+    /// Rejected frames in a row after which a connection is closed for flooding.
+    pub flood_strikes: u32,
+    /// Frames an outbound queue holds before its reader counts as too slow.
+    pub queue_max_frames: usize,
+    /// Bytes an outbound queue holds before its reader counts as too slow.
+    pub queue_max_bytes: usize,
+    /// Missed messages sent per conversation when a connection syncs; the rest is paged.
+    pub sync_limit_per_conv: u32,
+    /// The window of `popular`, in seconds.
+    pub popular_window_secs: u32,
+    /// Failed logins per user name within `login_window` before logins are throttled.
+    pub login_failures_per_user: u32,
+    /// Failed logins per client address within `login_window` before logins are throttled.
+    pub login_failures_per_ip: u32,
+    pub login_window: Duration,
+    /// Most messages written to the store in one transaction.
+    pub batch_max: usize,
+    /// Messages waiting for the store before senders get `overloaded`.
+    pub pipeline_capacity: usize,
+    /// Words the dirty-word filter masks.
+    pub bad_words: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            node_id: "node-1".into(),
+            registration: true,
+            open_auth: false,
+            jwt_secret: None,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            min_password_chars: 6,
+            join_history: 50,
+            max_text_chars: 4000,
+            rate_per_sec: 50.0,
+            rate_burst: 100.0,
+            flood_strikes: 200,
+            queue_max_frames: 4096,
+            queue_max_bytes: 4 << 20,
+            sync_limit_per_conv: 1000,
+            popular_window_secs: 60,
+            login_failures_per_user: 5,
+            login_failures_per_ip: 50,
+            login_window: Duration::from_secs(60),
+            batch_max: 512,
+            pipeline_capacity: 16_384,
+            bad_words: Vec::new(),
+        }
+    }
+}

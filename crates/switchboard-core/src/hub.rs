@@ -1,0 +1,296 @@
+//! The connections on this node, by user and by room, and local delivery to them.
+//!
+//! Locks here are held only for synchronous pushes into outbound queues, never across an await.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use switchboard_protocol::ws::WireFrame;
+
+use crate::outbound::{ConnId, Connection};
+
+/// The connections listening to one room on this node.
+type RoomListeners = HashMap<ConnId, Arc<Connection>>;
+
+#[derive(Default)]
+pub struct LocalHub {
+    /// Every logged-in connection, by user.
+    users: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
+    /// Rooms with at least one member online here: their connections.
+    rooms: RwLock<HashMap<Arc<str>, RoomListeners>>,
+    /// Rooms of each user online here, so that a new connection or a departure touches only them.
+    user_rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    /// Connections that asked for presence events.
+    presence_watchers: RwLock<HashMap<ConnId, Arc<Connection>>>,
+}
+
+/// What changed in the node's view when a connection came or went.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// The user's first (or last) connection on this node.
+    pub user_changed: bool,
+    /// Rooms that got their first (or lost their last) connection on this node.
+    pub rooms_changed: Vec<Arc<str>>,
+}
+
+impl LocalHub {
+    /// Adds a connection, into the rooms its user is a member of.
+    pub fn register(&self, connection: &Arc<Connection>, rooms: &[String], watch_presence: bool) -> Registration {
+        let user = connection.user.clone();
+        let mut registration = Registration::default();
+        {
+            let mut users = self.users.write();
+            let connections = users.entry(user.clone()).or_default();
+            registration.user_changed = connections.is_empty();
+            connections.push(connection.clone());
+        }
+        let user_rooms: Vec<Arc<str>> = {
+            let mut all_user_rooms = self.user_rooms.write();
+            let set = all_user_rooms.entry(user).or_default();
+            for room in rooms {
+                if !set.contains(room.as_str()) {
+                    set.insert(Arc::from(room.as_str()));
+                }
+            }
+            set.iter().cloned().collect()
+        };
+        {
+            let mut all_rooms = self.rooms.write();
+            for room in user_rooms {
+                let listeners = all_rooms.entry(room.clone()).or_default();
+                if listeners.is_empty() {
+                    registration.rooms_changed.push(room);
+                }
+                listeners.insert(connection.id, connection.clone());
+            }
+        }
+        if watch_presence {
+            self.presence_watchers.write().insert(connection.id, connection.clone());
+        }
+        registration
+    }
+
+    /// Removes a connection.
+    pub fn unregister(&self, connection: &Arc<Connection>) -> Registration {
+        let user = &connection.user;
+        let mut registration = Registration::default();
+        {
+            let mut users = self.users.write();
+            if let Some(connections) = users.get_mut(user) {
+                connections.retain(|other| other.id != connection.id);
+                if connections.is_empty() {
+                    users.remove(user);
+                    registration.user_changed = true;
+                }
+            }
+        }
+        let user_rooms: Vec<Arc<str>> = {
+            let mut all_user_rooms = self.user_rooms.write();
+            let rooms = all_user_rooms.get(user).map(|set| set.iter().cloned().collect()).unwrap_or_default();
+            if registration.user_changed {
+                all_user_rooms.remove(user);
+            }
+            rooms
+        };
+        {
+            let mut all_rooms = self.rooms.write();
+            for room in user_rooms {
+                if let Some(listeners) = all_rooms.get_mut(&room) {
+                    listeners.remove(&connection.id);
+                    if listeners.is_empty() {
+                        all_rooms.remove(&room);
+                        registration.rooms_changed.push(room);
+                    }
+                }
+            }
+        }
+        self.presence_watchers.write().remove(&connection.id);
+        registration
+    }
+
+    /// Puts every local connection of `user` into `room`. Returns true when the room had no
+    /// listener here before.
+    pub fn join_room(&self, user: &str, room: &str) -> bool {
+        let connections = self.connections_of(user);
+        if connections.is_empty() {
+            return false;
+        }
+        let room: Arc<str> = Arc::from(room);
+        if let Some(set) = self.user_rooms.write().get_mut(user) {
+            set.insert(room.clone());
+        }
+        let mut all_rooms = self.rooms.write();
+        let listeners = all_rooms.entry(room).or_default();
+        let first = listeners.is_empty();
+        for connection in connections {
+            listeners.insert(connection.id, connection);
+        }
+        first
+    }
+
+    /// Takes every local connection of `user` out of `room`. Returns true when the room has no
+    /// listener here any more.
+    pub fn leave_room(&self, user: &str, room: &str) -> bool {
+        if let Some(set) = self.user_rooms.write().get_mut(user) {
+            set.remove(room);
+        }
+        let connections = self.connections_of(user);
+        let mut all_rooms = self.rooms.write();
+        let Some(listeners) = all_rooms.get_mut(room) else {
+            return false;
+        };
+        for connection in connections {
+            listeners.remove(&connection.id);
+        }
+        if listeners.is_empty() {
+            all_rooms.remove(room);
+            return true;
+        }
+        false
+    }
+
+    pub fn connections_of(&self, user: &str) -> Vec<Arc<Connection>> {
+        self.users.read().get(user).cloned().unwrap_or_default()
+    }
+
+    pub fn is_local(&self, user: &str) -> bool {
+        self.users.read().contains_key(user)
+    }
+
+    pub fn is_member_here(&self, user: &str, room: &str) -> bool {
+        self.user_rooms.read().get(user).is_some_and(|rooms| rooms.contains(room))
+    }
+
+    pub fn local_rooms_of(&self, user: &str) -> Vec<Arc<str>> {
+        self.user_rooms.read().get(user).map(|rooms| rooms.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Delivers a conversation message to every connection of `user` but `skip`. Returns the
+    /// number of connections reached.
+    pub fn deliver_to_user(
+        &self,
+        user: &str,
+        conv: &Arc<str>,
+        seq: u64,
+        frame: &WireFrame,
+        skip: Option<ConnId>,
+    ) -> usize {
+        let users = self.users.read();
+        let Some(connections) = users.get(user) else {
+            return 0;
+        };
+        let mut reached = 0;
+        for connection in connections.iter().filter(|c| Some(c.id) != skip) {
+            if connection.push_message(conv, seq, frame.clone()) {
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// Delivers a conversation message to every connection in `room` but `skip`.
+    pub fn deliver_to_room(
+        &self,
+        room: &str,
+        conv: &Arc<str>,
+        seq: u64,
+        frame: &WireFrame,
+        skip: Option<ConnId>,
+    ) -> usize {
+        let rooms = self.rooms.read();
+        let Some(listeners) = rooms.get(room) else {
+            return 0;
+        };
+        let mut reached = 0;
+        for connection in listeners.values().filter(|c| Some(c.id) != skip) {
+            if connection.push_message(conv, seq, frame.clone()) {
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// Sends an event (not part of any conversation) to a user's connections but `skip`.
+    pub fn event_to_user(&self, user: &str, frame: &WireFrame, skip: Option<ConnId>) -> usize {
+        let users = self.users.read();
+        let Some(connections) = users.get(user) else {
+            return 0;
+        };
+        connections.iter().filter(|c| Some(c.id) != skip).filter(|c| c.push(frame.clone())).count()
+    }
+
+    /// Sends an event to a room's connections, except those of `skip_user`.
+    pub fn event_to_room(&self, room: &str, frame: &WireFrame, skip_user: Option<&str>) -> usize {
+        let rooms = self.rooms.read();
+        let Some(listeners) = rooms.get(room) else {
+            return 0;
+        };
+        listeners.values().filter(|c| Some(&*c.user) != skip_user).filter(|c| c.push(frame.clone())).count()
+    }
+
+    /// Sends a presence event to every connection that watches presence.
+    pub fn event_to_presence_watchers(&self, frame: &WireFrame) -> usize {
+        self.presence_watchers.read().values().filter(|c| c.push(frame.clone())).count()
+    }
+
+    /// Every connection, for shutdown.
+    pub fn all_connections(&self) -> Vec<Arc<Connection>> {
+        self.users.read().values().flatten().cloned().collect()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.users.read().values().map(Vec::len).sum()
+    }
+
+    /// Rooms with a listener here, for resubscribing after a bus reconnect.
+    pub fn rooms_with_listeners(&self) -> Vec<Arc<str>> {
+        self.rooms.read().keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(id: ConnId, user: &str) -> Arc<Connection> {
+        Arc::new(Connection::new(id, user.into(), 0, 100, 1 << 20))
+    }
+
+    #[test]
+    fn rooms_report_their_first_and_last_local_listener() {
+        let hub = LocalHub::default();
+        let first = connection(1, "a");
+        let second = connection(2, "a");
+        let registration = hub.register(&first, &["lobby".into()], true);
+        assert!(registration.user_changed);
+        assert_eq!(registration.rooms_changed, vec![Arc::<str>::from("lobby")]);
+        let registration = hub.register(&second, &["lobby".into()], false);
+        assert!(!registration.user_changed);
+        assert!(registration.rooms_changed.is_empty());
+        assert!(hub.unregister(&first).rooms_changed.is_empty());
+        let registration = hub.unregister(&second);
+        assert!(registration.user_changed);
+        assert_eq!(registration.rooms_changed.len(), 1);
+        assert_eq!(hub.connection_count(), 0);
+    }
+
+    #[test]
+    fn room_delivery_skips_the_origin_and_reaches_joined_devices() {
+        let hub = LocalHub::default();
+        let a1 = connection(1, "a");
+        let a2 = connection(2, "a");
+        let b1 = connection(3, "b");
+        hub.register(&a1, &[], false);
+        hub.register(&a2, &[], false);
+        hub.register(&b1, &["lobby".into()], false);
+        assert!(!hub.join_room("a", "lobby"), "b already listens here");
+        let conv: Arc<str> = "room:lobby".into();
+        let reached = hub.deliver_to_room("lobby", &conv, 1, &WireFrame::text(b"x"), Some(1));
+        assert_eq!(reached, 2);
+        assert_eq!(a1.queued_frames(), 0);
+        assert_eq!(a2.queued_frames(), 1);
+        assert!(!hub.leave_room("a", "lobby"));
+        assert!(hub.leave_room("b", "lobby"));
+    }
+}

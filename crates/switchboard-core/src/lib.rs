@@ -1,0 +1,43 @@
+//! Switchboard's chat core, independent of any transport.
+//!
+//! The path of a message, top to bottom:
+//! - [`session`]: a logged-in connection; turns a checked request into work, as its user only.
+//! - [`pipeline`]: batches messages into the store, then fans each one out once it is durable.
+//! - [`hub`]: the connections on this node, by user and by room, and what they receive.
+//! - [`cluster`]: what crosses the bus to other nodes, and what comes back.
+//! - [`outbound`]: each connection's bounded queue of encoded frames.
+//!
+//! Around it: [`node::ChatNode`] ties the parts together; [`auth`] (passwords, session tokens,
+//! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
+//! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
+//! [`metrics`]; [`config`]; [`error`].
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod outbound;
+pub mod pipeline;
+pub mod popular;
+pub mod presence;
+pub mod ratelimit;
+pub mod session;
+
+pub use config::ChatConfig;
+pub use error::ChatError;
+pub use node::ChatNode;
+pub use outbound::{ConnId, Connection};
+pub use session::{Flow, Session};
+
+/// Milliseconds since the Unix epoch, the timestamps of the protocol.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,142 @@
+//! The node's counters, rendered as Prometheus text by the server.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the delivery latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+#[derive(Default)]
+pub struct ChatMetrics {
+    pub connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub messages_stored: AtomicU64,
+    pub messages_duplicate: AtomicU64,
+    pub store_batches: AtomicU64,
+    pub store_failures: AtomicU64,
+    pub queue_overflows: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub errors_sent: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub bus_sent: AtomicU64,
+    pub bus_received: AtomicU64,
+    pub delivery_latency: Histogram,
+}
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(index) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+impl ChatMetrics {
+    /// Appends the chat counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
+            let value = value.load(Ordering::Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        gauge(
+            out,
+            "switchboard_connections",
+            "Logged-in WebSocket connections.",
+            self.connections.load(Ordering::Relaxed),
+        );
+        counter(out, "switchboard_connections_total", "Connections logged in since start.", &self.connections_total);
+        counter(out, "switchboard_frames_in_total", "WebSocket frames received.", &self.frames_in);
+        counter(out, "switchboard_frames_out_total", "WebSocket frames written.", &self.frames_out);
+        counter(out, "switchboard_bytes_out_total", "Bytes written to WebSocket connections.", &self.bytes_out);
+        counter(out, "switchboard_deliveries_total", "Messages queued to recipient connections.", &self.deliveries);
+        counter(out, "switchboard_messages_stored_total", "Messages made durable.", &self.messages_stored);
+        counter(
+            out,
+            "switchboard_messages_duplicate_total",
+            "Sends answered from an idempotency key.",
+            &self.messages_duplicate,
+        );
+        counter(out, "switchboard_store_batches_total", "Store transactions for message batches.", &self.store_batches);
+        counter(
+            out,
+            "switchboard_store_failures_total",
+            "Message batches the store failed to write.",
+            &self.store_failures,
+        );
+        counter(
+            out,
+            "switchboard_queue_overflows_total",
+            "Connections cut off as slow consumers.",
+            &self.queue_overflows,
+        );
+        counter(out, "switchboard_rate_limited_total", "Frames rejected by rate limits.", &self.rate_limited);
+        counter(out, "switchboard_errors_sent_total", "Error frames sent.", &self.errors_sent);
+        counter(out, "switchboard_auth_failures_total", "Failed logins.", &self.auth_failures);
+        counter(
+            out,
+            "switchboard_bus_messages_sent_total",
+            "Messages this node published on the cluster bus.",
+            &self.bus_sent,
+        );
+        counter(
+            out,
+            "switchboard_bus_messages_received_total",
+            "Messages this node received from the cluster bus.",
+            &self.bus_received,
+        );
+        self.delivery_latency.render(
+            "switchboard_delivery_latency_seconds",
+            "From a message frame's arrival to its queueing for the recipients (store write included).",
+            out,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = ChatMetrics::default();
+        metrics.delivery_latency.observe(Duration::from_micros(50));
+        metrics.delivery_latency.observe(Duration::from_millis(3));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(out.contains("switchboard_delivery_latency_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(out.contains("switchboard_delivery_latency_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(out.contains("switchboard_delivery_latency_seconds_count 2"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Each connection's outbound queue, shared by the hub (which fills it) and the transport (which
+//! drains it into the socket).
+//!
+//! The queue is bounded in frames and bytes. When a reader falls that far behind, the queue is
+//! emptied and marked overflowed, and the transport closes the connection as a slow consumer:
+//! everything it missed is in the store and comes back when the client resumes with its cursors.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use switchboard_protocol::ws::WireFrame;
+use tokio::sync::Notify;
+
+pub type ConnId = u64;
+
+/// A connection as the rest of the node sees it. This struct, plus the transport's own few
+/// fields, is what an idle connection costs.
+pub struct Connection {
+    pub id: ConnId,
+    pub user: Arc<str>,
+    /// When the connection logged in (ms since the Unix epoch).
+    pub connected_at: i64,
+    state: Mutex<QueueState>,
+    ready: Notify,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    frames: VecDeque<WireFrame>,
+    bytes: usize,
+    overflowed: bool,
+    closed: bool,
+    /// While the connection is catching up, live messages wait here so that they can be put
+    /// after the missed ones and those already sent dropped.
+    syncing: Option<Vec<SequencedFrame>>,
+    /// Room over the bounds granted to a sync's frames until they are written, so that a large
+    /// catch-up does not count as a slow reader.
+    sync_allowance_frames: usize,
+    sync_allowance_bytes: usize,
+}
+
+/// A live message held back while its connection syncs.
+pub struct SequencedFrame {
+    pub conv: Arc<str>,
+    pub seq: u64,
+    pub frame: WireFrame,
+}
+
+/// What the transport should do after draining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    Open,
+    /// The reader was too slow; close with the slow-consumer code.
+    Overflowed,
+    /// The node closed the connection (for example the user logged out elsewhere).
+    Closed,
+}
+
+impl Connection {
+    pub fn new(id: ConnId, user: Arc<str>, connected_at: i64, max_frames: usize, max_bytes: usize) -> Self {
+        Connection {
+            id,
+            user,
+            connected_at,
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+            max_frames,
+            max_bytes,
+        }
+    }
+
+    /// Queues a frame. Returns false when the queue overflowed (now or before) or was closed.
+    pub fn push(&self, frame: WireFrame) -> bool {
+        let accepted = {
+            let mut state = self.state.lock();
+            let max_frames = self.max_frames + state.sync_allowance_frames;
+            let max_bytes = self.max_bytes + state.sync_allowance_bytes;
+            Self::push_locked(&mut state, frame, max_frames, max_bytes)
+        };
+        self.ready.notify_one();
+        accepted
+    }
+
+    fn push_locked(state: &mut QueueState, frame: WireFrame, max_frames: usize, max_bytes: usize) -> bool {
+        if state.overflowed || state.closed {
+            return false;
+        }
+        if state.frames.len() >= max_frames || state.bytes + frame.len() > max_bytes {
+            state.overflowed = true;
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            return false;
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        true
+    }
+
+    /// Queues a conversation message; while the connection syncs it is held back instead.
+    pub fn push_message(&self, conv: &Arc<str>, seq: u64, frame: WireFrame) -> bool {
+        {
+            let mut state = self.state.lock();
+            if let Some(held) = state.syncing.as_mut() {
+                if held.len() < self.max_frames {
+                    held.push(SequencedFrame { conv: conv.clone(), seq, frame });
+                    return true;
+                }
+                state.overflowed = true;
+                state.syncing = None;
+                drop(state);
+                self.ready.notify_one();
+                return false;
+            }
+        }
+        self.push(frame)
+    }
+
+    /// Starts holding live messages back (before the connection registers in the hub).
+    pub fn begin_sync(&self) {
+        self.state.lock().syncing = Some(Vec::new());
+    }
+
+    /// Ends the sync: after what is queued already (the `session` answer and any events), queues
+    /// the missed messages, then the held-back live ones that were not among them; from then on
+    /// live messages flow straight into the queue. `sent` tells, per conversation, the newest seq
+    /// the client now has. The sync may exceed the queue bound once: it is bounded by
+    /// `sync_limit_per_conv` instead.
+    pub fn finish_sync(&self, missed: Vec<WireFrame>, sent: impl Fn(&str) -> u64) {
+        {
+            let mut state = self.state.lock();
+            let held = state.syncing.take().unwrap_or_default();
+            let mut added = 0;
+            for frame in missed {
+                added += frame.len();
+                state.frames.push_back(frame);
+            }
+            for item in held {
+                if item.seq > sent(&item.conv) {
+                    added += item.frame.len();
+                    state.frames.push_back(item.frame);
+                }
+            }
+            state.bytes += added;
+            state.sync_allowance_frames = state.frames.len();
+            state.sync_allowance_bytes = state.bytes;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Moves up to `max` queued frames into `out`.
+    pub fn drain_into(&self, out: &mut Vec<WireFrame>, max: usize) -> QueueStatus {
+        let mut state = self.state.lock();
+        if state.overflowed {
+            return QueueStatus::Overflowed;
+        }
+        let take = state.frames.len().min(max);
+        let mut drained_bytes = 0;
+        for frame in state.frames.drain(..take) {
+            drained_bytes += frame.len();
+            out.push(frame);
+        }
+        state.bytes -= drained_bytes;
+        state.sync_allowance_frames = state.sync_allowance_frames.saturating_sub(take);
+        state.sync_allowance_bytes = state.sync_allowance_bytes.saturating_sub(drained_bytes);
+        if state.frames.is_empty() && state.frames.capacity() > 64 {
+            // Give back what a burst grew, so an idle connection stays small.
+            state.frames = VecDeque::new();
+        }
+        if state.closed && out.is_empty() {
+            return QueueStatus::Closed;
+        }
+        QueueStatus::Open
+    }
+
+    /// Asks the transport to close once the queue is written out.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Resolves when frames were queued (or the state changed) since the last drain.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    pub fn queued_frames(&self) -> usize {
+        self.state.lock().frames.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> WireFrame {
+        WireFrame::text(text.as_bytes())
+    }
+
+    fn drain(connection: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        connection.drain_into(&mut out, usize::MAX);
+        out.iter().map(|f| String::from_utf8(f.payload().to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_full_queue_overflows_and_frees_its_frames() {
+        let connection = Connection::new(1, "a".into(), 0, 2, 1 << 20);
+        assert!(connection.push(frame("1")));
+        assert!(connection.push(frame("2")));
+        assert!(!connection.push(frame("3")));
+        assert!(!connection.push(frame("4")), "an overflowed queue takes nothing more");
+        let mut out = Vec::new();
+        assert_eq!(connection.drain_into(&mut out, 10), QueueStatus::Overflowed);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_byte_bound_counts_too() {
+        let connection = Connection::new(1, "a".into(), 0, 100, 10);
+        assert!(connection.push(frame("12345")));
+        assert!(!connection.push(frame("123456789")));
+    }
+
+    #[test]
+    fn a_large_sync_does_not_count_as_a_slow_reader() {
+        let connection = Connection::new(1, "a".into(), 0, 2, 1 << 20);
+        connection.begin_sync();
+        connection.finish_sync((0..5).map(|i| frame(&i.to_string())).collect(), |_| 0);
+        assert!(connection.push(frame("live")), "the sync's own size must not overflow the queue");
+        let mut out = Vec::new();
+        assert_eq!(connection.drain_into(&mut out, 10), QueueStatus::Open);
+        assert_eq!(out.len(), 6);
+        assert!(connection.push(frame("a")));
+        assert!(connection.push(frame("b")));
+        assert!(!connection.push(frame("c")), "once written, the normal bound applies again");
+    }
+
+    #[test]
+    fn sync_puts_missed_messages_first_and_drops_what_they_covered() {
+        let connection = Connection::new(1, "a".into(), 0, 100, 1 << 20);
+        let conv: Arc<str> = "dm:a:b".into();
+        connection.begin_sync();
+        connection.push(frame("event"));
+        connection.push_message(&conv, 5, frame("live-5"));
+        connection.push_message(&conv, 6, frame("live-6"));
+        connection.finish_sync(vec![frame("missed-4"), frame("missed-5")], |_| 5);
+        assert_eq!(drain(&connection), ["event", "missed-4", "missed-5", "live-6"]);
+        connection.push_message(&conv, 7, frame("live-7"));
+        assert_eq!(drain(&connection), ["live-7"]);
+    }
+}

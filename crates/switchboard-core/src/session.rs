@@ -1,0 +1,423 @@
+//! A logged-in connection: every request it makes is handled here, as its user and only as its
+//! user (`from` always comes from the session, never from the frame).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchboard_protocol::event::{
+    human_duration, ConversationView, MemberView, MessageView, RoomView, ServerFrame, UserStats, UserView, WordCount,
+};
+use switchboard_protocol::request::{self, ClientFrame};
+use switchboard_protocol::{CloseCode, ConvId, RefValue, Request, Target};
+use switchboard_store::NewMessage;
+
+use crate::error::ChatError;
+use crate::node::ChatNode;
+use crate::now_millis;
+use crate::outbound::Connection;
+use crate::pipeline::{self, Origin, PendingMessage};
+use crate::ratelimit::TokenBucket;
+
+/// Most messages one `history` request returns.
+const MAX_HISTORY_PAGE: u32 = 200;
+const DEFAULT_HISTORY_PAGE: u32 = 50;
+/// Most users one `users` request returns.
+const MAX_USERS_PAGE: u32 = 1000;
+
+/// What the transport should do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Write out what is queued, then close with this code.
+    Close(CloseCode),
+}
+
+pub struct Session {
+    node: ChatNode,
+    connection: Arc<Connection>,
+    /// Hash of the session token this connection uses, for `logout`.
+    token_hash: String,
+    bucket: TokenBucket,
+    /// Frames rejected in a row by the rate limit.
+    strikes: u32,
+}
+
+impl Session {
+    pub(crate) fn new(node: ChatNode, connection: Arc<Connection>, token_hash: String) -> Self {
+        let bucket = node.shared.new_bucket();
+        Session { node, connection, token_hash, bucket, strikes: 0 }
+    }
+
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
+    pub fn user(&self) -> &str {
+        &self.connection.user
+    }
+
+    /// Handles one text frame. Replies and deliveries go to the connection's queue.
+    pub async fn handle_text(&mut self, text: &str) -> Flow {
+        let received_at = Instant::now();
+        let shared = &self.node.shared;
+        if let Err(wait) = self.bucket.take(received_at) {
+            let error = ChatError::RateLimited { retry_after_ms: wait.as_millis() as u64 + 1 };
+            shared.push_error(&self.connection, request::reference_of(text).as_ref(), &error);
+            return self.strike();
+        }
+        let frame = match request::parse(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+                let frame = crate::node::error_frame(error.reference.as_ref(), error.code, &error.message, None);
+                self.connection.push(frame);
+                return Flow::Continue;
+            }
+        };
+        self.strikes = 0;
+        let reference = frame.reference.clone();
+        match self.dispatch(frame, received_at).await {
+            Ok(flow) => flow,
+            Err(error) => {
+                if matches!(error, ChatError::Store(_) | ChatError::Internal(_)) {
+                    tracing::warn!(user = %self.connection.user, %error, "request failed");
+                }
+                self.node.shared.push_error(&self.connection, reference.as_ref(), &error);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Answers a WebSocket message the transport could not turn into a text frame (binary,
+    /// invalid UTF-8, too large). It counts against the rate limit like any frame.
+    pub fn reject_frame(&mut self, code: switchboard_protocol::ErrorCode, message: &str) -> Flow {
+        let shared = &self.node.shared;
+        if let Err(wait) = self.bucket.take(Instant::now()) {
+            let error = ChatError::RateLimited { retry_after_ms: wait.as_millis() as u64 + 1 };
+            shared.push_error(&self.connection, None, &error);
+            return self.strike();
+        }
+        shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+        self.connection.push(crate::node::error_frame(None, code, message, None));
+        Flow::Continue
+    }
+
+    /// Counts a frame rejected by the rate limit; too many in a row close the connection.
+    fn strike(&mut self) -> Flow {
+        self.strikes += 1;
+        if self.strikes >= self.node.shared.config.flood_strikes {
+            tracing::info!(user = %self.connection.user, "connection closed for flooding");
+            return Flow::Close(CloseCode::Flood);
+        }
+        Flow::Continue
+    }
+
+    /// Takes the connection out of the node. Called once, when the transport is done.
+    pub fn end(self) {
+        self.node.shared.end_connection(&self.connection);
+    }
+
+    fn reply(&self, frame: ServerFrame<'_>) {
+        self.connection.push(frame.encode());
+    }
+
+    fn conv_of(&self, target: &Target) -> ConvId {
+        match target {
+            Target::User(peer) => ConvId::direct(&self.connection.user, peer),
+            Target::Room(room) => ConvId::room(room),
+        }
+    }
+
+    async fn require_member(&self, room: &str) -> Result<(), ChatError> {
+        let shared = &self.node.shared;
+        if shared.hub.is_member_here(&self.connection.user, room) {
+            return Ok(());
+        }
+        // Another node may have changed the membership; the store is the truth.
+        let rooms = shared.store.rooms_of(&self.connection.user).await?;
+        if rooms.iter().any(|r| r == room) {
+            return Ok(());
+        }
+        if !shared.store.room_exists(room).await? {
+            return Err(ChatError::RoomNotFound(room.to_owned()));
+        }
+        Err(ChatError::NotAMember(room.to_owned()))
+    }
+
+    async fn require_user(&self, user: &str) -> Result<(), ChatError> {
+        if self.node.shared.user_exists(user).await? {
+            return Ok(());
+        }
+        Err(ChatError::UserNotFound(user.to_owned()))
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame, received_at: Instant) -> Result<Flow, ChatError> {
+        let shared = self.node.shared.clone();
+        let reference = frame.reference;
+        let reference = reference.as_ref();
+        let user = self.connection.user.clone();
+        let me: &str = &user;
+        match frame.request {
+            request if request.is_login() => return Err(ChatError::AlreadyAuthenticated),
+            Request::Send { target, text, key } => self.send(target, text, key, reference, received_at).await?,
+            Request::History { target, before, after, limit } => {
+                let conv = self.conv_of(&target);
+                match &target {
+                    Target::Room(room) => self.require_member(room).await?,
+                    Target::User(peer) => self.require_user(peer).await?,
+                }
+                let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+                let conv_text = conv.to_string();
+                let (messages, has_more) = match after {
+                    Some(after) => {
+                        let messages = shared.store.messages_after(&conv_text, after, limit).await?;
+                        let has_more = messages.len() as u32 == limit;
+                        (messages, has_more)
+                    }
+                    None => {
+                        let messages = shared.store.messages_before(&conv_text, before, limit).await?;
+                        let has_more = messages.first().is_some_and(|m| m.seq > 1);
+                        (messages, has_more)
+                    }
+                };
+                let views: Vec<MessageView> = messages.iter().map(pipeline::view_of).collect();
+                self.reply(ServerFrame::History { reference, conv: &conv_text, messages: &views, has_more });
+            }
+            Request::Typing { target } => {
+                let conv = self.conv_of(&target).to_string();
+                match &target {
+                    Target::User(peer) => {
+                        self.require_user(peer).await?;
+                        let frame = ServerFrame::Typing { conv: &conv, from: me, room: None }.encode();
+                        shared.event_to_user(peer, &frame, None);
+                    }
+                    Target::Room(room) => {
+                        self.require_member(room).await?;
+                        let frame = ServerFrame::Typing { conv: &conv, from: me, room: Some(room) }.encode();
+                        shared.event_to_room(room, &frame, Some(me));
+                    }
+                }
+            }
+            Request::Read { target, seq } => {
+                let conv = self.conv_of(&target).to_string();
+                match &target {
+                    Target::Room(room) => self.require_member(room).await?,
+                    Target::User(peer) => self.require_user(peer).await?,
+                }
+                let last = shared.store.last_seq(&conv).await?;
+                let stored = shared.store.set_read(me, &conv, seq.min(last)).await?;
+                let frame = ServerFrame::Read { conv: &conv, user: me, seq: stored }.encode();
+                shared.event_to_user(me, &frame, Some(self.connection.id));
+                if let Target::User(peer) = &target {
+                    if peer != me {
+                        shared.event_to_user(peer, &frame, None);
+                    }
+                }
+                self.reply(ServerFrame::Ok { reference, of: "read" });
+            }
+            Request::Conversations => {
+                let records = shared.store.conversations_of(me).await?;
+                let views: Vec<ConversationView> = records
+                    .iter()
+                    .map(|record| {
+                        let conv = ConvId::parse(&record.conv).ok();
+                        ConversationView {
+                            conv: record.conv.clone(),
+                            peer: conv.as_ref().and_then(|c| c.peer_of(me)).map(str::to_owned),
+                            room: conv.as_ref().and_then(|c| c.room_name()).map(str::to_owned),
+                            last_seq: record.last_seq,
+                            read_seq: record.read_seq,
+                            unread: record.last_seq.saturating_sub(record.read_seq),
+                            last_ts: record.last_ts,
+                        }
+                    })
+                    .collect();
+                self.reply(ServerFrame::Conversations { reference, conversations: &views });
+            }
+            Request::CreateRoom { room } => {
+                if !shared.store.create_room(&room, me, now_millis()).await? {
+                    return Err(ChatError::RoomExists(room));
+                }
+                tracing::info!(%room, user = me, "room created");
+                self.join(&room, true, reference).await?;
+            }
+            Request::Join { room } => {
+                let created = shared.store.create_room(&room, me, now_millis()).await?;
+                self.join(&room, created, reference).await?;
+            }
+            Request::Leave { room } => {
+                if !shared.store.room_exists(&room).await? {
+                    return Err(ChatError::RoomNotFound(room));
+                }
+                if !shared.store.remove_member(&room, me).await? {
+                    return Err(ChatError::NotAMember(room));
+                }
+                let left = ServerFrame::MemberLeft { room: &room, user: me }.encode();
+                shared.event_to_room(&room, &left, None);
+                if shared.hub.leave_room(me, &room) {
+                    shared.unsubscribe_room(&room);
+                }
+                self.reply(ServerFrame::Ok { reference, of: "leave" });
+            }
+            Request::Members { room } => {
+                if !shared.store.room_exists(&room).await? {
+                    return Err(ChatError::RoomNotFound(room));
+                }
+                let members = shared.store.members(&room).await?;
+                let views: Vec<MemberView> = members
+                    .into_iter()
+                    .map(|user| MemberView { online: shared.presence.is_online(&user), user })
+                    .collect();
+                self.reply(ServerFrame::Members { reference, room: &room, members: &views });
+            }
+            Request::Rooms => {
+                let rooms = shared.store.list_rooms().await?;
+                let mine = shared.store.rooms_of(me).await?;
+                let views: Vec<RoomView> = rooms
+                    .into_iter()
+                    .map(|room| RoomView { joined: mine.contains(&room.name), name: room.name, members: room.members })
+                    .collect();
+                self.reply(ServerFrame::Rooms { reference, rooms: &views });
+            }
+            Request::Users { after, limit } => {
+                let limit = limit.unwrap_or(MAX_USERS_PAGE).clamp(1, MAX_USERS_PAGE);
+                let names = shared.store.list_users(after.as_deref(), limit).await?;
+                let next_cursor = if names.len() as u32 == limit { names.last().cloned() } else { None };
+                let views: Vec<UserView> =
+                    names.into_iter().map(|user| UserView { online: shared.presence.is_online(&user), user }).collect();
+                self.reply(ServerFrame::Users { reference, users: &views, next_cursor: next_cursor.as_deref() });
+            }
+            Request::Online => shared.push_online_list(&self.connection, reference),
+            Request::Popular { n, seconds } => {
+                let n = n.unwrap_or(10).clamp(1, 100) as usize;
+                let window = shared.popular.window_secs();
+                let seconds = seconds.unwrap_or(window).clamp(1, window);
+                let now_secs = (now_millis() / 1000) as u64;
+                let words: Vec<WordCount> = shared
+                    .popular
+                    .top(n, seconds, now_secs)
+                    .into_iter()
+                    .map(|(word, count)| WordCount { word, count })
+                    .collect();
+                self.reply(ServerFrame::Popular { reference, seconds, words: &words });
+            }
+            Request::Stats { user } => {
+                let stats = match shared.presence.info(&user) {
+                    Some(info) => {
+                        let online_secs = ((now_millis() - info.since).max(0) / 1000) as u64;
+                        UserStats {
+                            user,
+                            online: true,
+                            online_since: Some(info.since),
+                            online_secs: Some(online_secs),
+                            online_for: Some(human_duration(online_secs)),
+                            nodes: info.nodes,
+                            connections: info.connections,
+                        }
+                    }
+                    None => {
+                        self.require_user(&user).await?;
+                        UserStats {
+                            user,
+                            online: false,
+                            online_since: None,
+                            online_secs: None,
+                            online_for: None,
+                            nodes: Vec::new(),
+                            connections: 0,
+                        }
+                    }
+                };
+                self.reply(ServerFrame::Stats { reference, stats: &stats });
+            }
+            Request::Whoami => self.reply(ServerFrame::Whoami {
+                reference,
+                user: me,
+                node: &shared.config.node_id,
+                conn: self.connection.id,
+                connected_at: self.connection.connected_at,
+            }),
+            Request::Ping => self.reply(ServerFrame::Pong { reference, ts: now_millis() }),
+            Request::Logout => {
+                shared.store.delete_session(&self.token_hash).await?;
+                self.reply(ServerFrame::Ok { reference, of: "logout" });
+                return Ok(Flow::Close(CloseCode::Normal));
+            }
+            _ => return Err(ChatError::AlreadyAuthenticated),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn send(
+        &self,
+        target: Target,
+        text: String,
+        key: Option<String>,
+        reference: Option<&RefValue>,
+        received_at: Instant,
+    ) -> Result<(), ChatError> {
+        let shared = &self.node.shared;
+        let me = &self.connection.user;
+        if text.trim().is_empty() {
+            return Err(ChatError::EmptyText);
+        }
+        let max = shared.config.max_text_chars;
+        if text.len() > max && text.chars().count() > max {
+            return Err(ChatError::TextTooLong { max });
+        }
+        let (recipient, room) = match target {
+            Target::User(peer) => {
+                self.require_user(&peer).await?;
+                (Some(peer), None)
+            }
+            Target::Room(room) => {
+                self.require_member(&room).await?;
+                (None, Some(room))
+            }
+        };
+        let conv = match (&recipient, &room) {
+            (Some(peer), _) => ConvId::direct(me, peer),
+            (None, Some(room)) => ConvId::room(room),
+            (None, None) => return Err(ChatError::Internal("send without a target".into())),
+        };
+        let text = shared.filter.mask(&text).unwrap_or(text);
+        let ts = now_millis();
+        let message = NewMessage {
+            conv: conv.to_string(),
+            id: shared.new_message_id(ts),
+            sender: me.to_string(),
+            recipient,
+            room,
+            text,
+            ts,
+            idempotency_key: key,
+        };
+        let origin = Origin { connection: self.connection.clone(), reference: reference.cloned() };
+        shared.submit(PendingMessage { message, origin: Some(origin), received_at })
+    }
+
+    async fn join(&self, room: &str, created: bool, reference: Option<&RefValue>) -> Result<(), ChatError> {
+        let shared = &self.node.shared;
+        let me: &str = &self.connection.user;
+        let newly = shared.store.add_member(room, me, now_millis()).await?;
+        if shared.hub.join_room(me, room) {
+            shared.subscribe_room(room);
+        }
+        if newly {
+            let joined = ServerFrame::MemberJoined { room, user: me }.encode();
+            shared.event_to_room(room, &joined, None);
+        }
+        let conv = ConvId::room(room).to_string();
+        let history = shared.store.messages_before(&conv, None, shared.config.join_history).await?;
+        if newly {
+            // A new member starts reading from now: the join answer carries the recent history, so
+            // a later sync without a cursor must not replay the room's whole past.
+            let last = shared.store.last_seq(&conv).await?;
+            shared.store.set_read(me, &conv, last).await?;
+        }
+        let views: Vec<MessageView> = history.iter().map(pipeline::view_of).collect();
+        self.reply(ServerFrame::Room { reference, room, created, joined: true, history: &views });
+        Ok(())
+    }
+}

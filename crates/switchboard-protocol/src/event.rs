@@ -1,0 +1,340 @@
+//! Server frames.
+//!
+//! Each frame is serialised once, straight into a complete WebSocket frame ([`WireFrame`]), and
+//! that buffer is shared by every recipient: a room message for ten thousand listeners is encoded
+//! once and written as is.
+
+use serde::Serialize;
+
+use crate::error::ErrorCode;
+use crate::request::RefValue;
+use crate::ws::WireFrame;
+
+/// Serialises a frame. Serialising these types cannot fail (no maps with non-string keys, no
+/// failing `Serialize` impls), so a failure is a bug and panics in debug builds only.
+pub fn encode<T: Serialize>(frame: &T) -> WireFrame {
+    let mut failed = false;
+    let wire = WireFrame::text_with(|buf| {
+        if let Err(error) = serde_json::to_writer(&mut *buf, frame) {
+            debug_assert!(false, "server frame failed to serialise: {error}");
+            failed = true;
+        }
+    });
+    if failed {
+        return WireFrame::text(br#"{"type":"error","code":"internal","message":"frame encoding failed"}"#);
+    }
+    wire
+}
+
+/// A stored chat message as clients see it: in live delivery, history and recovery alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MessageView {
+    /// Conversation id: `dm:<a>:<b>` or `room:<name>`.
+    pub conv: String,
+    /// Unique message id.
+    pub id: String,
+    /// Position in the conversation: 1, 2, 3... with no gaps.
+    pub seq: u64,
+    pub from: String,
+    /// The recipient of a private message.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<String>,
+    /// The room of a room message.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub room: Option<String>,
+    pub text: String,
+    /// Server time of acceptance, milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// First frame on every connection.
+    Hello {
+        protocol: u32,
+        server: &'a str,
+        node: &'a str,
+        max_frame_bytes: usize,
+        max_text_chars: usize,
+        auth: &'a [&'a str],
+    },
+    Session {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        user: &'a str,
+        token: &'a str,
+        expires_at: i64,
+        resumed: bool,
+        node: &'a str,
+        conn: u64,
+    },
+    /// What the server is about to send to bring this connection up to date.
+    Sync {
+        conversations: &'a [SyncEntry],
+    },
+    /// Everything missed has been sent; live frames follow.
+    Synced {
+        messages: usize,
+    },
+    Message(&'a MessageView),
+    Ack {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        conv: &'a str,
+        id: &'a str,
+        seq: u64,
+        ts: i64,
+        duplicate: bool,
+    },
+    History {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        conv: &'a str,
+        messages: &'a [MessageView],
+        has_more: bool,
+    },
+    Conversations {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        conversations: &'a [ConversationView],
+    },
+    Room {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        room: &'a str,
+        created: bool,
+        joined: bool,
+        history: &'a [MessageView],
+    },
+    MemberJoined {
+        room: &'a str,
+        user: &'a str,
+    },
+    MemberLeft {
+        room: &'a str,
+        user: &'a str,
+    },
+    Members {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        room: &'a str,
+        members: &'a [MemberView],
+    },
+    Rooms {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        rooms: &'a [RoomView],
+    },
+    Users {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        users: &'a [UserView],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<&'a str>,
+    },
+    /// The online list, sorted, in chunks; `done` on the last.
+    Online {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        users: &'a [&'a str],
+        done: bool,
+    },
+    UserOnline {
+        user: &'a str,
+    },
+    UserOffline {
+        user: &'a str,
+    },
+    Typing {
+        conv: &'a str,
+        from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+    },
+    Read {
+        conv: &'a str,
+        user: &'a str,
+        seq: u64,
+    },
+    Popular {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        seconds: u32,
+        words: &'a [WordCount],
+    },
+    Stats {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        #[serde(flatten)]
+        stats: &'a UserStats,
+    },
+    Whoami {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        user: &'a str,
+        node: &'a str,
+        conn: u64,
+        connected_at: i64,
+    },
+    /// Answer to `logout`, `read`, `leave` and other requests with nothing else to say.
+    Ok {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        of: &'a str,
+    },
+    Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        ts: i64,
+    },
+    Error {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+}
+
+impl ServerFrame<'_> {
+    pub fn encode(&self) -> WireFrame {
+        encode(self)
+    }
+}
+
+/// One conversation in a `sync` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncEntry {
+    pub conv: String,
+    /// The newest seq in the conversation.
+    pub last_seq: u64,
+    /// The user's read marker.
+    pub read_seq: u64,
+    /// Messages after this seq follow in this sync.
+    pub from_seq: u64,
+    /// How many messages of this conversation follow.
+    pub count: usize,
+    /// More messages were missed than a sync carries: page the rest with `history` after the last
+    /// one received.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConversationView {
+    pub conv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    pub last_seq: u64,
+    pub read_seq: u64,
+    pub unread: u64,
+    /// Timestamp of the newest message, ms since the Unix epoch (0 if empty).
+    pub last_ts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberView {
+    pub user: String,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    pub name: String,
+    pub members: u64,
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    pub user: String,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WordCount {
+    pub word: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserStats {
+    pub user: String,
+    pub online: bool,
+    /// When the user's current online period began (ms since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_since: Option<i64>,
+    /// How long they have been online, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_secs: Option<u64>,
+    /// The same, for people: `1h 2m 3s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_for: Option<String>,
+    /// Nodes holding the user's connections.
+    pub nodes: Vec<String>,
+    pub connections: u32,
+}
+
+/// `1h 2m 3s`, as seed 001's `/stats` shows it.
+pub fn human_duration(total_secs: u64) -> String {
+    let hours = total_secs / 3600;
+    let minutes = (total_secs % 3600) / 60;
+    let seconds = total_secs % 60;
+    if hours > 0 {
+        format!("{hours}h {minutes}m {seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_their_type_and_ref() {
+        let reference = RefValue::Number(3);
+        let bytes = ServerFrame::Error {
+            reference: Some(&reference),
+            code: ErrorCode::RateLimited,
+            message: "slow down",
+            retry_after_ms: Some(50),
+        }
+        .encode();
+        let value: serde_json::Value = serde_json::from_slice(&bytes.payload()).unwrap();
+        assert_eq!(value["type"], "error");
+        assert_eq!(value["ref"], 3);
+        assert_eq!(value["code"], "rate_limited");
+        assert_eq!(value["retry_after_ms"], 50);
+    }
+
+    #[test]
+    fn a_message_frame_is_the_message_view_with_a_type() {
+        let view = MessageView {
+            conv: "dm:a:b".into(),
+            id: "1".into(),
+            seq: 4,
+            from: "a".into(),
+            to: Some("b".into()),
+            room: None,
+            text: "<b>x</b>".into(),
+            ts: 9,
+        };
+        let value: serde_json::Value = serde_json::from_slice(&ServerFrame::Message(&view).encode().payload()).unwrap();
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["seq"], 4);
+        assert!(value.get("room").is_none());
+    }
+
+    #[test]
+    fn durations_read_like_seed_001() {
+        assert_eq!(human_duration(3723), "1h 2m 3s");
+        assert_eq!(human_duration(62), "1m 2s");
+        assert_eq!(human_duration(5), "5s");
+    }
+}

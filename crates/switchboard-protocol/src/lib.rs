@@ -1,0 +1,24 @@
+//! Switchboard's wire protocol, with no I/O.
+//!
+//! - [`names`]: what a valid user or room name is, and conversation ids (`dm:a:b`, `room:x`).
+//! - [`request`]: client frames, parsed in one pass into a typed [`Request`].
+//! - [`event`]: server frames, serialised once and shared between recipients.
+//! - [`error`]: the protocol's error codes and WebSocket close codes.
+//! - [`ws`]: a server-side WebSocket (RFC 6455) handshake helper and frame codec that keeps no
+//!   buffer while a connection is idle.
+//!
+//! `docs/protocol.md` is the contract; this crate is its implementation.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod event;
+pub mod names;
+pub mod request;
+pub mod ws;
+
+pub use error::{CloseCode, ErrorCode};
+pub use names::{ConvId, NameError};
+pub use request::{AuthOptions, ParseError, RefValue, Request, Target};
+
+/// The protocol version this server speaks, announced in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;

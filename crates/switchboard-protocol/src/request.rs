@@ -1,0 +1,393 @@
+//! Client frames.
+//!
+//! A frame is parsed in one pass into [`RawFrame`] (every field any request may carry, all
+//! optional), then checked into a typed [`Request`]. A wrong JSON type names the field; a missing
+//! field names the field; nothing panics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::ErrorCode;
+use crate::names::{self, ConvId};
+
+/// A client's request id, echoed in the answer as `ref`: a string or a non-negative integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefValue {
+    Number(u64),
+    Text(String),
+}
+
+impl Serialize for RefValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RefValue::Number(number) => serializer.serialize_u64(*number),
+            RefValue::Text(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RefValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefVisitor;
+        impl Visitor<'_> for RefVisitor {
+            type Value = RefValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string of at most 64 bytes or a non-negative integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RefValue, E> {
+                Ok(RefValue::Number(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RefValue, E> {
+                if v.len() > 64 {
+                    return Err(E::custom("ref is longer than 64 bytes"));
+                }
+                Ok(RefValue::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(RefVisitor)
+    }
+}
+
+/// Every field a client frame may carry. Unknown fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawFrame {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<RefValue>,
+    protocol: Option<u32>,
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    jwt: Option<String>,
+    presence: Option<bool>,
+    cursors: Option<BTreeMap<String, u64>>,
+    to: Option<String>,
+    room: Option<String>,
+    conv: Option<String>,
+    text: Option<String>,
+    key: Option<String>,
+    before: Option<u64>,
+    after: Option<u64>,
+    limit: Option<u32>,
+    seq: Option<u64>,
+    user: Option<String>,
+    n: Option<u32>,
+    seconds: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Where a message, typing notice, read marker or history request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The private conversation with this user.
+    User(String),
+    Room(String),
+}
+
+/// Options every login frame may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthOptions {
+    /// Receive the online list and `user_online` / `user_offline` events (default true).
+    pub presence: bool,
+    /// The last `seq` the client holds per conversation id: the server sends everything after it.
+    pub cursors: BTreeMap<ConvId, u64>,
+}
+
+/// A checked client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Register { username: String, password: String, options: AuthOptions },
+    Login { username: String, password: String, options: AuthOptions },
+    Resume { token: String, options: AuthOptions },
+    LoginJwt { jwt: String, options: AuthOptions },
+    LoginOpen { username: String, options: AuthOptions },
+    Logout,
+    Send { target: Target, text: String, key: Option<String> },
+    History { target: Target, before: Option<u64>, after: Option<u64>, limit: Option<u32> },
+    Typing { target: Target },
+    Read { target: Target, seq: u64 },
+    Conversations,
+    CreateRoom { room: String },
+    Join { room: String },
+    Leave { room: String },
+    Members { room: String },
+    Rooms,
+    Users { after: Option<String>, limit: Option<u32> },
+    Online,
+    Popular { n: Option<u32>, seconds: Option<u32> },
+    Stats { user: String },
+    Whoami,
+    Ping,
+}
+
+impl Request {
+    /// Whether this request logs in, and so is allowed before a session exists.
+    pub fn is_login(&self) -> bool {
+        matches!(
+            self,
+            Request::Register { .. }
+                | Request::Login { .. }
+                | Request::Resume { .. }
+                | Request::LoginJwt { .. }
+                | Request::LoginOpen { .. }
+        )
+    }
+
+    /// The `type` string, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Login { .. } => "login",
+            Request::Resume { .. } => "resume",
+            Request::LoginJwt { .. } => "login_jwt",
+            Request::LoginOpen { .. } => "login_open",
+            Request::Logout => "logout",
+            Request::Send { .. } => "send",
+            Request::History { .. } => "history",
+            Request::Typing { .. } => "typing",
+            Request::Read { .. } => "read",
+            Request::Conversations => "conversations",
+            Request::CreateRoom { .. } => "create_room",
+            Request::Join { .. } => "join",
+            Request::Leave { .. } => "leave",
+            Request::Members { .. } => "members",
+            Request::Rooms => "rooms",
+            Request::Users { .. } => "users",
+            Request::Online => "online",
+            Request::Popular { .. } => "popular",
+            Request::Stats { .. } => "stats",
+            Request::Whoami => "whoami",
+            Request::Ping => "ping",
+        }
+    }
+}
+
+/// Why a frame could not become a [`Request`]. `reference` is the frame's `ref` when it could be
+/// read, so the error answer can still be matched to its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub reference: Option<RefValue>,
+}
+
+impl ParseError {
+    fn new(code: ErrorCode, message: impl Into<String>, reference: Option<RefValue>) -> Self {
+        ParseError { code, message: message.into(), reference }
+    }
+}
+
+/// A parsed frame: its `ref` (if any) and the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    pub reference: Option<RefValue>,
+    pub request: Request,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, ParseError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(ParseError::new(ErrorCode::BadFrame, "a frame must be a JSON object", None));
+    }
+    let raw: RawFrame = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) if error.is_data() => {
+            // The frame is JSON but a field has the wrong type; recover the ref if we can so the
+            // client can match the error to its request.
+            let reference = serde_json::from_str::<RefOnly>(text).ok().and_then(|r| r.reference);
+            return Err(ParseError::new(ErrorCode::InvalidField, error.to_string(), reference));
+        }
+        Err(error) => return Err(ParseError::new(ErrorCode::BadFrame, format!("not a JSON object: {error}"), None)),
+    };
+    let reference = raw.reference.clone();
+    let request = check(raw).map_err(|(code, message)| ParseError::new(code, message, reference.clone()))?;
+    Ok(ClientFrame { reference, request })
+}
+
+/// The `ref` of a frame, read without checking the rest: for answering a frame that will not be
+/// processed (for example one over the rate limit).
+pub fn reference_of(text: &str) -> Option<RefValue> {
+    serde_json::from_str::<RefOnly>(text).ok().and_then(|r| r.reference)
+}
+
+#[derive(Deserialize)]
+struct RefOnly {
+    #[serde(rename = "ref", default)]
+    reference: Option<RefValue>,
+}
+
+type Check<T> = Result<T, (ErrorCode, String)>;
+
+fn required<T>(value: Option<T>, field: &str) -> Check<T> {
+    value.ok_or_else(|| (ErrorCode::InvalidField, format!("missing field '{field}'")))
+}
+
+fn user_field(value: Option<String>, field: &str) -> Check<String> {
+    let raw = required(value, field)?;
+    names::user_name(&raw).map_err(|error| (ErrorCode::InvalidName, format!("{field}: {error}")))
+}
+
+fn room_field(value: Option<String>) -> Check<String> {
+    let raw = required(value, "room")?;
+    names::room_name(&raw).map_err(|error| (ErrorCode::InvalidName, format!("room: {error}")))
+}
+
+fn target(to: Option<String>, room: Option<String>) -> Check<Target> {
+    match (to, room) {
+        (Some(_), Some(_)) => Err((ErrorCode::InvalidField, "give either 'to' or 'room', not both".into())),
+        (Some(to), None) => user_field(Some(to), "to").map(Target::User),
+        (None, Some(room)) => room_field(Some(room)).map(Target::Room),
+        (None, None) => Err((ErrorCode::InvalidField, "missing field 'to' or 'room'".into())),
+    }
+}
+
+fn auth_options(presence: Option<bool>, cursors: Option<BTreeMap<String, u64>>) -> Check<AuthOptions> {
+    let mut checked = BTreeMap::new();
+    for (conv, seq) in cursors.unwrap_or_default() {
+        let conv_id =
+            ConvId::parse(&conv).map_err(|error| (ErrorCode::InvalidField, format!("cursors: '{conv}': {error}")))?;
+        checked.insert(conv_id, seq);
+    }
+    Ok(AuthOptions { presence: presence.unwrap_or(true), cursors: checked })
+}
+
+fn check(raw: RawFrame) -> Check<Request> {
+    let kind = required(raw.kind, "type")?;
+    if let Some(version) = raw.protocol {
+        if version != crate::PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::UnsupportedProtocol,
+                format!("protocol {version} is not supported; this server speaks {}", crate::PROTOCOL_VERSION),
+            ));
+        }
+    }
+    let request = match kind.as_str() {
+        "register" => Request::Register {
+            username: user_field(raw.username, "username")?,
+            password: required(raw.password, "password")?,
+            options: auth_options(raw.presence, raw.cursors)?,
+        },
+        "login" => Request::Login {
+            username: user_field(raw.username, "username")?,
+            password: required(raw.password, "password")?,
+            options: auth_options(raw.presence, raw.cursors)?,
+        },
+        "resume" => {
+            Request::Resume { token: required(raw.token, "token")?, options: auth_options(raw.presence, raw.cursors)? }
+        }
+        "login_jwt" => {
+            Request::LoginJwt { jwt: required(raw.jwt, "jwt")?, options: auth_options(raw.presence, raw.cursors)? }
+        }
+        "login_open" => Request::LoginOpen {
+            username: user_field(raw.username, "username")?,
+            options: auth_options(raw.presence, raw.cursors)?,
+        },
+        "logout" => Request::Logout,
+        "send" => Request::Send {
+            target: target(raw.to, raw.room)?,
+            text: required(raw.text, "text")?,
+            key: match raw.key {
+                Some(key) if key.is_empty() || key.len() > 64 => {
+                    return Err((ErrorCode::InvalidField, "key must be 1 to 64 bytes".into()))
+                }
+                other => other,
+            },
+        },
+        "history" => Request::History {
+            target: target(raw.to, raw.room)?,
+            before: raw.before,
+            after: raw.after,
+            limit: raw.limit,
+        },
+        "typing" => Request::Typing { target: target(raw.to, raw.room)? },
+        "read" => Request::Read { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
+        "conversations" => Request::Conversations,
+        "create_room" => Request::CreateRoom { room: room_field(raw.room)? },
+        "join" => Request::Join { room: room_field(raw.room)? },
+        "leave" => Request::Leave { room: room_field(raw.room)? },
+        "members" => Request::Members { room: room_field(raw.room)? },
+        "rooms" => Request::Rooms,
+        "users" => Request::Users {
+            after: match raw.cursor {
+                Some(cursor) => Some(user_field(Some(cursor), "cursor")?),
+                None => None,
+            },
+            limit: raw.limit,
+        },
+        "online" => Request::Online,
+        "popular" => Request::Popular { n: raw.n, seconds: raw.seconds },
+        "stats" => Request::Stats { user: user_field(raw.user, "user")? },
+        "whoami" => Request::Whoami,
+        "ping" => Request::Ping,
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            return Err((ErrorCode::UnknownType, format!("unknown type '{shown}'")));
+        }
+    };
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_send_with_ref_and_key() {
+        let frame = parse(r#"{"type":"send","ref":7,"to":"Bob","text":"hi","key":"k1"}"#).unwrap();
+        assert_eq!(frame.reference, Some(RefValue::Number(7)));
+        assert_eq!(
+            frame.request,
+            Request::Send { target: Target::User("bob".into()), text: "hi".into(), key: Some("k1".into()) }
+        );
+    }
+
+    #[test]
+    fn wrong_field_type_is_invalid_field_and_keeps_the_ref() {
+        let error = parse(r#"{"type":"send","ref":"a","to":5,"text":"hi"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidField);
+        assert_eq!(error.reference, Some(RefValue::Text("a".into())));
+    }
+
+    #[test]
+    fn malformed_json_is_bad_frame() {
+        assert_eq!(parse("{nope").unwrap_err().code, ErrorCode::BadFrame);
+        assert_eq!(parse("[1,2]").unwrap_err().code, ErrorCode::BadFrame);
+        assert_eq!(parse(r#"["ping"]"#).unwrap_err().code, ErrorCode::BadFrame);
+    }
+
+    #[test]
+    fn unknown_type_and_missing_fields_are_named() {
+        let error = parse(r#"{"type":"fly"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::UnknownType);
+        let error = parse(r#"{"type":"send","to":"bob"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidField);
+        assert!(error.message.contains("text"));
+        let error = parse(r#"{"ref":1}"#).unwrap_err();
+        assert!(error.message.contains("type"));
+    }
+
+    #[test]
+    fn cursors_and_protocol_version_are_checked() {
+        let frame = parse(r#"{"type":"resume","token":"t","cursors":{"dm:b:a":3},"presence":false}"#).unwrap();
+        let Request::Resume { options, .. } = frame.request else { panic!("not a resume") };
+        assert!(!options.presence);
+        assert_eq!(options.cursors.get(&ConvId::direct("a", "b")), Some(&3));
+        assert_eq!(
+            parse(r#"{"type":"resume","token":"t","cursors":{"x":3}}"#).unwrap_err().code,
+            ErrorCode::InvalidField
+        );
+        assert_eq!(parse(r#"{"type":"ping","protocol":9}"#).unwrap_err().code, ErrorCode::UnsupportedProtocol);
+    }
+
+    #[test]
+    fn a_target_is_a_user_or_a_room_never_both() {
+        assert_eq!(parse(r#"{"type":"typing","to":"a","room":"b"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let frame = parse(r#"{"type":"typing","room":"Lobby"}"#).unwrap();
+        assert_eq!(frame.request, Request::Typing { target: Target::Room("lobby".into()) });
+    }
+}

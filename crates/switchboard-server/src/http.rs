@@ -1,0 +1,76 @@
+//! Plain HTTP endpoints.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+use crate::process;
+use crate::server::ServerContext;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
+}
+
+pub fn healthz() -> HttpResponse {
+    text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
+}
+
+/// Ready when the server accepts connections and its store answers.
+pub async fn readyz(context: &ServerContext) -> HttpResponse {
+    if context.shutting_down() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n");
+    }
+    match context.store.health().await {
+        Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+        Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", format!("{error}\n")),
+    }
+}
+
+/// Prometheus text exposition.
+pub fn metrics(context: &ServerContext) -> HttpResponse {
+    let mut out = String::with_capacity(8 * 1024);
+    if let Some(cpu) = process::cpu_seconds() {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
+        );
+    }
+    if let Some(rss) = process::resident_memory_bytes() {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_sockets Open WebSocket connections, logged in or not.\n# TYPE switchboard_sockets gauge\nswitchboard_sockets {}",
+        context.open_sockets.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_online_users Users online anywhere in the cluster.\n# TYPE switchboard_online_users gauge\nswitchboard_online_users {}",
+        context.node.online_count()
+    );
+    context.node.metrics().render(&mut out);
+    text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
+}
+
+pub fn landing() -> HttpResponse {
+    text(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        "Switchboard is running.\nConnect a WebSocket client to /ws (see docs/protocol.md).\n",
+    )
+}
+
+pub fn not_found() -> HttpResponse {
+    text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n")
+}

@@ -1,0 +1,19 @@
+//! Switchboard's network server.
+//!
+//! - [`server`]: the listener: accepts TCP connections, serves HTTP with hyper, and hands
+//!   WebSocket upgrades at `/ws` to [`websocket`].
+//! - [`websocket`]: one task per connection that `select!`s over the socket, the connection's
+//!   outbound queue, a ping timer and shutdown; it holds no buffer while the connection is idle.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the landing page.
+//! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
+//! - [`config`]: the server's settings.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod process;
+pub mod server;
+pub mod websocket;
+
+pub use config::ServerConfig;
+pub use server::{RunningServer, Server};

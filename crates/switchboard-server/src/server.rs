@@ -1,0 +1,209 @@
+//! The listener: accept loop, HTTP routing, WebSocket upgrades, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use switchboard_core::ChatNode;
+use switchboard_store::Store;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::ServerConfig;
+use crate::http::{self, HttpResponse};
+use crate::websocket;
+
+/// What every connection task shares.
+pub struct ServerContext {
+    pub config: ServerConfig,
+    pub node: ChatNode,
+    pub store: Arc<dyn Store>,
+    /// WebSocket connections open, logged in or not.
+    pub open_sockets: AtomicI64,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Each connection task holds a clone; when all are gone, the drain is complete.
+    pub(crate) drain: mpsc::Sender<()>,
+}
+
+impl ServerContext {
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+pub struct Server {
+    config: ServerConfig,
+    node: ChatNode,
+    store: Arc<dyn Store>,
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    context: Arc<ServerContext>,
+    shutdown: watch::Sender<bool>,
+    drained: mpsc::Receiver<()>,
+    accept_task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig, node: ChatNode, store: Arc<dyn Store>) -> Self {
+        Server { config, node, store }
+    }
+
+    /// Binds the listener and starts accepting.
+    pub async fn start(self) -> std::io::Result<RunningServer> {
+        let listener = TcpListener::bind(self.config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown_sender, shutdown_receiver) = watch::channel(false);
+        let (drain_sender, drained) = mpsc::channel(1);
+        let context = Arc::new(ServerContext {
+            config: self.config,
+            node: self.node,
+            store: self.store,
+            open_sockets: AtomicI64::new(0),
+            shutdown: shutdown_receiver,
+            drain: drain_sender,
+        });
+        let accept_task = tokio::spawn(accept_loop(listener, context.clone()));
+        tracing::info!(%local_addr, node = context.node.node_id(), "switchboard listening");
+        Ok(RunningServer { local_addr, context, shutdown: shutdown_sender, drained, accept_task })
+    }
+}
+
+impl RunningServer {
+    pub fn node(&self) -> &ChatNode {
+        &self.context.node
+    }
+
+    /// Stops accepting, tells every client to reconnect (close code 1012), waits up to the grace
+    /// period for connections to close, then flushes the message pipeline and closes the store.
+    pub async fn shutdown(self) {
+        let RunningServer { context, shutdown, mut drained, accept_task, .. } = self;
+        let _ = shutdown.send(true);
+        accept_task.abort();
+        let grace = context.config.shutdown_grace;
+        let node = context.node.clone();
+        // Our own clone of the drain sender lives in the context; drop it so that only the
+        // connection tasks hold one.
+        drop(context);
+        match tokio::time::timeout(grace, drained.recv()).await {
+            Ok(_) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "grace period over with connections still open"),
+        }
+        node.shutdown().await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
+        tokio::spawn(serve_http(stream, peer, context));
+    }
+}
+
+async fn serve_http(stream: TcpStream, peer: SocketAddr, context: Arc<ServerContext>) {
+    let service_context = context.clone();
+    let service = service_fn(move |request| {
+        let context = service_context.clone();
+        async move { Ok::<_, Infallible>(route(request, peer, context).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut shutdown = context.shutdown.clone();
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "http connection ended with an error");
+            }
+        }
+        _ = shutdown.wait_for(|stopping| *stopping) => {}
+    }
+}
+
+async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/ws") => upgrade(request, peer, context),
+        (&Method::GET, "/healthz") => http::healthz(),
+        (&Method::GET, "/readyz") => http::readyz(&context).await,
+        (&Method::GET, "/metrics") => http::metrics(&context),
+        (&Method::GET, "/") => http::landing(),
+        _ => http::not_found(),
+    }
+}
+
+fn header_has_token(request: &Request<Incoming>, name: hyper::header::HeaderName, token: &str) -> bool {
+    request
+        .headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
+
+fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    if context.shutting_down() {
+        return http::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n");
+    }
+    let is_upgrade =
+        header_has_token(&request, CONNECTION, "upgrade") && header_has_token(&request, UPGRADE, "websocket");
+    let version_ok = request.headers().get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = request.headers().get(SEC_WEBSOCKET_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        return http::text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "websocket upgrade expected\n");
+    };
+    if !is_upgrade || !version_ok {
+        return http::text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "websocket upgrade expected (version 13)\n",
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "websocket upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => websocket::serve(parts.io.into_inner(), parts.read_buf, peer, context).await,
+            Err(_) => tracing::error!("upgraded connection is not a tcp stream"),
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&switchboard_protocol::ws::accept_key(&key)) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}

@@ -1,0 +1,352 @@
+//! One task per WebSocket connection.
+//!
+//! The task `select!`s over the socket becoming readable, the connection's outbound queue, a ping
+//! timer and shutdown. It reads with `try_read` into a stack buffer and keeps a heap buffer only
+//! while a frame is incomplete, so an idle connection holds no read or write buffer at all.
+//! Queued frames are written together with one vectored write.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use switchboard_core::outbound::QueueStatus;
+use switchboard_core::{Flow, Session};
+use switchboard_protocol::ws::{DecodeError, Decoder, Incoming, WireFrame};
+use switchboard_protocol::{CloseCode, ErrorCode};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::server::ServerContext;
+
+/// Frames written with one vectored write at most.
+const WRITE_BATCH: usize = 64;
+/// Bytes read per `try_read` (on the stack, not kept).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a connection ends.
+enum End {
+    /// Send a close frame with this code, then close.
+    Close(CloseCode),
+    /// The client closed or the socket failed: just drop it.
+    Gone,
+}
+
+struct Socket {
+    stream: TcpStream,
+    peer: SocketAddr,
+    decoder: Decoder,
+    /// Bytes of an incomplete frame; empty (no allocation) between frames.
+    pending: BytesMut,
+    /// When the client last sent anything.
+    last_heard: Instant,
+    /// Whether a ping is out since `last_heard`.
+    ping_sent: bool,
+}
+
+pub(crate) async fn serve(stream: TcpStream, leftover: Bytes, peer: SocketAddr, context: Arc<ServerContext>) {
+    let _drain_guard = context.drain.clone();
+    context.open_sockets.fetch_add(1, Ordering::Relaxed);
+    let mut socket = Socket {
+        stream,
+        peer,
+        decoder: Decoder::new(context.config.max_frame_bytes),
+        pending: BytesMut::from(&leftover[..]),
+        last_heard: Instant::now(),
+        ping_sent: false,
+    };
+    let hello = context.node.hello_frame(context.config.max_frame_bytes);
+    let end = match socket.write_all(&[hello], &context).await {
+        Ok(()) => match login_phase(&mut socket, &context).await {
+            Ok(session) => session_phase(&mut socket, session, &context).await,
+            Err(end) => end,
+        },
+        Err(_) => End::Gone,
+    };
+    if let End::Close(code) = end {
+        socket.close(code, &context).await;
+    }
+    context.open_sockets.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Waits for a login frame; answers anything else with an error frame.
+async fn login_phase(socket: &mut Socket, context: &ServerContext) -> Result<Session, End> {
+    let deadline = Instant::now() + context.config.auth_timeout;
+    let mut failures = 0;
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        while let Some(incoming) = socket.next_incoming()? {
+            context.node.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
+            let answer = match incoming {
+                Incoming::Text(text) => match context.node.login(&text, socket.peer.ip()).await {
+                    Ok(session) => return Ok(session),
+                    Err(error_frame) => error_frame,
+                },
+                Incoming::Ping(payload) => {
+                    socket.write_all(&[WireFrame::pong(&payload)], context).await.map_err(|_| End::Gone)?;
+                    continue;
+                }
+                Incoming::Pong => continue,
+                Incoming::Close { .. } => return Err(End::Close(CloseCode::Normal)),
+                other => transport_error_frame(&other, context),
+            };
+            socket.write_all(&[answer], context).await.map_err(|_| End::Gone)?;
+            failures += 1;
+            if failures >= context.config.max_login_attempts {
+                return Err(End::Close(CloseCode::Flood));
+            }
+        }
+        let wake = tokio::select! {
+            readable = socket.stream.readable() => Wake::Readable(readable.is_ok()),
+            _ = tokio::time::sleep_until(deadline) => Wake::Timer,
+            _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
+        };
+        match wake {
+            Wake::Readable(true) => socket.read_available()?,
+            Wake::Readable(false) => return Err(End::Gone),
+            Wake::Timer => return Err(End::Close(CloseCode::AuthTimeout)),
+            Wake::Shutdown | Wake::Queued => return Err(End::Close(CloseCode::ServiceRestart)),
+        }
+    }
+}
+
+async fn session_phase(socket: &mut Socket, mut session: Session, context: &ServerContext) -> End {
+    let end = run_session(socket, &mut session, context).await;
+    session.end();
+    end
+}
+
+async fn run_session(socket: &mut Socket, session: &mut Session, context: &ServerContext) -> End {
+    let connection = session.connection().clone();
+    let metrics = context.node.metrics();
+    let ping_interval = context.config.ping_interval;
+    let mut shutdown = context.shutdown.clone();
+    let mut batch: Vec<WireFrame> = Vec::new();
+    loop {
+        // Frames that arrived with the login, or in the last read.
+        loop {
+            let incoming = match socket.next_incoming() {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => break,
+                Err(end) => return end,
+            };
+            metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+            match incoming {
+                Incoming::Text(text) => {
+                    if let Flow::Close(code) = session.handle_text(&text).await {
+                        return match socket.flush_queue(&connection, &mut batch, context).await {
+                            Ok(_) => End::Close(code),
+                            Err(end) => end,
+                        };
+                    }
+                }
+                Incoming::Ping(payload) => {
+                    connection.push(WireFrame::pong(&payload));
+                }
+                Incoming::Pong => {}
+                Incoming::Close { .. } => return End::Close(CloseCode::Normal),
+                other => {
+                    let (code, message) = transport_error(&other, context);
+                    if let Flow::Close(code) = session.reject_frame(code, &message) {
+                        return End::Close(code);
+                    }
+                }
+            }
+        }
+        match socket.flush_queue(&connection, &mut batch, context).await {
+            Ok(QueueStatus::Open) => {}
+            Ok(QueueStatus::Overflowed) => {
+                metrics.queue_overflows.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(user = %connection.user, conn = connection.id, "slow consumer cut off");
+                return End::Close(CloseCode::SlowConsumer);
+            }
+            Ok(QueueStatus::Closed) => return End::Close(CloseCode::Normal),
+            Err(end) => return end,
+        }
+        let wake_at = socket.last_heard + if socket.ping_sent { ping_interval * 2 } else { ping_interval };
+        let event = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
+            _ = connection.ready() => Wake::Queued,
+            readable = socket.stream.readable() => Wake::Readable(readable.is_ok()),
+            _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
+        };
+        match event {
+            Wake::Shutdown => {
+                let _ = socket.flush_queue(&connection, &mut batch, context).await;
+                return End::Close(CloseCode::ServiceRestart);
+            }
+            Wake::Queued => {}
+            Wake::Readable(false) => return End::Gone,
+            Wake::Readable(true) => {
+                if let Err(end) = socket.read_available() {
+                    return end;
+                }
+            }
+            Wake::Timer => {
+                if socket.ping_sent {
+                    tracing::debug!(user = %connection.user, conn = connection.id, "ping timeout");
+                    return End::Close(CloseCode::PingTimeout);
+                }
+                socket.ping_sent = true;
+                connection.push(WireFrame::ping(b"sb"));
+            }
+        }
+    }
+}
+
+/// What woke a connection's task.
+enum Wake {
+    Shutdown,
+    Queued,
+    Readable(bool),
+    Timer,
+}
+
+/// The error for a WebSocket message the protocol does not take.
+fn transport_error(incoming: &Incoming, context: &ServerContext) -> (ErrorCode, String) {
+    match incoming {
+        Incoming::InvalidUtf8 => (ErrorCode::InvalidUtf8, "text frame is not valid utf-8".to_owned()),
+        Incoming::Binary => {
+            (ErrorCode::BinaryUnsupported, "binary frames are not supported, send json text".to_owned())
+        }
+        Incoming::TooLarge { len } => (
+            ErrorCode::FrameTooLarge,
+            format!("frame of {len} bytes is over the {} byte limit", context.config.max_frame_bytes),
+        ),
+        _ => (ErrorCode::BadFrame, "unexpected frame".to_owned()),
+    }
+}
+
+/// The error frame for such a message before login.
+fn transport_error_frame(incoming: &Incoming, context: &ServerContext) -> WireFrame {
+    let (code, message) = transport_error(incoming, context);
+    context.node.metrics().errors_sent.fetch_add(1, Ordering::Relaxed);
+    switchboard_protocol::event::ServerFrame::Error { reference: None, code, message: &message, retry_after_ms: None }
+        .encode()
+}
+
+impl Socket {
+    /// The next complete message from what has been read so far.
+    fn next_incoming(&mut self) -> Result<Option<Incoming>, End> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let result = self.decoder.decode(&mut self.pending);
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // Nothing half-read: give the buffer back so an idle connection holds none.
+            self.pending = BytesMut::new();
+        }
+        match result {
+            Ok(item) => Ok(item),
+            Err(DecodeError::Protocol(reason)) => {
+                tracing::debug!(peer = %self.peer, reason, "websocket protocol error");
+                Err(End::Close(CloseCode::ProtocolError))
+            }
+            Err(DecodeError::FarTooLarge { len }) => {
+                tracing::debug!(peer = %self.peer, len, "frame far too large");
+                Err(End::Close(CloseCode::TooBig))
+            }
+        }
+    }
+
+    /// Reads whatever the socket has, without waiting.
+    fn read_available(&mut self) -> Result<(), End> {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return Err(End::Gone),
+                Ok(read) => {
+                    self.pending.extend_from_slice(&chunk[..read]);
+                    self.last_heard = Instant::now();
+                    self.ping_sent = false;
+                    if read < READ_CHUNK {
+                        return Ok(());
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(End::Gone),
+            }
+        }
+    }
+
+    /// Writes out everything queued for the connection.
+    async fn flush_queue(
+        &mut self,
+        connection: &switchboard_core::Connection,
+        batch: &mut Vec<WireFrame>,
+        context: &ServerContext,
+    ) -> Result<QueueStatus, End> {
+        loop {
+            let status = connection.drain_into(batch, WRITE_BATCH);
+            if batch.is_empty() || status != QueueStatus::Open {
+                batch.clear();
+                if batch.capacity() > 0 {
+                    *batch = Vec::new();
+                }
+                return Ok(status);
+            }
+            let written = self.write_all(batch, context).await;
+            batch.clear();
+            written.map_err(|_| End::Gone)?;
+        }
+    }
+
+    /// Writes frames with as few syscalls as the kernel allows; waits (bounded by the write
+    /// timeout) when the socket is full.
+    async fn write_all(&mut self, frames: &[WireFrame], context: &ServerContext) -> io::Result<()> {
+        let metrics = context.node.metrics();
+        let total: usize = frames.iter().map(WireFrame::len).sum();
+        let mut index = 0;
+        let mut offset = 0;
+        while index < frames.len() {
+            let written = {
+                let mut slices: [IoSlice<'_>; WRITE_BATCH] = [IoSlice::new(&[]); WRITE_BATCH];
+                let mut count = 0;
+                for (position, frame) in frames[index..].iter().take(WRITE_BATCH).enumerate() {
+                    let bytes = frame.as_bytes();
+                    slices[count] = IoSlice::new(if position == 0 { &bytes[offset..] } else { &bytes[..] });
+                    count += 1;
+                }
+                self.stream.try_write_vectored(&slices[..count])
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut written) => {
+                    while written > 0 && index < frames.len() {
+                        let left = frames[index].len() - offset;
+                        if written >= left {
+                            written -= left;
+                            index += 1;
+                            offset = 0;
+                        } else {
+                            offset += written;
+                            written = 0;
+                        }
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(context.config.write_timeout, self.stream.writable()).await {
+                        Ok(ready) => ready?,
+                        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        metrics.frames_out.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        metrics.bytes_out.fetch_add(total as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends a close frame and shuts the socket down.
+    async fn close(&mut self, code: CloseCode, context: &ServerContext) {
+        let frame = WireFrame::close(code.code(), code.reason());
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.write_all(&[frame], context)).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await;
+    }
+}

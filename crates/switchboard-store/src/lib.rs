@@ -1,0 +1,76 @@
+//! Switchboard's storage.
+//!
+//! - [`Store`]: what the chat core needs from a database: accounts, sessions, rooms and their
+//!   members, messages with gap-free per-conversation sequence numbers, read markers.
+//! - [`sqlite::SqliteStore`]: the embedded default (WAL, migrations), also in memory for tests.
+//!
+//! The core batches message writes itself and hands a whole batch to [`Store::append`], so a
+//! store sees one transaction per batch, not one per message.
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user; `password_hash` is `None` for users who log in by JWT or in open mode.
+    /// Returns false, changing nothing, when the name is taken.
+    async fn create_user(&self, name: &str, password_hash: Option<&str>, now: Millis) -> StoreResult<bool>;
+    async fn user(&self, name: &str) -> StoreResult<Option<UserRecord>>;
+    /// User names in ascending order, after `after` (exclusive), at most `limit`.
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>>;
+
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// The session with this token hash, expired or not (the caller checks `expires_at`).
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Returns false, changing nothing, when the room exists.
+    async fn create_room(&self, room: &str, creator: &str, now: Millis) -> StoreResult<bool>;
+    async fn room_exists(&self, room: &str) -> StoreResult<bool>;
+    /// Every room with its member count, by name.
+    async fn list_rooms(&self) -> StoreResult<Vec<RoomSummary>>;
+    /// Returns false when the user already was a member.
+    async fn add_member(&self, room: &str, user: &str, now: Millis) -> StoreResult<bool>;
+    /// Returns false when the user was not a member.
+    async fn remove_member(&self, room: &str, user: &str) -> StoreResult<bool>;
+    /// Members of a room, by name.
+    async fn members(&self, room: &str) -> StoreResult<Vec<String>>;
+    /// Rooms a user is a member of, by name.
+    async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>>;
+
+    /// Makes a batch of messages durable in one transaction and returns one outcome per message,
+    /// in order. Each new message gets the next `seq` of its conversation (1, 2, 3... gap-free, in
+    /// batch order). A message whose (sender, idempotency key) was stored before, in an earlier
+    /// batch or earlier in this one, is not stored again: its outcome is `Duplicate` with the
+    /// original. On `Err` nothing of the batch is stored.
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>>;
+    /// Messages with `seq > after`, ascending, at most `limit`.
+    async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// The newest `limit` messages with `seq < before` (all when `before` is None), ascending.
+    async fn messages_before(&self, conv: &str, before: Option<u64>, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// The user's private conversations that have messages, and the rooms they are a member of
+    /// (with `last_seq` 0 when a room has no message yet), each with the user's read marker.
+    async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>>;
+    /// The newest seq of one conversation (0 when it has none).
+    async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
+    /// Moves the user's read marker forward (never back); returns the marker now stored.
+    async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64>;
+
+    /// Answers when the database answers: for readiness checks.
+    async fn health(&self) -> StoreResult<()> {
+        self.list_users(None, 1).await.map(|_| ())
+    }
+
+    /// Flushes and closes; called once on shutdown.
+    async fn close(&self);
+}

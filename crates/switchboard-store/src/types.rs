@@ -1,0 +1,80 @@
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    /// PHC string (argon2); `None` for users without a password (JWT or open mode).
+    pub password_hash: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the token: the token itself is never stored.
+    pub token_hash: String,
+    pub user: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub name: String,
+    pub members: u64,
+}
+
+/// A message the core wants stored; the store assigns `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Conversation id, `dm:<a>:<b>` or `room:<name>`.
+    pub conv: String,
+    /// Unique id chosen by the core.
+    pub id: String,
+    pub sender: String,
+    /// Set for private messages.
+    pub recipient: Option<String>,
+    /// Set for room messages.
+    pub room: Option<String>,
+    pub text: String,
+    pub ts: Millis,
+    /// Client-chosen key that makes a retried send store once, per sender.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub conv: String,
+    pub seq: u64,
+    pub id: String,
+    pub sender: String,
+    pub recipient: Option<String>,
+    pub room: Option<String>,
+    pub text: String,
+    pub ts: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Stored(StoredMessage),
+    /// The (sender, idempotency key) was stored before: this is the original message.
+    Duplicate(StoredMessage),
+}
+
+impl AppendOutcome {
+    pub fn message(&self) -> &StoredMessage {
+        match self {
+            AppendOutcome::Stored(message) | AppendOutcome::Duplicate(message) => message,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub conv: String,
+    pub last_seq: u64,
+    /// Timestamp of the newest message (0 when none).
+    pub last_ts: Millis,
+    /// The user's read marker (0 when never set).
+    pub read_seq: u64,
+}

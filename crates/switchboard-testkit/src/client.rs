@@ -1,0 +1,212 @@
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::WAIT;
+
+/// A real WebSocket client speaking the native protocol.
+pub struct TestClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames received but not yet consumed by the test.
+    inbox: VecDeque<Value>,
+    next_ref: u64,
+    /// The `hello` frame.
+    pub hello: Value,
+    /// The `session` answer, once logged in.
+    pub session: Value,
+    /// Close code and reason, once the server closed.
+    pub closed: Option<(u16, String)>,
+}
+
+impl TestClient {
+    /// Connects and reads `hello`.
+    pub async fn connect(url: &str) -> TestClient {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        let mut client =
+            TestClient { ws, inbox: VecDeque::new(), next_ref: 1, hello: Value::Null, session: Value::Null, closed: None };
+        client.hello = client.next().await;
+        assert_eq!(client.hello["type"], "hello", "first frame must be hello");
+        client
+    }
+
+    /// Connects and registers a new user; returns once the login sync is complete.
+    pub async fn register(url: &str, user: &str, password: &str) -> TestClient {
+        Self::login_with(url, json!({"type": "register", "username": user, "password": password})).await
+    }
+
+    /// Connects and logs in with a password; returns once the login sync is complete.
+    pub async fn login(url: &str, user: &str, password: &str) -> TestClient {
+        Self::login_with(url, json!({"type": "login", "username": user, "password": password})).await
+    }
+
+    /// Connects and resumes a session token with cursors; returns once `session` arrived (the
+    /// sync frames stay in the inbox for the test to read).
+    pub async fn resume(url: &str, token: &str, cursors: Value) -> TestClient {
+        let mut client = Self::connect(url).await;
+        let answer = client.request(json!({"type": "resume", "token": token, "cursors": cursors})).await;
+        assert_eq!(answer["type"], "session", "resume failed: {answer}");
+        client.session = answer;
+        client
+    }
+
+    /// Connects, sends a login frame, waits for `session` and then `synced`.
+    pub async fn login_with(url: &str, frame: Value) -> TestClient {
+        let mut client = Self::connect(url).await;
+        let answer = client.request(frame).await;
+        assert_eq!(answer["type"], "session", "login failed: {answer}");
+        client.session = answer;
+        client.next_of_type("synced").await;
+        client
+    }
+
+    pub fn user(&self) -> String {
+        self.session["user"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn token(&self) -> String {
+        self.session["token"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Sends a frame as is.
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::Text(frame.to_string())).await.expect("websocket send");
+    }
+
+    /// Sends a raw WebSocket message (for bad-input tests).
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("websocket send");
+    }
+
+    /// Sends a frame with a fresh `ref` and returns the frame answering it (its `ref` matches);
+    /// other frames stay in the inbox.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        let reference = self.next_ref;
+        self.next_ref += 1;
+        frame["ref"] = json!(reference);
+        self.send(frame).await;
+        self.answer_to(reference).await
+    }
+
+    /// Waits for the frame whose `ref` is `reference`.
+    pub async fn answer_to(&mut self, reference: u64) -> Value {
+        if let Some(index) = self.inbox.iter().position(|f| f["ref"] == json!(reference)) {
+            return self.inbox.remove(index).expect("indexed frame");
+        }
+        loop {
+            let frame = self.receive().await;
+            if frame["ref"] == json!(reference) {
+                return frame;
+            }
+            self.inbox.push_back(frame);
+        }
+    }
+
+    /// The next frame, from the inbox first.
+    pub async fn next(&mut self) -> Value {
+        if let Some(frame) = self.inbox.pop_front() {
+            return frame;
+        }
+        self.receive().await
+    }
+
+    /// The next frame of a type, leaving frames of other types in the inbox.
+    pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        if let Some(index) = self.inbox.iter().position(|f| f["type"] == kind) {
+            return self.inbox.remove(index).expect("indexed frame");
+        }
+        loop {
+            let frame = self.receive().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            self.inbox.push_back(frame);
+        }
+    }
+
+    /// Waits until the server has handled everything sent before (it answers a `ping` after all
+    /// earlier frames), and returns every frame that arrived meanwhile, inbox included.
+    pub async fn quiesce(&mut self) -> Vec<Value> {
+        let reference = self.next_ref;
+        self.next_ref += 1;
+        self.send(json!({"type": "ping", "ref": reference})).await;
+        let mut frames: Vec<Value> = self.inbox.drain(..).collect();
+        loop {
+            let frame = self.receive().await;
+            if frame["ref"] == json!(reference) {
+                return frames;
+            }
+            frames.push(frame);
+        }
+    }
+
+    /// Frames of a type that arrived by the time the server answered a ping.
+    pub async fn drain_of_type(&mut self, kind: &str) -> Vec<Value> {
+        let frames = self.quiesce().await;
+        let (matching, others): (Vec<Value>, Vec<Value>) = frames.into_iter().partition(|f| f["type"] == kind);
+        self.inbox.extend(others);
+        matching
+    }
+
+    /// Waits for the server to close; returns the close code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            if let Some(closed) = self.closed.clone() {
+                return closed;
+            }
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let closed = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((u16::from(CloseCode::Status), String::new()));
+                    self.closed = Some(closed.clone());
+                    return closed;
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    self.inbox.push_back(serde_json::from_str(&text).expect("server frame is json"));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(error))) => panic!("connection failed before a close frame: {error}"),
+                Ok(None) => panic!("connection ended without a close frame"),
+                Err(_) => panic!("no close within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Frames received before a close, after `expect_close`.
+    pub fn take_inbox(&mut self) -> Vec<Value> {
+        self.inbox.drain(..).collect()
+    }
+
+    /// Closes from the client side.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
+    }
+
+    /// Drops the TCP connection without a close frame (a crashed client or lost network).
+    pub fn drop_connection(self) {
+        drop(self.ws);
+    }
+
+    async fn receive(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).expect("server frame is json"),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let closed = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    self.closed = Some(closed.clone());
+                    panic!("server closed the connection while a frame was expected: {closed:?}");
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(error))) => panic!("websocket error while a frame was expected: {error}"),
+                Ok(None) => panic!("connection ended while a frame was expected"),
+                Err(_) => panic!("no frame within {WAIT:?}; inbox: {:?}", self.inbox),
+            }
+        }
+    }
+}

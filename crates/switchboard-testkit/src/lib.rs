@@ -1,0 +1,18 @@
+//! Test kit: starts real Switchboard servers on port 0 and drives them with real WebSocket
+//! clients.
+//!
+//! - [`TestServer`]: a chat node and its server in this process, with an in-memory store or an
+//!   SQLite file that survives a restart.
+//! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
+//!   everything else, and can wait until the server has processed all it was sent
+//!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
+#![forbid(unsafe_code)]
+
+mod client;
+mod server;
+
+pub use client::TestClient;
+pub use server::{TestServer, TestServerBuilder};
+
+/// How long a test waits for an expected frame before failing.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

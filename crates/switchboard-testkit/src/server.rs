@@ -1,0 +1,121 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use switchboard_bus::InProcessBroker;
+use switchboard_core::{ChatConfig, ChatNode};
+use switchboard_server::{RunningServer, Server, ServerConfig};
+use switchboard_store::{SqliteStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running server on 127.0.0.1 with a free port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<RunningServer>,
+}
+
+#[derive(Default)]
+pub struct TestServerBuilder {
+    chat: ChatConfig,
+    server: ServerConfig,
+    sqlite_file: Option<PathBuf>,
+}
+
+impl TestServerBuilder {
+    pub fn chat(mut self, configure: impl FnOnce(&mut ChatConfig)) -> Self {
+        configure(&mut self.chat);
+        self
+    }
+
+    pub fn server(mut self, configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        configure(&mut self.server);
+        self
+    }
+
+    /// Stores in this SQLite file instead of memory, so a restart keeps the data.
+    pub fn sqlite_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sqlite_file = Some(path.into());
+        self
+    }
+
+    pub async fn start(mut self) -> TestServer {
+        if self.server.listen.port() == 8080 {
+            self.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        }
+        let store: Arc<dyn Store> = match &self.sqlite_file {
+            Some(path) => Arc::new(SqliteStore::open(path, Default::default()).await.expect("open sqlite store")),
+            None => Arc::new(SqliteStore::open_in_memory().await.expect("open in-memory store")),
+        };
+        let broker = InProcessBroker::new();
+        let bus = Arc::new(broker.join(&self.chat.node_id));
+        let node = ChatNode::start(self.chat, store.clone(), bus).await.expect("start chat node");
+        let running = Server::new(self.server, node, store).start().await.expect("start server");
+        TestServer { addr: running.local_addr, running: Some(running) }
+    }
+}
+
+impl TestServer {
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// A server with the default settings and an in-memory store.
+    pub async fn start() -> TestServer {
+        Self::builder().start().await
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn node(&self) -> &ChatNode {
+        self.running.as_ref().expect("server running").node()
+    }
+
+    /// A plain HTTP GET; returns the status code and the body.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+
+    /// The value of one metric on `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").await;
+        metric_value(&body, name).unwrap_or_else(|| panic!("metric {name} missing from /metrics"))
+    }
+
+    /// Graceful shutdown: clients get close code 1012, the pipeline is flushed, the store closed.
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.running.is_some() {
+            // Dropped without shutdown: the runtime ends the tasks with the test.
+            self.running.take();
+        }
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect for http");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write http request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read http response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// Finds `name value` in Prometheus text.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+}

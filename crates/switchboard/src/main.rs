@@ -1,0 +1,84 @@
+//! The `switchboard` binary: wires the crates together. `serve` is the default subcommand.
+#![forbid(unsafe_code)]
+
+mod settings;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard_bus::InProcessBroker;
+use switchboard_core::ChatNode;
+use switchboard_server::Server;
+use switchboard_store::{SqliteStore, Store};
+
+use settings::{ServeArgs, Settings, StoreKind};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "A chat server in one binary", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, the default subcommand.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the chat server (the default).
+    Serve(Box<ServeArgs>),
+    /// Measure a running server (see docs/benchmarks.md).
+    Bench(switchboard_bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    match cli.command {
+        Some(Command::Bench(args)) => runtime.block_on(switchboard_bench::run(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args)?;
+    settings::init_logging(&settings.log_format);
+    tracing::info!(settings = %settings.describe(), "starting switchboard");
+    let store: Arc<dyn Store> = match &settings.store {
+        StoreKind::Sqlite(path) => Arc::new(
+            SqliteStore::open(path, settings.sqlite_options())
+                .await
+                .with_context(|| format!("opening the sqlite store at {}", path.display()))?,
+        ),
+        StoreKind::Memory => Arc::new(SqliteStore::open_in_memory().await.context("opening the in-memory store")?),
+    };
+    let broker = InProcessBroker::new();
+    let bus = Arc::new(broker.join(&settings.chat.node_id));
+    let node = ChatNode::start(settings.chat.clone(), store.clone(), bus).await.context("starting the chat node")?;
+    let server = Server::new(settings.server.clone(), node, store)
+        .start()
+        .await
+        .with_context(|| format!("listening on {}", settings.server.listen))?;
+    println!("switchboard listening on http://{} (websocket: ws://{}/ws)", server.local_addr, server.local_addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for sigterm");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,256 @@
+//! Settings from flags, environment (`SWITCHBOARD_*`) and an optional TOML file, in that order of
+//! precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use switchboard_core::ChatConfig;
+use switchboard_server::ServerConfig;
+use switchboard_store::sqlite::SqliteOptions;
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML settings file; flags and environment override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for HTTP and WebSocket [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Folder of the embedded store [default: ./switchboard-data].
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Store: `sqlite` (a file in the data folder), `sqlite:PATH`, or `memory` (lost on exit) [default: sqlite].
+    #[arg(long, env = "SWITCHBOARD_STORE")]
+    pub store: Option<String>,
+    /// Make every SQLite commit survive power loss (fsync), not only a process crash.
+    #[arg(long, env = "SWITCHBOARD_SQLITE_SYNC_FULL", num_args = 0..=1, default_missing_value = "true")]
+    pub sqlite_sync_full: Option<bool>,
+    /// This node's id, shown to clients [default: node-1].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Allow `register` [default: true].
+    #[arg(long, env = "SWITCHBOARD_REGISTRATION", num_args = 0..=1, default_missing_value = "true")]
+    pub registration: Option<bool>,
+    /// Allow `login_open`: a user name and no password. For demos only [default: false].
+    #[arg(long, env = "SWITCHBOARD_OPEN_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub open_auth: Option<bool>,
+    /// HS256 secret that enables `login_jwt`. Never logged.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Session token lifetime in hours [default: 720].
+    #[arg(long, env = "SWITCHBOARD_SESSION_TTL_HOURS")]
+    pub session_ttl_hours: Option<u64>,
+    /// Dirty-word list: one word per line, `#` for comments.
+    #[arg(long, env = "SWITCHBOARD_BAD_WORDS")]
+    pub bad_words: Option<PathBuf>,
+    /// Messages replayed when a user joins a room [default: 50].
+    #[arg(long, env = "SWITCHBOARD_JOIN_HISTORY")]
+    pub join_history: Option<u32>,
+    /// Largest WebSocket message accepted, in bytes [default: 65536].
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Longest message text, in characters [default: 4000].
+    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS")]
+    pub max_text_chars: Option<usize>,
+    /// Frames per second one connection may send, sustained [default: 50].
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_SEC")]
+    pub rate_per_sec: Option<f64>,
+    /// Frames one connection may send in a burst [default: 100].
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST")]
+    pub rate_burst: Option<f64>,
+    /// Frames queued for one connection before it is cut off as a slow consumer [default: 4096].
+    #[arg(long, env = "SWITCHBOARD_QUEUE_MAX_FRAMES")]
+    pub queue_max_frames: Option<usize>,
+    /// Bytes queued for one connection before it is cut off as a slow consumer [default: 4194304].
+    #[arg(long, env = "SWITCHBOARD_QUEUE_MAX_BYTES")]
+    pub queue_max_bytes: Option<usize>,
+    /// Missed messages sent per conversation on reconnect; the rest is paged [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_SYNC_LIMIT")]
+    pub sync_limit: Option<u32>,
+    /// Window of `popular`, in seconds [default: 60].
+    #[arg(long, env = "SWITCHBOARD_POPULAR_WINDOW_SECS")]
+    pub popular_window_secs: Option<u32>,
+    /// Seconds without traffic before the server pings a client [default: 30].
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL_SECS")]
+    pub ping_interval_secs: Option<u64>,
+    /// Seconds a new connection has to log in [default: 10].
+    #[arg(long, env = "SWITCHBOARD_AUTH_TIMEOUT_SECS")]
+    pub auth_timeout_secs: Option<u64>,
+    /// Seconds connections get to close on shutdown [default: 10].
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: the same names as the flags, with underscores.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    sqlite_sync_full: Option<bool>,
+    node_id: Option<String>,
+    registration: Option<bool>,
+    open_auth: Option<bool>,
+    jwt_secret: Option<String>,
+    session_ttl_hours: Option<u64>,
+    bad_words: Option<PathBuf>,
+    join_history: Option<u32>,
+    max_frame_bytes: Option<usize>,
+    max_text_chars: Option<usize>,
+    rate_per_sec: Option<f64>,
+    rate_burst: Option<f64>,
+    queue_max_frames: Option<usize>,
+    queue_max_bytes: Option<usize>,
+    sync_limit: Option<u32>,
+    popular_window_secs: Option<u32>,
+    ping_interval_secs: Option<u64>,
+    auth_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    log_format: Option<String>,
+}
+
+pub enum StoreKind {
+    Sqlite(PathBuf),
+    Memory,
+}
+
+pub struct Settings {
+    pub chat: ChatConfig,
+    pub server: ServerConfig,
+    pub store: StoreKind,
+    pub sqlite_sync_full: bool,
+    pub log_format: String,
+}
+
+macro_rules! pick {
+    ($args:ident, $file:ident, $field:ident) => {
+        $args.$field.clone().or($file.$field.clone())
+    };
+}
+
+impl Settings {
+    pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileSettings>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let mut chat = ChatConfig::default();
+        let mut server = ServerConfig::default();
+        if let Some(listen) = pick!(args, file, listen) {
+            server.listen = listen;
+        }
+        let data_dir = pick!(args, file, data_dir).unwrap_or_else(|| PathBuf::from("switchboard-data"));
+        let store = match pick!(args, file, store).as_deref() {
+            None | Some("sqlite") => StoreKind::Sqlite(data_dir.join("switchboard.sqlite3")),
+            Some("memory") => StoreKind::Memory,
+            Some(other) => match other.strip_prefix("sqlite:") {
+                Some(path) => StoreKind::Sqlite(PathBuf::from(path)),
+                None => anyhow::bail!("unknown store '{other}': use sqlite, sqlite:PATH or memory"),
+            },
+        };
+        if let Some(node_id) = pick!(args, file, node_id) {
+            chat.node_id = node_id;
+        }
+        if let Some(registration) = pick!(args, file, registration) {
+            chat.registration = registration;
+        }
+        if let Some(open_auth) = pick!(args, file, open_auth) {
+            chat.open_auth = open_auth;
+        }
+        chat.jwt_secret = pick!(args, file, jwt_secret).filter(|secret| !secret.is_empty());
+        if let Some(hours) = pick!(args, file, session_ttl_hours) {
+            chat.session_ttl = Duration::from_secs(hours * 3600);
+        }
+        if let Some(path) = pick!(args, file, bad_words) {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading the word list {}", path.display()))?;
+            chat.bad_words = text.lines().map(str::to_owned).collect();
+        }
+        if let Some(value) = pick!(args, file, join_history) {
+            chat.join_history = value;
+        }
+        if let Some(value) = pick!(args, file, max_frame_bytes) {
+            server.max_frame_bytes = value;
+        }
+        if let Some(value) = pick!(args, file, max_text_chars) {
+            chat.max_text_chars = value;
+        }
+        if let Some(value) = pick!(args, file, rate_per_sec) {
+            chat.rate_per_sec = value;
+        }
+        if let Some(value) = pick!(args, file, rate_burst) {
+            chat.rate_burst = value;
+        }
+        if let Some(value) = pick!(args, file, queue_max_frames) {
+            chat.queue_max_frames = value;
+        }
+        if let Some(value) = pick!(args, file, queue_max_bytes) {
+            chat.queue_max_bytes = value;
+        }
+        if let Some(value) = pick!(args, file, sync_limit) {
+            chat.sync_limit_per_conv = value;
+        }
+        if let Some(value) = pick!(args, file, popular_window_secs) {
+            chat.popular_window_secs = value;
+        }
+        if let Some(value) = pick!(args, file, ping_interval_secs) {
+            server.ping_interval = Duration::from_secs(value.max(1));
+        }
+        if let Some(value) = pick!(args, file, auth_timeout_secs) {
+            server.auth_timeout = Duration::from_secs(value.max(1));
+        }
+        if let Some(value) = pick!(args, file, shutdown_grace_secs) {
+            server.shutdown_grace = Duration::from_secs(value);
+        }
+        let log_format = pick!(args, file, log_format).unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            anyhow::bail!("log format must be text or json, not '{log_format}'");
+        }
+        let sqlite_sync_full = pick!(args, file, sqlite_sync_full).unwrap_or(false);
+        Ok(Settings { chat, server, store, sqlite_sync_full, log_format })
+    }
+
+    pub fn sqlite_options(&self) -> SqliteOptions {
+        SqliteOptions { synchronous_full: self.sqlite_sync_full }
+    }
+
+    /// A one-line summary for the log; secrets are shown only as set or not.
+    pub fn describe(&self) -> String {
+        let store = match &self.store {
+            StoreKind::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreKind::Memory => "memory".into(),
+        };
+        format!(
+            "listen={} node={} store={} registration={} open_auth={} jwt={} bad_words={}",
+            self.server.listen,
+            self.chat.node_id,
+            store,
+            self.chat.registration,
+            self.chat.open_auth,
+            if self.chat.jwt_secret.is_some() { "set" } else { "off" },
+            self.chat.bad_words.len(),
+        )
+    }
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
