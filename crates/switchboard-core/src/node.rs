@@ -302,6 +302,10 @@ impl ChatNode {
         shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         if registration.user_changed {
             shared.local_presence_changed(&user);
+        } else {
+            // Already online here: no event, but `stats` counts this connection too.
+            let count = shared.hub.connections_of(&user).len() as u32;
+            shared.presence.set(&shared.config.node_id, &user, count, now);
         }
         if options.presence {
             shared.push_online_list(&connection, None);

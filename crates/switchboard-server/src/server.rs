@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_core::ChatNode;
 use switchboard_store::Store;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -64,7 +64,7 @@ impl Server {
 
     /// Binds the listener and starts accepting.
     pub async fn start(self) -> std::io::Result<RunningServer> {
-        let listener = TcpListener::bind(self.config.listen).await?;
+        let listener = bind_listener(self.config.listen)?;
         let local_addr = listener.local_addr()?;
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
@@ -105,6 +105,18 @@ impl RunningServer {
         node.shutdown().await;
     }
 }
+
+/// Binds with a deep accept backlog: the default of 128 overflows under a burst of reconnects and
+/// makes clients wait a second for the kernel's retry.
+fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accept backlog; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
 
 async fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
     loop {
@@ -184,7 +196,7 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         );
     }
     let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
+    let connection_task = async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {
@@ -196,7 +208,9 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
             Ok(parts) => websocket::serve(parts.io.into_inner(), parts.read_buf, peer, context).await,
             Err(_) => tracing::error!("upgraded connection is not a tcp stream"),
         }
-    });
+    };
+    tracing::trace!(bytes = std::mem::size_of_val(&connection_task), "connection task size");
+    tokio::spawn(connection_task);
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

@@ -49,17 +49,21 @@ struct Socket {
 pub(crate) async fn serve(stream: TcpStream, leftover: Bytes, peer: SocketAddr, context: Arc<ServerContext>) {
     let _drain_guard = context.drain.clone();
     context.open_sockets.fetch_add(1, Ordering::Relaxed);
+    // `leftover` is a slice of hyper's read buffer and would keep all of it alive for the life of
+    // the connection: copy what it holds (usually nothing) and let it go now.
+    let pending = BytesMut::from(&leftover[..]);
+    drop(leftover);
     let mut socket = Socket {
         stream,
         peer,
         decoder: Decoder::new(context.config.max_frame_bytes),
-        pending: BytesMut::from(&leftover[..]),
+        pending,
         last_heard: Instant::now(),
         ping_sent: false,
     };
     let hello = context.node.hello_frame(context.config.max_frame_bytes);
     let end = match socket.write_all(&[hello], &context).await {
-        Ok(()) => match login_phase(&mut socket, &context).await {
+        Ok(()) => match Box::pin(login_phase(&mut socket, &context)).await {
             Ok(session) => session_phase(&mut socket, session, &context).await,
             Err(end) => end,
         },
@@ -80,7 +84,9 @@ async fn login_phase(socket: &mut Socket, context: &ServerContext) -> Result<Ses
         while let Some(incoming) = socket.next_incoming()? {
             context.node.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
             let answer = match incoming {
-                Incoming::Text(text) => match context.node.login(&text, socket.peer.ip()).await {
+                // Boxed: the login's future is large and needed once; the connection's task must not
+                // carry its size for its whole life.
+                Incoming::Text(text) => match Box::pin(context.node.login(&text, socket.peer.ip())).await {
                     Ok(session) => return Ok(session),
                     Err(error_frame) => error_frame,
                 },
@@ -135,7 +141,8 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
             metrics.frames_in.fetch_add(1, Ordering::Relaxed);
             match incoming {
                 Incoming::Text(text) => {
-                    if let Flow::Close(code) = session.handle_text(&text).await {
+                    // Boxed for the same reason: an idle connection's task stays small.
+                    if let Flow::Close(code) = Box::pin(session.handle_text(&text)).await {
                         return match socket.flush_queue(&connection, &mut batch, context).await {
                             Ok(_) => End::Close(code),
                             Err(end) => end,

@@ -27,8 +27,14 @@ impl TestClient {
     /// Connects and reads `hello`.
     pub async fn connect(url: &str) -> TestClient {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
-        let mut client =
-            TestClient { ws, inbox: VecDeque::new(), next_ref: 1, hello: Value::Null, session: Value::Null, closed: None };
+        let mut client = TestClient {
+            ws,
+            inbox: VecDeque::new(),
+            next_ref: 1,
+            hello: Value::Null,
+            session: Value::Null,
+            closed: None,
+        };
         client.hello = client.next().await;
         assert_eq!(client.hello["type"], "hello", "first frame must be hello");
         client
@@ -198,7 +204,8 @@ impl TestClient {
             match tokio::time::timeout(WAIT, self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).expect("server frame is json"),
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    let closed = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    let closed =
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
                     self.closed = Some(closed.clone());
                     panic!("server closed the connection while a frame was expected: {closed:?}");
                 }

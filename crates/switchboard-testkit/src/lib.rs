@@ -12,7 +12,7 @@ mod client;
 mod server;
 
 pub use client::TestClient;
-pub use server::{TestServer, TestServerBuilder};
+pub use server::{http_get, metric_value, TestServer, TestServerBuilder};
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
