@@ -300,13 +300,9 @@ impl ChatNode {
         }
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        if registration.user_changed {
-            shared.local_presence_changed(&user);
-        } else {
-            // Already online here: no event, but `stats` counts this connection too.
-            let count = shared.hub.connections_of(&user).len() as u32;
-            shared.presence.set(&shared.config.node_id, &user, count, now);
-        }
+        // Every count change is shared (other nodes' `stats` count this connection too); events
+        // go out only when the user comes online anywhere.
+        shared.local_presence_changed(&user);
         if options.presence {
             shared.push_online_list(&connection, None);
         }
@@ -584,12 +580,7 @@ impl NodeShared {
             self.unsubscribe_room(room);
         }
         self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-        if registration.user_changed {
-            self.local_presence_changed(&connection.user);
-        } else {
-            let count = self.hub.connections_of(&connection.user).len() as u32;
-            self.presence.set(&self.config.node_id, &connection.user, count, now_millis());
-        }
+        self.local_presence_changed(&connection.user);
         connection.close();
     }
 

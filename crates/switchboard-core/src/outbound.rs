@@ -186,6 +186,11 @@ impl Connection {
         self.ready.notified().await;
     }
 
+    /// Whether the reader fell too far behind; checked while a write waits on a full socket.
+    pub fn is_overflowed(&self) -> bool {
+        self.state.lock().overflowed
+    }
+
     pub fn queued_frames(&self) -> usize {
         self.state.lock().frames.len()
     }

@@ -21,6 +21,9 @@ use tokio::time::Instant;
 
 use crate::server::ServerContext;
 
+/// The error a write reports when it gave up because the connection's queue overflowed.
+const QUEUE_OVERFLOWED: &str = "outbound queue overflowed";
+
 /// Frames written with one vectored write at most.
 const WRITE_BATCH: usize = 64;
 /// Bytes read per `try_read` (on the stack, not kept).
@@ -296,15 +299,31 @@ impl Socket {
                 }
                 return Ok(status);
             }
-            let written = self.write_all(batch, context).await;
+            let written = self.write_all_watching(batch, Some(connection), context).await;
             batch.clear();
-            written.map_err(|_| End::Gone)?;
+            match written {
+                Ok(()) => {}
+                Err(error) if error.to_string() == QUEUE_OVERFLOWED => return Ok(QueueStatus::Overflowed),
+                Err(_) => return Err(End::Gone),
+            }
         }
     }
 
     /// Writes frames with as few syscalls as the kernel allows; waits (bounded by the write
     /// timeout) when the socket is full.
     async fn write_all(&mut self, frames: &[WireFrame], context: &ServerContext) -> io::Result<()> {
+        self.write_all_watching(frames, None, context).await
+    }
+
+    /// Like `write_all`, but while the socket is full it also watches the connection's queue, so a
+    /// reader that stopped reading is cut off as soon as its queue overflows, not after the write
+    /// timeout.
+    async fn write_all_watching(
+        &mut self,
+        frames: &[WireFrame],
+        watched: Option<&switchboard_core::Connection>,
+        context: &ServerContext,
+    ) -> io::Result<()> {
         let metrics = context.node.metrics();
         let total: usize = frames.iter().map(WireFrame::len).sum();
         let mut index = 0;
@@ -336,10 +355,7 @@ impl Socket {
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(context.config.write_timeout, self.stream.writable()).await {
-                        Ok(ready) => ready?,
-                        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                    }
+                    self.wait_writable(watched, context.config.write_timeout).await?;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
@@ -348,6 +364,29 @@ impl Socket {
         metrics.frames_out.fetch_add(frames.len() as u64, Ordering::Relaxed);
         metrics.bytes_out.fetch_add(total as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Waits until the socket takes bytes again; fails on the write timeout, or with
+    /// `QUEUE_OVERFLOWED` when the watched connection's queue overflows meanwhile.
+    async fn wait_writable(&self, watched: Option<&switchboard_core::Connection>, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let overflow_check = async {
+                match watched {
+                    Some(connection) => connection.ready().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ready = self.stream.writable() => return ready,
+                _ = tokio::time::sleep_until(deadline) => return Err(io::ErrorKind::TimedOut.into()),
+                _ = overflow_check => {
+                    if watched.is_some_and(|connection| connection.is_overflowed()) {
+                        return Err(io::Error::other(QUEUE_OVERFLOWED));
+                    }
+                }
+            }
+        }
     }
 
     /// Sends a close frame and shuts the socket down.

@@ -183,6 +183,28 @@ impl TestClient {
         }
     }
 
+    /// Reads until the connection ends: the close code and reason when the server managed to send
+    /// a close frame, `None` when the connection just dropped (as it does for a reader so far behind
+    /// that not even the close frame fits in its socket).
+    pub async fn expect_end(&mut self) -> Option<(u16, String)> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let closed =
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    self.closed = Some(closed.clone());
+                    return Some(closed);
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    self.inbox.push_back(serde_json::from_str(&text).expect("server frame is json"));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => return None,
+                Err(_) => panic!("connection still open after {WAIT:?}"),
+            }
+        }
+    }
+
     /// Frames received before a close, after `expect_close`.
     pub fn take_inbox(&mut self) -> Vec<Value> {
         self.inbox.drain(..).collect()
