@@ -168,14 +168,7 @@ impl LocalHub {
 
     /// Delivers a conversation message to every connection of `user` but `skip`. Returns the
     /// number of connections reached.
-    pub fn deliver_to_user(
-        &self,
-        user: &str,
-        conv: &Arc<str>,
-        seq: u64,
-        frame: &WireFrame,
-        skip: Option<ConnId>,
-    ) -> usize {
+    pub fn deliver_to_user(&self, user: &str, conv: &str, seq: u64, frame: &WireFrame, skip: Option<ConnId>) -> usize {
         let users = self.users.read();
         let Some(connections) = users.get(user) else {
             return 0;
@@ -190,14 +183,7 @@ impl LocalHub {
     }
 
     /// Delivers a conversation message to every connection in `room` but `skip`.
-    pub fn deliver_to_room(
-        &self,
-        room: &str,
-        conv: &Arc<str>,
-        seq: u64,
-        frame: &WireFrame,
-        skip: Option<ConnId>,
-    ) -> usize {
+    pub fn deliver_to_room(&self, room: &str, conv: &str, seq: u64, frame: &WireFrame, skip: Option<ConnId>) -> usize {
         let rooms = self.rooms.read();
         let Some(listeners) = rooms.get(room) else {
             return 0;
@@ -285,8 +271,7 @@ mod tests {
         hub.register(&a2, &[], false);
         hub.register(&b1, &["lobby".into()], false);
         assert!(!hub.join_room("a", "lobby"), "b already listens here");
-        let conv: Arc<str> = "room:lobby".into();
-        let reached = hub.deliver_to_room("lobby", &conv, 1, &WireFrame::text(b"x"), Some(1));
+        let reached = hub.deliver_to_room("lobby", "room:lobby", 1, &WireFrame::text(b"x"), Some(1));
         assert_eq!(reached, 2);
         assert_eq!(a1.queued_frames(), 0);
         assert_eq!(a2.queued_frames(), 1);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +62,9 @@ pub struct NodeShared {
     /// Taken on shutdown, which closes the pipeline once its last batch is written.
     pipeline: RwLock<Option<mpsc::Sender<PendingMessage>>>,
     bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
+    /// Whether another node has ever been heard from. Until then this node is a cluster of one and
+    /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
+    peers_seen: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
     started: Instant,
@@ -89,6 +92,7 @@ impl ChatNode {
             id_counter: AtomicU64::new(0),
             pipeline: RwLock::new(Some(pipeline_sender)),
             bus_outbox: bus_sender,
+            peers_seen: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),
@@ -413,7 +417,14 @@ impl NodeShared {
         sender.try_send(pending).map_err(|_| ChatError::Overloaded)
     }
 
+    fn has_peers(&self) -> bool {
+        self.peers_seen.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn publish(&self, topic: Topic, header: &BusHeader, frame: Option<&WireFrame>) {
+        if !self.has_peers() && *header != BusHeader::NodeJoined {
+            return;
+        }
         let payload = cluster::encode(header, frame.map(|f| f.payload()).as_ref());
         if self.bus_outbox.try_send((topic, payload)).is_err() {
             tracing::warn!("bus outbox full, publication dropped");
@@ -447,21 +458,24 @@ impl NodeShared {
     pub(crate) fn fan_out(&self, message: &StoredMessage, skip: Option<ConnId>) -> usize {
         let view = pipeline::view_of(message);
         let frame = ServerFrame::Message(&view).encode();
-        let conv: Arc<str> = Arc::from(message.conv.as_str());
+        let conv = message.conv.as_str();
         let me = self.config.node_id.as_str();
         if let Some(room) = &message.room {
-            let reached = self.hub.deliver_to_room(room, &conv, message.seq, &frame, skip);
-            let header = BusHeader::RoomMessage { room: room.clone(), conv: message.conv.clone(), seq: message.seq };
-            self.publish(Topic::Room(room.clone()), &header, Some(&frame));
+            let reached = self.hub.deliver_to_room(room, conv, message.seq, &frame, skip);
+            if self.has_peers() {
+                let header =
+                    BusHeader::RoomMessage { room: room.clone(), conv: message.conv.clone(), seq: message.seq };
+                self.publish(Topic::Room(room.clone()), &header, Some(&frame));
+            }
             return reached;
         }
         let Some(recipient) = &message.recipient else {
             return 0;
         };
         let sender = &message.sender;
-        let mut reached = self.hub.deliver_to_user(recipient, &conv, message.seq, &frame, skip);
+        let mut reached = self.hub.deliver_to_user(recipient, conv, message.seq, &frame, skip);
         if recipient != sender {
-            reached += self.hub.deliver_to_user(sender, &conv, message.seq, &frame, skip);
+            reached += self.hub.deliver_to_user(sender, conv, message.seq, &frame, skip);
         }
         let mut nodes = self.presence.remote_nodes_of(recipient, me);
         nodes.extend(self.presence.remote_nodes_of(sender, me));
@@ -586,6 +600,7 @@ impl NodeShared {
 
     fn handle_bus_message(&self, message: BusMessage) {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
+        self.peers_seen.store(true, Ordering::Relaxed);
         self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
         let Some((header, frame_bytes)) = cluster::decode(&message.payload) else {
             tracing::warn!(from = %message.from_node, "undecodable bus message dropped");
@@ -595,7 +610,6 @@ impl NodeShared {
         match header {
             BusHeader::UserMessage { users, conv, seq } => {
                 let frame = frame();
-                let conv: Arc<str> = Arc::from(conv.as_str());
                 let mut reached = 0;
                 for user in users.iter().collect::<std::collections::BTreeSet<_>>() {
                     reached += self.hub.deliver_to_user(user, &conv, seq, &frame, None);
@@ -603,7 +617,6 @@ impl NodeShared {
                 self.metrics.deliveries.fetch_add(reached as u64, Ordering::Relaxed);
             }
             BusHeader::RoomMessage { room, conv, seq } => {
-                let conv: Arc<str> = Arc::from(conv.as_str());
                 let reached = self.hub.deliver_to_room(&room, &conv, seq, &frame(), None);
                 self.metrics.deliveries.fetch_add(reached as u64, Ordering::Relaxed);
             }

@@ -44,7 +44,7 @@ struct QueueState {
 
 /// A live message held back while its connection syncs.
 pub struct SequencedFrame {
-    pub conv: Arc<str>,
+    pub conv: Box<str>,
     pub seq: u64,
     pub frame: WireFrame,
 }
@@ -100,12 +100,12 @@ impl Connection {
     }
 
     /// Queues a conversation message; while the connection syncs it is held back instead.
-    pub fn push_message(&self, conv: &Arc<str>, seq: u64, frame: WireFrame) -> bool {
+    pub fn push_message(&self, conv: &str, seq: u64, frame: WireFrame) -> bool {
         {
             let mut state = self.state.lock();
             if let Some(held) = state.syncing.as_mut() {
                 if held.len() < self.max_frames {
-                    held.push(SequencedFrame { conv: conv.clone(), seq, frame });
+                    held.push(SequencedFrame { conv: conv.into(), seq, frame });
                     return true;
                 }
                 state.overflowed = true;
@@ -246,14 +246,14 @@ mod tests {
     #[test]
     fn sync_puts_missed_messages_first_and_drops_what_they_covered() {
         let connection = Connection::new(1, "a".into(), 0, 100, 1 << 20);
-        let conv: Arc<str> = "dm:a:b".into();
+        let conv = "dm:a:b";
         connection.begin_sync();
         connection.push(frame("event"));
-        connection.push_message(&conv, 5, frame("live-5"));
-        connection.push_message(&conv, 6, frame("live-6"));
+        connection.push_message(conv, 5, frame("live-5"));
+        connection.push_message(conv, 6, frame("live-6"));
         connection.finish_sync(vec![frame("missed-4"), frame("missed-5")], |_| 5);
         assert_eq!(drain(&connection), ["event", "missed-4", "missed-5", "live-6"]);
-        connection.push_message(&conv, 7, frame("live-7"));
+        connection.push_message(conv, 7, frame("live-7"));
         assert_eq!(drain(&connection), ["live-7"]);
     }
 }

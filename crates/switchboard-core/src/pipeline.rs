@@ -100,15 +100,15 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
 }
 
 /// The client's view of a stored message.
-pub fn view_of(message: &StoredMessage) -> MessageView {
+pub fn view_of(message: &StoredMessage) -> MessageView<'_> {
     MessageView {
-        conv: message.conv.clone(),
-        id: message.id.clone(),
+        conv: &message.conv,
+        id: &message.id,
         seq: message.seq,
-        from: message.sender.clone(),
-        to: message.recipient.clone(),
-        room: message.room.clone(),
-        text: message.text.clone(),
+        from: &message.sender,
+        to: message.recipient.as_deref(),
+        room: message.room.as_deref(),
+        text: &message.text,
         ts: message.ts,
     }
 }

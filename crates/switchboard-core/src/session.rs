@@ -181,7 +181,7 @@ impl Session {
                         (messages, has_more)
                     }
                 };
-                let views: Vec<MessageView> = messages.iter().map(pipeline::view_of).collect();
+                let views: Vec<MessageView<'_>> = messages.iter().map(pipeline::view_of).collect();
                 self.reply(ServerFrame::History { reference, conv: &conv_text, messages: &views, has_more });
             }
             Request::Typing { target } => {
@@ -416,7 +416,7 @@ impl Session {
             let last = shared.store.last_seq(&conv).await?;
             shared.store.set_read(me, &conv, last).await?;
         }
-        let views: Vec<MessageView> = history.iter().map(pipeline::view_of).collect();
+        let views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         self.reply(ServerFrame::Room { reference, room, created, joined: true, history: &views });
         Ok(())
     }

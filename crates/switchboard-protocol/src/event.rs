@@ -26,23 +26,24 @@ pub fn encode<T: Serialize>(frame: &T) -> WireFrame {
     wire
 }
 
-/// A stored chat message as clients see it: in live delivery, history and recovery alike.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct MessageView {
+/// A stored chat message as clients see it: in live delivery, history and recovery alike. It
+/// borrows from the stored message, so encoding a delivery copies no field first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MessageView<'a> {
     /// Conversation id: `dm:<a>:<b>` or `room:<name>`.
-    pub conv: String,
+    pub conv: &'a str,
     /// Unique message id.
-    pub id: String,
+    pub id: &'a str,
     /// Position in the conversation: 1, 2, 3... with no gaps.
     pub seq: u64,
-    pub from: String,
+    pub from: &'a str,
     /// The recipient of a private message.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<&'a str>,
     /// The room of a room message.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub room: Option<String>,
-    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+    pub text: &'a str,
     /// Server time of acceptance, milliseconds since the Unix epoch.
     pub ts: i64,
 }
@@ -77,7 +78,7 @@ pub enum ServerFrame<'a> {
     Synced {
         messages: usize,
     },
-    Message(&'a MessageView),
+    Message(&'a MessageView<'a>),
     Ack {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
@@ -91,7 +92,7 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
         conv: &'a str,
-        messages: &'a [MessageView],
+        messages: &'a [MessageView<'a>],
         has_more: bool,
     },
     Conversations {
@@ -105,7 +106,7 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         created: bool,
         joined: bool,
-        history: &'a [MessageView],
+        history: &'a [MessageView<'a>],
     },
     MemberJoined {
         room: &'a str,
@@ -316,13 +317,13 @@ mod tests {
     #[test]
     fn a_message_frame_is_the_message_view_with_a_type() {
         let view = MessageView {
-            conv: "dm:a:b".into(),
-            id: "1".into(),
+            conv: "dm:a:b",
+            id: "1",
             seq: 4,
-            from: "a".into(),
-            to: Some("b".into()),
+            from: "a",
+            to: Some("b"),
             room: None,
-            text: "<b>x</b>".into(),
+            text: "<b>x</b>",
             ts: 9,
         };
         let value: serde_json::Value = serde_json::from_slice(&ServerFrame::Message(&view).encode().payload()).unwrap();

@@ -134,6 +134,17 @@ impl TestClient {
         }
     }
 
+    /// The next frame of a type whose `user` is `user` (for presence and membership events, which
+    /// a client also gets about itself); earlier frames of that type about others are dropped.
+    pub async fn next_about(&mut self, kind: &str, user: &str) -> serde_json::Value {
+        loop {
+            let frame = self.next_of_type(kind).await;
+            if frame["user"] == user {
+                return frame;
+            }
+        }
+    }
+
     /// Waits until the server has handled everything sent before (it answers a `ping` after all
     /// earlier frames), and returns every frame that arrived meanwhile, inbox included.
     pub async fn quiesce(&mut self) -> Vec<Value> {

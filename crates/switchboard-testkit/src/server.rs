@@ -19,6 +19,9 @@ pub struct TestServerBuilder {
     chat: ChatConfig,
     server: ServerConfig,
     sqlite_file: Option<PathBuf>,
+    /// Shared with other nodes of an in-process cluster.
+    broker: Option<InProcessBroker>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl TestServerBuilder {
@@ -38,15 +41,31 @@ impl TestServerBuilder {
         self
     }
 
+    /// Joins this node to an in-process cluster: nodes built with the same broker reach each other
+    /// over the bus.
+    pub fn broker(mut self, broker: &InProcessBroker) -> Self {
+        self.broker = Some(broker.clone());
+        self
+    }
+
+    /// Uses this store, shared with other nodes.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     pub async fn start(mut self) -> TestServer {
         if self.server.listen.port() == 8080 {
             self.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         }
-        let store: Arc<dyn Store> = match &self.sqlite_file {
-            Some(path) => Arc::new(SqliteStore::open(path, Default::default()).await.expect("open sqlite store")),
-            None => Arc::new(SqliteStore::open_in_memory().await.expect("open in-memory store")),
+        let store: Arc<dyn Store> = match (self.store.take(), &self.sqlite_file) {
+            (Some(store), _) => store,
+            (None, Some(path)) => {
+                Arc::new(SqliteStore::open(path, Default::default()).await.expect("open sqlite store"))
+            }
+            (None, None) => Arc::new(SqliteStore::open_in_memory().await.expect("open in-memory store")),
         };
-        let broker = InProcessBroker::new();
+        let broker = self.broker.take().unwrap_or_default();
         let bus = Arc::new(broker.join(&self.chat.node_id));
         let node = ChatNode::start(self.chat, store.clone(), bus).await.expect("start chat node");
         let running = Server::new(self.server, node, store).start().await.expect("start server");
