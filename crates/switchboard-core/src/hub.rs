@@ -45,15 +45,20 @@ impl LocalHub {
             registration.user_changed = connections.is_empty();
             connections.push(connection.clone());
         }
+        // Users in no room get no entry: most idle connections cost nothing here.
         let user_rooms: Vec<Arc<str>> = {
             let mut all_user_rooms = self.user_rooms.write();
-            let set = all_user_rooms.entry(user).or_default();
-            for room in rooms {
-                if !set.contains(room.as_str()) {
-                    set.insert(Arc::from(room.as_str()));
+            if rooms.is_empty() && !all_user_rooms.contains_key(&user) {
+                Vec::new()
+            } else {
+                let set = all_user_rooms.entry(user).or_default();
+                for room in rooms {
+                    if !set.contains(room.as_str()) {
+                        set.insert(Arc::from(room.as_str()));
+                    }
                 }
+                set.iter().cloned().collect()
             }
-            set.iter().cloned().collect()
         };
         {
             let mut all_rooms = self.rooms.write();
@@ -117,9 +122,7 @@ impl LocalHub {
             return false;
         }
         let room: Arc<str> = Arc::from(room);
-        if let Some(set) = self.user_rooms.write().get_mut(user) {
-            set.insert(room.clone());
-        }
+        self.user_rooms.write().entry(Arc::from(user)).or_default().insert(room.clone());
         let mut all_rooms = self.rooms.write();
         let listeners = all_rooms.entry(room).or_default();
         let first = listeners.is_empty();
