@@ -7,7 +7,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
-use crate::{Bus, BusCounters, BusError, BusMessage, Topic};
+use crate::{Bus, BusCounters, BusError, BusEvent, BusMessage, Topic};
 
 /// Bound of each node's inbound queue: a node that stops reading loses the messages over it
 /// (reported as [`BusError::Full`]) instead of growing without limit.
@@ -21,7 +21,7 @@ pub struct InProcessBroker {
 
 #[derive(Default)]
 struct BrokerState {
-    inboxes: HashMap<String, mpsc::Sender<BusMessage>>,
+    inboxes: HashMap<String, mpsc::Sender<BusEvent>>,
     subscribers: HashMap<Topic, HashSet<String>>,
 }
 
@@ -60,7 +60,7 @@ impl InProcessBroker {
 pub struct InProcessBus {
     broker: InProcessBroker,
     node_id: String,
-    incoming: Mutex<Option<mpsc::Receiver<BusMessage>>>,
+    incoming: Mutex<Option<mpsc::Receiver<BusEvent>>>,
     counters: BusCounters,
 }
 
@@ -77,7 +77,7 @@ impl Bus for InProcessBus {
     }
 
     async fn publish(&self, topic: Topic, payload: Bytes) -> Result<(), BusError> {
-        let targets: Vec<mpsc::Sender<BusMessage>> = {
+        let targets: Vec<mpsc::Sender<BusEvent>> = {
             let state = self.broker.inner.read();
             let Some(nodes) = state.subscribers.get(&topic) else {
                 return Ok(());
@@ -92,12 +92,12 @@ impl Bus for InProcessBus {
         for target in targets {
             let message =
                 BusMessage { from_node: self.node_id.clone(), topic: topic.clone(), payload: payload.clone() };
-            match target.try_send(message) {
+            match target.try_send(BusEvent::Message(message)) {
                 Ok(()) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Full(message)) => {
-                    full = Some(BusError::Full { node: format!("{:?}", message.topic) });
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    full = Some(BusError::Full { node: format!("{topic:?}") });
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -124,7 +124,7 @@ impl Bus for InProcessBus {
         Ok(())
     }
 
-    fn take_incoming(&self) -> Option<mpsc::Receiver<BusMessage>> {
+    fn take_incoming(&self) -> Option<mpsc::Receiver<BusEvent>> {
         self.incoming.lock().take()
     }
 
@@ -150,10 +150,10 @@ mod tests {
         node_a.publish(Topic::Room("lobby".into()), Bytes::from_static(b"hi")).await.unwrap();
         node_a.publish(Topic::Node("c".into()), Bytes::from_static(b"pm")).await.unwrap();
 
-        let at_b = inbox_b.recv().await.unwrap();
+        let Some(BusEvent::Message(at_b)) = inbox_b.recv().await else { panic!("no message at b") };
         assert_eq!(at_b.payload, Bytes::from_static(b"hi"));
         assert_eq!(at_b.from_node, "a");
-        let at_c = inbox_c.recv().await.unwrap();
+        let Some(BusEvent::Message(at_c)) = inbox_c.recv().await else { panic!("no message at c") };
         assert_eq!(at_c.payload, Bytes::from_static(b"pm"));
         assert!(inbox_b.try_recv().is_err(), "b got a message for c");
         assert!(inbox_c.try_recv().is_err(), "c got a room message it has no members of");

@@ -36,6 +36,18 @@ pub struct BusMessage {
     pub payload: Bytes,
 }
 
+/// What a node's bus reports.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    Message(BusMessage),
+    /// The link to the broker was lost and is back, with every subscription restored. Messages
+    /// published meanwhile may be lost: the node re-announces itself and tells its clients to
+    /// resume, which recovers them from the store.
+    Reconnected,
+    /// The link to the broker was lost; publications fail until `Reconnected`.
+    Disconnected,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The broker cannot be reached; the caller decides whether to fail or retry.
@@ -61,7 +73,7 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, topic: Topic, payload: Bytes) -> Result<(), BusError>;
     async fn subscribe(&self, topic: Topic) -> Result<(), BusError>;
     async fn unsubscribe(&self, topic: Topic) -> Result<(), BusError>;
-    /// The stream of messages for this node; it can be taken once.
-    fn take_incoming(&self) -> Option<mpsc::Receiver<BusMessage>>;
+    /// The stream of messages and link events for this node; it can be taken once.
+    fn take_incoming(&self) -> Option<mpsc::Receiver<BusEvent>>;
     fn counters(&self) -> &BusCounters;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
-use switchboard_bus::{Bus, BusMessage, Topic};
+use switchboard_bus::{Bus, BusEvent, BusMessage, Topic};
 use switchboard_protocol::event::{ServerFrame, SyncEntry};
 use switchboard_protocol::request::{self, AuthOptions, ClientFrame};
 use switchboard_protocol::ws::WireFrame;
@@ -598,6 +598,19 @@ impl NodeShared {
         connection.close();
     }
 
+    /// After an outage of the bus: announce this node again (others answer with their presence),
+    /// and tell local clients to resume, so that whatever crossed the bus while it was down comes
+    /// back to them from the store.
+    fn bus_reconnected(&self) {
+        tracing::info!(node = %self.config.node_id, "bus link restored");
+        self.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
+        let users = self.presence.counts_of_node(&self.config.node_id);
+        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
+        for room in self.hub.rooms_with_listeners() {
+            self.subscribe_room(&room);
+        }
+    }
+
     fn handle_bus_message(&self, message: BusMessage) {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         self.peers_seen.store(true, Ordering::Relaxed);
@@ -656,9 +669,13 @@ async fn run_bus_publisher(bus: Arc<dyn Bus>, mut outbox: mpsc::Receiver<(Topic,
     }
 }
 
-async fn run_bus_listener(shared: std::sync::Weak<NodeShared>, mut incoming: mpsc::Receiver<BusMessage>) {
-    while let Some(message) = incoming.recv().await {
+async fn run_bus_listener(shared: std::sync::Weak<NodeShared>, mut incoming: mpsc::Receiver<BusEvent>) {
+    while let Some(event) = incoming.recv().await {
         let Some(shared) = shared.upgrade() else { return };
-        shared.handle_bus_message(message);
+        match event {
+            BusEvent::Message(message) => shared.handle_bus_message(message),
+            BusEvent::Reconnected => shared.bus_reconnected(),
+            BusEvent::Disconnected => tracing::warn!(node = %shared.config.node_id, "bus link lost"),
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     StoredMessage, UserRecord,
 };
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Enough for the core's concurrent reads (history, listings) without many idle file handles.
 const READER_CONNECTIONS: u32 = 4;

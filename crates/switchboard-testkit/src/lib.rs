@@ -3,6 +3,8 @@
 //!
 //! - [`TestServer`]: a chat node and its server in this process, with an in-memory store or an
 //!   SQLite file that survives a restart.
+//! - [`services`]: real `redis-server` and `nats-server` processes on free ports, and a
+//!   PostgreSQL database of the test's own.
 //! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
 //!   everything else, and can wait until the server has processed all it was sent
 //!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
@@ -10,6 +12,7 @@
 
 mod client;
 mod server;
+pub mod services;
 
 pub use client::TestClient;
 pub use server::{http_get, metric_value, TestServer, TestServerBuilder};

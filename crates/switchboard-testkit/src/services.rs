@@ -1,0 +1,171 @@
+//! Real backing services for tests: `redis-server` and `nats-server` processes started from the
+//! binaries on PATH on free ports (so tests can kill and restart them), and a database of its own
+//! on the machine's PostgreSQL (created for the test, dropped after).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free port")
+}
+
+/// Waits until something accepts TCP connections on `port` (bounded: a service that does not come
+/// up fails the test).
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A broker process the test owns: it can be stopped (SIGKILL) and started again on the same port.
+pub struct ServiceProcess {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<String>,
+    pub port: u16,
+    child: Option<Child>,
+    /// Holds the service's files (NATS JetStream store); removed with the process.
+    _dir: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    /// A redis-server on a free port, persisting nothing.
+    pub fn redis() -> ServiceProcess {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ];
+        Self::start_new("redis", "redis-server", args, port, dir)
+    }
+
+    /// A nats-server on a free port.
+    pub fn nats() -> ServiceProcess {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+        Self::start_new("nats", "nats-server", args, port, dir)
+    }
+
+    fn start_new(
+        name: &'static str,
+        program: &'static str,
+        args: Vec<String>,
+        port: u16,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let mut service = ServiceProcess { name, program, args, port, child: None, _dir: dir };
+        service.start();
+        service
+    }
+
+    /// `redis://127.0.0.1:PORT` or `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.name, self.port)
+    }
+
+    /// Starts the process (again) on its port and waits until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let child = Command::new(self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {} (is it on PATH?): {error}", self.program));
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Kills the process (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A database of its own on the machine's PostgreSQL (127.0.0.1:5432, trust auth), dropped when
+/// this value is dropped. `SWITCHBOARD_TEST_POSTGRES` overrides the server URL (without database).
+pub struct TestDatabase {
+    pub name: String,
+    server: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let server =
+            std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("switchboard_test_{}_{}", std::process::id(), rand_suffix());
+        psql(&server, "postgres", &format!("CREATE DATABASE {name}"));
+        TestDatabase { name, server }
+    }
+
+    /// The URL of the database, for `--store`.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        psql(&self.server, "postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(server: &str, database: &str, sql: &str) {
+    let status = Command::new("psql")
+        .arg(format!("{server}/{database}"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run psql (is the postgresql client on PATH?)");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish() % 1_000_000_000
+}
+
+/// The path of a binary the test builds (for tests that spawn the server as a process).
+pub fn binary_path(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.join(name)
+}
