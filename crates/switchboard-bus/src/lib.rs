@@ -10,8 +10,12 @@
 #![forbid(unsafe_code)]
 
 mod in_process;
+mod nats;
+mod redis;
 
 pub use in_process::{InProcessBroker, InProcessBus};
+pub use nats::NatsBus;
+pub use self::redis::RedisBus;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -4,7 +4,11 @@
 //! there is one). The receiving node wraps the frame bytes once and hands them to its hub, so a
 //! frame is encoded once on the sending node and once per receiving node, never per recipient.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The header of a bus payload.
@@ -24,8 +28,81 @@ pub enum BusHeader {
     Presence { user: String, connections: u32, since: i64 },
     /// Every user the sending node holds, with counts: sent when a node joins.
     PresenceSnapshot { users: Vec<(String, u32)>, since: i64 },
-    /// A node joined and asks the others for their presence snapshots.
+    /// A node joined (or came back) and asks the receivers for their presence snapshots.
     NodeJoined,
+    /// A node is alive; sent every heartbeat interval.
+    Heartbeat { info: NodeInfo },
+    /// A node is shutting down: forget its users now rather than at its timeout.
+    NodeLeft,
+    /// A user joined or left a room on another node: their connections here follow.
+    Membership { user: String, room: String, joined: bool },
+}
+
+/// What a node tells the cluster about itself, and what the gateway lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Where clients reach it: its public WebSocket URL.
+    pub url: String,
+    /// Logged-in connections it holds; the gateway's load figure.
+    pub connections: u64,
+    /// When it started (ms since the Unix epoch).
+    pub started_at: i64,
+}
+
+/// The other live nodes, as last heard from.
+#[derive(Default)]
+pub struct NodeDirectory {
+    nodes: Mutex<HashMap<String, KnownNode>>,
+}
+
+struct KnownNode {
+    info: Option<NodeInfo>,
+    last_heard: Instant,
+}
+
+impl NodeDirectory {
+    /// Records that `node` spoke; returns true when it was not known (new, or back after being
+    /// declared dead).
+    pub fn heard(&self, node: &str, info: Option<NodeInfo>, now: Instant) -> bool {
+        let mut nodes = self.nodes.lock();
+        match nodes.get_mut(node) {
+            Some(known) => {
+                known.last_heard = now;
+                if info.is_some() {
+                    known.info = info;
+                }
+                false
+            }
+            None => {
+                nodes.insert(node.to_owned(), KnownNode { info, last_heard: now });
+                true
+            }
+        }
+    }
+
+    /// Removes and returns the nodes not heard from within `timeout`.
+    pub fn expire(&self, timeout: Duration, now: Instant) -> Vec<String> {
+        let mut nodes = self.nodes.lock();
+        let dead: Vec<String> = nodes
+            .iter()
+            .filter(|(_, known)| now.saturating_duration_since(known.last_heard) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &dead {
+            nodes.remove(id);
+        }
+        dead
+    }
+
+    pub fn remove(&self, node: &str) -> bool {
+        self.nodes.lock().remove(node).is_some()
+    }
+
+    /// The live nodes that have sent a heartbeat.
+    pub fn list(&self) -> Vec<NodeInfo> {
+        self.nodes.lock().values().filter_map(|known| known.info.clone()).collect()
+    }
 }
 
 pub fn encode(header: &BusHeader, frame: Option<&Bytes>) -> Bytes {
@@ -50,6 +127,17 @@ pub fn decode(payload: &Bytes) -> Option<(BusHeader, Bytes)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silent_nodes_expire_and_come_back_as_new() {
+        let directory = NodeDirectory::default();
+        let start = Instant::now();
+        assert!(directory.heard("n2", None, start));
+        assert!(!directory.heard("n2", None, start + Duration::from_secs(1)));
+        assert!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(5)).is_empty());
+        assert_eq!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(7)), ["n2"]);
+        assert!(directory.heard("n2", None, start + Duration::from_secs(8)), "a node back from the dead is new");
+    }
 
     #[test]
     fn a_payload_round_trips_with_its_frame() {

@@ -45,6 +45,12 @@ pub struct ChatConfig {
     pub pipeline_capacity: usize,
     /// Words the dirty-word filter masks.
     pub bad_words: Vec<String>,
+    /// This node's WebSocket URL as clients reach it, announced to the cluster for the gateway.
+    pub public_url: String,
+    /// How often a node tells the cluster it is alive.
+    pub heartbeat_interval: Duration,
+    /// A node not heard from for this long is dead: its users go offline everywhere.
+    pub node_timeout: Duration,
 }
 
 impl Default for ChatConfig {
@@ -71,6 +77,9 @@ impl Default for ChatConfig {
             batch_max: 512,
             pipeline_capacity: 16_384,
             bad_words: Vec::new(),
+            public_url: "ws://127.0.0.1:8080/ws".into(),
+            heartbeat_interval: Duration::from_secs(2),
+            node_timeout: Duration::from_secs(6),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct ChatMetrics {
     pub auth_failures: AtomicU64,
     pub bus_sent: AtomicU64,
     pub bus_received: AtomicU64,
+    /// Bus messages carrying chat traffic (messages, events, membership): what targeted routing
+    /// keeps away from nodes with no interested user. Heartbeats and presence are not counted.
+    pub bus_chat_received: AtomicU64,
     pub delivery_latency: Histogram,
 }
 
@@ -109,6 +112,12 @@ impl ChatMetrics {
             "switchboard_bus_messages_sent_total",
             "Messages this node published on the cluster bus.",
             &self.bus_sent,
+        );
+        counter(
+            out,
+            "switchboard_bus_chat_messages_received_total",
+            "Bus messages received carrying chat traffic (messages, typing, read markers, membership); not heartbeats or presence.",
+            &self.bus_chat_received,
         );
         counter(
             out,

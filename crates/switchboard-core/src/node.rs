@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use switchboard_bus::{Bus, BusEvent, BusMessage, Topic};
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth;
-use crate::cluster::{self, BusHeader};
+use crate::cluster::{self, BusHeader, NodeDirectory, NodeInfo};
 use crate::config::ChatConfig;
 use crate::error::ChatError;
 use crate::filter::WordFilter;
@@ -53,6 +53,10 @@ pub struct NodeShared {
     pub popular: PopularWords,
     pub login_throttle: LoginThrottle,
     pub metrics: ChatMetrics,
+    /// The other live nodes.
+    pub directory: NodeDirectory,
+    /// When this node started (ms since the Unix epoch).
+    started_at: i64,
     /// Users known to exist, so that a send does not read the store to check its recipient.
     known_users: RwLock<HashSet<Arc<str>>>,
     next_conn_id: AtomicU64,
@@ -86,6 +90,8 @@ impl ChatNode {
             hub: LocalHub::default(),
             presence: PresenceTable::default(),
             metrics: ChatMetrics::default(),
+            directory: NodeDirectory::default(),
+            started_at: now_millis(),
             known_users: RwLock::new(HashSet::new()),
             next_conn_id: AtomicU64::new(1),
             id_salt: rand::random(),
@@ -100,7 +106,8 @@ impl ChatNode {
         *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), pipeline_receiver)));
         let publisher = tokio::spawn(run_bus_publisher(shared.bus.clone(), bus_receiver));
         let listener = tokio::spawn(run_bus_listener(Arc::downgrade(&shared), incoming));
-        shared.tasks.lock().extend([publisher, listener]);
+        let upkeep = tokio::spawn(run_cluster_upkeep(Arc::downgrade(&shared)));
+        shared.tasks.lock().extend([publisher, listener, upkeep]);
         shared.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
         Ok(ChatNode { shared })
     }
@@ -327,9 +334,26 @@ impl ChatNode {
         Ok(Session::new(self.clone(), connection, record.token_hash))
     }
 
-    /// Stops the node: closes the pipeline once what is queued is written, and closes the store.
+    /// Every live node of the cluster, this one included, by id: what the gateway lists.
+    pub fn cluster_nodes(&self) -> Vec<NodeInfo> {
+        let shared = &self.shared;
+        let mut nodes = shared.directory.list();
+        nodes.push(shared.own_info());
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes
+    }
+
+    /// Stops the node: tells the cluster it leaves, closes the pipeline once what is queued is
+    /// written, and closes the store.
     pub async fn shutdown(&self) {
         let shared = &self.shared;
+        if shared.has_peers() {
+            let farewell = cluster::encode(&BusHeader::NodeLeft, None);
+            let sent = tokio::time::timeout(Duration::from_secs(1), shared.bus.publish(Topic::Cluster, farewell)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::warn!("could not tell the cluster this node leaves");
+            }
+        }
         shared.pipeline.write().take();
         let writer = shared.writer_task.lock().take();
         if let Some(writer) = writer {
@@ -415,6 +439,15 @@ impl NodeShared {
             return Err(ChatError::Overloaded);
         };
         sender.try_send(pending).map_err(|_| ChatError::Overloaded)
+    }
+
+    fn own_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.config.node_id.clone(),
+            url: self.config.public_url.clone(),
+            connections: self.hub.connection_count() as u64,
+            started_at: self.started_at,
+        }
     }
 
     fn has_peers(&self) -> bool {
@@ -609,17 +642,65 @@ impl NodeShared {
         for room in self.hub.rooms_with_listeners() {
             self.subscribe_room(&room);
         }
+        // Messages that crossed the bus while it was down never reached these connections: the
+        // store has them, and a resume with cursors brings them back exactly once.
+        let connections = self.hub.all_connections();
+        tracing::info!(connections = connections.len(), "asking clients to resume after the bus outage");
+        for connection in connections {
+            connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+        }
+    }
+
+    /// Forgets a node and everything it held; its users go offline unless online elsewhere.
+    fn forget_node(&self, node: &str) {
+        self.directory.remove(node);
+        let gone = self.presence.remove_node(node);
+        tracing::info!(node, users = gone.len(), "node gone");
+        for user in gone {
+            self.announce_presence(&user, PresenceChange::WentOffline);
+        }
+    }
+
+    /// Publishes a membership change to the other nodes holding the user's connections.
+    pub(crate) fn publish_membership(&self, user: &str, room: &str, joined: bool) {
+        for node in self.presence.remote_nodes_of(user, &self.config.node_id) {
+            let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined };
+            self.publish(Topic::Node(node.to_string()), &header, None);
+        }
     }
 
     fn handle_bus_message(&self, message: BusMessage) {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         self.peers_seen.store(true, Ordering::Relaxed);
+        let from = message.from_node.as_str();
         self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
         let Some((header, frame_bytes)) = cluster::decode(&message.payload) else {
             tracing::warn!(from = %message.from_node, "undecodable bus message dropped");
             return;
         };
         let frame = || WireFrame::text(&frame_bytes);
+        let info = match &header {
+            BusHeader::Heartbeat { info } => Some(info.clone()),
+            _ => None,
+        };
+        if matches!(
+            header,
+            BusHeader::UserMessage { .. }
+                | BusHeader::RoomMessage { .. }
+                | BusHeader::UserEvent { .. }
+                | BusHeader::RoomEvent { .. }
+                | BusHeader::Membership { .. }
+        ) {
+            self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
+        }
+        let is_new = self.directory.heard(from, info, Instant::now());
+        if is_new && !matches!(header, BusHeader::NodeJoined | BusHeader::NodeLeft | BusHeader::PresenceSnapshot { .. })
+        {
+            // A node we did not know (new to us, or back after we declared it dead): ask for its
+            // users.
+            tracing::info!(node = from, "node appeared");
+            self.publish(Topic::Node(from.to_owned()), &BusHeader::NodeJoined, None);
+        }
         match header {
             BusHeader::UserMessage { users, conv, seq } => {
                 let frame = frame();
@@ -647,9 +728,19 @@ impl NodeShared {
                 self.announce_presence(&user, change);
             }
             BusHeader::PresenceSnapshot { users, since } => {
-                for (user, connections) in users {
-                    let change = self.presence.set(&message.from_node, &user, connections, since);
+                for (user, change) in self.presence.replace_node(from, &users, since) {
                     self.announce_presence(&user, change);
+                }
+            }
+            BusHeader::Heartbeat { .. } => {}
+            BusHeader::NodeLeft => self.forget_node(from),
+            BusHeader::Membership { user, room, joined } => {
+                if joined {
+                    if self.hub.join_room(&user, &room) {
+                        self.subscribe_room(&room);
+                    }
+                } else if self.hub.leave_room(&user, &room) {
+                    self.unsubscribe_room(&room);
                 }
             }
             BusHeader::NodeJoined => {
@@ -665,6 +756,31 @@ async fn run_bus_publisher(bus: Arc<dyn Bus>, mut outbox: mpsc::Receiver<(Topic,
     while let Some((topic, payload)) = outbox.recv().await {
         if let Err(error) = bus.publish(topic, payload).await {
             tracing::warn!(%error, "bus publication failed");
+        }
+    }
+}
+
+/// Heartbeats out, dead nodes out: every node is heard from at least every heartbeat interval,
+/// and one silent for `node_timeout` is forgotten with its users.
+async fn run_cluster_upkeep(shared: std::sync::Weak<NodeShared>) {
+    let tick = {
+        let Some(shared) = shared.upgrade() else { return };
+        (shared.config.heartbeat_interval / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    };
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heartbeat: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Instant::now();
+        if last_heartbeat.is_none_or(|at| now.duration_since(at) >= shared.config.heartbeat_interval) {
+            last_heartbeat = Some(now);
+            shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
+        }
+        for node in shared.directory.expire(shared.config.node_timeout, now) {
+            tracing::warn!(node = %node, timeout_ms = shared.config.node_timeout.as_millis() as u64, "node timed out");
+            shared.forget_node(&node);
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use switchboard_protocol::ws::WireFrame;
+use switchboard_protocol::CloseCode;
 use tokio::sync::Notify;
 
 pub type ConnId = u64;
@@ -32,7 +33,9 @@ struct QueueState {
     frames: VecDeque<WireFrame>,
     bytes: usize,
     overflowed: bool,
-    closed: bool,
+    /// Set when the node closes the connection; the transport closes with this code once the
+    /// queue is written out.
+    closed: Option<CloseCode>,
     /// While the connection is catching up, live messages wait here so that they can be put
     /// after the missed ones and those already sent dropped.
     syncing: Option<Vec<SequencedFrame>>,
@@ -55,8 +58,8 @@ pub enum QueueStatus {
     Open,
     /// The reader was too slow; close with the slow-consumer code.
     Overflowed,
-    /// The node closed the connection (for example the user logged out elsewhere).
-    Closed,
+    /// The node closed the connection: close with this code.
+    Closed(CloseCode),
 }
 
 impl Connection {
@@ -85,7 +88,7 @@ impl Connection {
     }
 
     fn push_locked(state: &mut QueueState, frame: WireFrame, max_frames: usize, max_bytes: usize) -> bool {
-        if state.overflowed || state.closed {
+        if state.overflowed || state.closed.is_some() {
             return false;
         }
         if state.frames.len() >= max_frames || state.bytes + frame.len() > max_bytes {
@@ -169,15 +172,22 @@ impl Connection {
             // Give back what a burst grew, so an idle connection stays small.
             state.frames = VecDeque::new();
         }
-        if state.closed && out.is_empty() {
-            return QueueStatus::Closed;
+        if let Some(code) = state.closed {
+            if out.is_empty() {
+                return QueueStatus::Closed(code);
+            }
         }
         QueueStatus::Open
     }
 
     /// Asks the transport to close once the queue is written out.
     pub fn close(&self) {
-        self.state.lock().closed = true;
+        self.close_with(CloseCode::Normal);
+    }
+
+    /// Asks the transport to close with `code` once the queue is written out.
+    pub fn close_with(&self, code: CloseCode) {
+        self.state.lock().closed.get_or_insert(code);
         self.ready.notify_one();
     }
 

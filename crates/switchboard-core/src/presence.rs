@@ -64,6 +64,36 @@ impl PresenceTable {
         }
     }
 
+    /// Replaces everything known about `node` with its snapshot; returns the users whose online
+    /// state changed, cluster-wide.
+    pub fn replace_node(&self, node: &str, counts: &[(String, u32)], since: i64) -> Vec<(Arc<str>, PresenceChange)> {
+        let listed: std::collections::HashSet<&str> = counts.iter().map(|(user, _)| user.as_str()).collect();
+        let stale: Vec<Arc<str>> = {
+            let users = self.users.read();
+            users
+                .iter()
+                .filter(|(user, presence)| {
+                    !listed.contains(&***user) && presence.nodes.iter().any(|(n, _)| &**n == node)
+                })
+                .map(|(user, _)| user.clone())
+                .collect()
+        };
+        let mut changes = Vec::new();
+        for user in stale {
+            let change = self.set(node, &user, 0, since);
+            if change != PresenceChange::Unchanged {
+                changes.push((user, change));
+            }
+        }
+        for (user, connections) in counts {
+            let change = self.set(node, user, *connections, since);
+            if change != PresenceChange::Unchanged {
+                changes.push((Arc::from(user.as_str()), change));
+            }
+        }
+        changes
+    }
+
     /// Forgets every count of a node (it left or died); returns the users that went offline.
     pub fn remove_node(&self, node: &str) -> Vec<Arc<str>> {
         let mut users = self.users.write();
@@ -141,6 +171,18 @@ mod tests {
         assert_eq!(info.nodes, vec!["n2".to_string()]);
         assert_eq!(table.set("n2", "a", 0, 40), PresenceChange::WentOffline);
         assert!(!table.is_online("a"));
+    }
+
+    #[test]
+    fn a_snapshot_replaces_what_was_known_of_its_node() {
+        let table = PresenceTable::default();
+        table.set("n2", "gone", 1, 0);
+        table.set("n2", "stays", 1, 0);
+        table.set("n1", "gone", 1, 0);
+        let changes = table.replace_node("n2", &[("stays".into(), 2), ("new".into(), 1)], 5);
+        assert_eq!(changes, vec![(Arc::<str>::from("new"), PresenceChange::CameOnline)]);
+        assert_eq!(table.info("gone").unwrap().nodes, vec!["n1".to_string()], "gone is still on n1");
+        assert_eq!(table.info("stays").unwrap().connections, 2);
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl Session {
                 if shared.hub.leave_room(me, &room) {
                     shared.unsubscribe_room(&room);
                 }
+                shared.publish_membership(me, &room, false);
                 self.reply(ServerFrame::Ok { reference, of: "leave" });
             }
             Request::Members { room } => {
@@ -404,6 +405,7 @@ impl Session {
         if shared.hub.join_room(me, room) {
             shared.subscribe_room(room);
         }
+        shared.publish_membership(me, room, true);
         if newly {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
             shared.event_to_room(room, &joined, None);

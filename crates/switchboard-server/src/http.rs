@@ -63,6 +63,39 @@ pub fn metrics(context: &ServerContext) -> HttpResponse {
     text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
 }
 
+pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    text(status, "application/json", value.to_string())
+}
+
+/// `GET /api/nodes`: every live node with its public URL and load (seed 001's gateway, `?all=1`).
+pub fn nodes(context: &ServerContext) -> HttpResponse {
+    let nodes: Vec<serde_json::Value> = context
+        .node
+        .cluster_nodes()
+        .into_iter()
+        .map(|node| {
+            serde_json::json!({
+                "id": node.id,
+                "url": node.url,
+                "connections": node.connections,
+                "load": node.connections,
+                "started_at": node.started_at,
+                "self": node.id == context.node.node_id(),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "nodes": nodes }))
+}
+
+/// `GET /api/connect`: the least-loaded live node, for a client choosing where to connect.
+pub fn connect(context: &ServerContext) -> HttpResponse {
+    let nodes = context.node.cluster_nodes();
+    let Some(best) = nodes.iter().min_by(|a, b| a.connections.cmp(&b.connections).then_with(|| a.id.cmp(&b.id))) else {
+        return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "no live node"}));
+    };
+    json(StatusCode::OK, &serde_json::json!({ "node": best.id, "url": best.url, "connections": best.connections }))
+}
+
 pub fn landing() -> HttpResponse {
     text(
         StatusCode::OK,

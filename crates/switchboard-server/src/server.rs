@@ -163,6 +163,8 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         (&Method::GET, "/healthz") => http::healthz(),
         (&Method::GET, "/readyz") => http::readyz(&context).await,
         (&Method::GET, "/metrics") => http::metrics(&context),
+        (&Method::GET, "/api/nodes") => http::nodes(&context),
+        (&Method::GET, "/api/connect") => http::connect(&context),
         (&Method::GET, "/") => http::landing(),
         _ => http::not_found(),
     }

@@ -172,7 +172,7 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
                 tracing::info!(user = %connection.user, conn = connection.id, "slow consumer cut off");
                 return End::Close(CloseCode::SlowConsumer);
             }
-            Ok(QueueStatus::Closed) => return End::Close(CloseCode::Normal),
+            Ok(QueueStatus::Closed(code)) => return End::Close(code),
             Err(end) => return end,
         }
         let wake_at = socket.last_heard + if socket.ping_sent { ping_interval * 2 } else { ping_interval };

@@ -3,16 +3,19 @@
 //! - [`Store`]: what the chat core needs from a database: accounts, sessions, rooms and their
 //!   members, messages with gap-free per-conversation sequence numbers, read markers.
 //! - [`sqlite::SqliteStore`]: the embedded default (WAL, migrations), also in memory for tests.
+//! - [`postgres::PostgresStore`]: PostgreSQL, for several nodes sharing one database.
 //!
 //! The core batches message writes itself and hands a whole batch to [`Store::append`], so a
 //! store sees one transaction per batch, not one per message.
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

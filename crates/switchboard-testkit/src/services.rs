@@ -169,3 +169,125 @@ pub fn binary_path(name: &str) -> PathBuf {
     }
     path.join(name)
 }
+
+/// A `switchboard serve` process: for tests that kill (SIGKILL), pause (SIGSTOP) or restart a node.
+pub struct NodeProcess {
+    pub id: String,
+    pub port: u16,
+    binary: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts `binary serve --listen 127.0.0.1:PORT --node-id ID --data-dir TMP ARGS...` on a free
+    /// port and waits until `/readyz` answers 200. Pass `env!("CARGO_BIN_EXE_switchboard")`.
+    pub fn start(binary: &str, id: &str, args: &[&str]) -> NodeProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut all_args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--node-id".into(),
+            id.into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+        ];
+        all_args.extend(args.iter().map(|arg| arg.to_string()));
+        let log = dir.path().join("node.log");
+        let mut node =
+            NodeProcess { id: id.into(), port, binary: binary.into(), args: all_args, child: None, log, _dir: dir };
+        node.restart();
+        node
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts the process (again, on the same port and data) and waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("node log file");
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .envs(std::env::vars().filter(|(name, _)| !name.starts_with("SWITCHBOARD_")).collect::<Vec<_>>())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start the switchboard binary");
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20));
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("node {} exited during start ({status}); log:\n{}", self.id, self.log_text());
+                }
+            }
+            if http_status(self.addr(), "/readyz") == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} not ready after {limit:?}; log:\n{}", self.id, self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the node dies without a word to anyone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the node stalls, sockets open, answering nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("node running").id();
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// What the node logged, for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking `GET path` on a node, for readiness polling: the status code, or None.
+pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}

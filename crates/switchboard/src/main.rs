@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchboard_bus::InProcessBroker;
+use switchboard_bus::{Bus, InProcessBroker, NatsBus, RedisBus};
 use switchboard_core::ChatNode;
 use switchboard_server::Server;
-use switchboard_store::{SqliteStore, Store};
+use switchboard_store::{PostgresStore, SqliteStore, Store};
 
-use settings::{ServeArgs, Settings, StoreKind};
+use settings::{BusKind, ServeArgs, Settings, StoreKind};
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "A chat server in one binary", args_conflicts_with_subcommands = true)]
@@ -53,9 +53,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the sqlite store at {}", path.display()))?,
         ),
         StoreKind::Memory => Arc::new(SqliteStore::open_in_memory().await.context("opening the in-memory store")?),
+        StoreKind::Postgres(url) => Arc::new(
+            PostgresStore::connect(url)
+                .await
+                .with_context(|| format!("connecting to the postgres store at {}", settings::redact(url)))?,
+        ),
     };
-    let broker = InProcessBroker::new();
-    let bus = Arc::new(broker.join(&settings.chat.node_id));
+    let node_id = settings.chat.node_id.as_str();
+    let bus: Arc<dyn Bus> = match &settings.bus {
+        BusKind::InProcess => Arc::new(InProcessBroker::new().join(node_id)),
+        BusKind::Redis(url) => Arc::new(
+            RedisBus::connect(url, node_id, &settings.cluster)
+                .await
+                .with_context(|| format!("connecting to the redis bus at {}", settings::redact(url)))?,
+        ),
+        BusKind::Nats(url) => Arc::new(
+            NatsBus::connect(url, node_id, &settings.cluster)
+                .await
+                .with_context(|| format!("connecting to the nats bus at {}", settings::redact(url)))?,
+        ),
+    };
     let node = ChatNode::start(settings.chat.clone(), store.clone(), bus).await.context("starting the chat node")?;
     let server = Server::new(settings.server.clone(), node, store)
         .start()

@@ -23,13 +23,31 @@ pub struct ServeArgs {
     /// Folder of the embedded store [default: ./switchboard-data].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store: `sqlite` (a file in the data folder), `sqlite:PATH`, or `memory` (lost on exit) [default: sqlite].
+    /// Store: `sqlite` (a file in the data folder), `sqlite:PATH`, `memory` (lost on exit), or
+    /// `postgres://user@host/db` (shared by the nodes of a cluster) [default: sqlite].
     #[arg(long, env = "SWITCHBOARD_STORE")]
     pub store: Option<String>,
+    /// Cluster bus: `redis://host:port` or `nats://host:port` joins a cluster; none runs standalone.
+    #[arg(long, env = "SWITCHBOARD_BUS")]
+    pub bus: Option<String>,
+    /// Cluster name: the prefix of the bus channels, so several clusters can share a broker
+    /// [default: switchboard].
+    #[arg(long, env = "SWITCHBOARD_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's WebSocket URL as clients reach it, for the gateway [default: ws://LISTEN/ws].
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Milliseconds between a node's heartbeats [default: 2000].
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Milliseconds of silence after which a node counts as dead and its users go offline
+    /// [default: 6000].
+    #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT_MS")]
+    pub node_timeout_ms: Option<u64>,
     /// Make every SQLite commit survive power loss (fsync), not only a process crash.
     #[arg(long, env = "SWITCHBOARD_SQLITE_SYNC_FULL", num_args = 0..=1, default_missing_value = "true")]
     pub sqlite_sync_full: Option<bool>,
-    /// This node's id, shown to clients [default: node-1].
+    /// This node's id, unique in a cluster, shown to clients [default: node-PORT].
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     pub node_id: Option<String>,
     /// Allow `register` [default: true].
@@ -95,6 +113,11 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    bus: Option<String>,
+    cluster: Option<String>,
+    public_url: Option<String>,
+    heartbeat_ms: Option<u64>,
+    node_timeout_ms: Option<u64>,
     sqlite_sync_full: Option<bool>,
     node_id: Option<String>,
     registration: Option<bool>,
@@ -120,12 +143,22 @@ struct FileSettings {
 pub enum StoreKind {
     Sqlite(PathBuf),
     Memory,
+    Postgres(String),
+}
+
+pub enum BusKind {
+    /// A cluster of one.
+    InProcess,
+    Redis(String),
+    Nats(String),
 }
 
 pub struct Settings {
     pub chat: ChatConfig,
     pub server: ServerConfig,
     pub store: StoreKind,
+    pub bus: BusKind,
+    pub cluster: String,
     pub sqlite_sync_full: bool,
     pub log_format: String,
 }
@@ -154,13 +187,31 @@ impl Settings {
         let store = match pick!(args, file, store).as_deref() {
             None | Some("sqlite") => StoreKind::Sqlite(data_dir.join("switchboard.sqlite3")),
             Some("memory") => StoreKind::Memory,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                StoreKind::Postgres(url.to_owned())
+            }
             Some(other) => match other.strip_prefix("sqlite:") {
                 Some(path) => StoreKind::Sqlite(PathBuf::from(path)),
-                None => anyhow::bail!("unknown store '{other}': use sqlite, sqlite:PATH or memory"),
+                None => anyhow::bail!(
+                    "unknown store '{}': use sqlite, sqlite:PATH, memory or postgres://...",
+                    redact(other)
+                ),
             },
         };
-        if let Some(node_id) = pick!(args, file, node_id) {
-            chat.node_id = node_id;
+        let bus = match pick!(args, file, bus).as_deref() {
+            None | Some("") | Some("none") => BusKind::InProcess,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => BusKind::Redis(url.to_owned()),
+            Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => BusKind::Nats(url.to_owned()),
+            Some(other) => anyhow::bail!("unknown bus '{}': use redis://... or nats://...", redact(other)),
+        };
+        let cluster = pick!(args, file, cluster).unwrap_or_else(|| "switchboard".into());
+        chat.node_id = pick!(args, file, node_id).unwrap_or_else(|| format!("node-{}", server.listen.port()));
+        chat.public_url = pick!(args, file, public_url).unwrap_or_else(|| format!("ws://{}/ws", server.listen));
+        if let Some(value) = pick!(args, file, heartbeat_ms) {
+            chat.heartbeat_interval = Duration::from_millis(value.max(10));
+        }
+        if let Some(value) = pick!(args, file, node_timeout_ms) {
+            chat.node_timeout = Duration::from_millis(value.max(10));
         }
         if let Some(registration) = pick!(args, file, registration) {
             chat.registration = registration;
@@ -218,7 +269,7 @@ impl Settings {
             anyhow::bail!("log format must be text or json, not '{log_format}'");
         }
         let sqlite_sync_full = pick!(args, file, sqlite_sync_full).unwrap_or(false);
-        Ok(Settings { chat, server, store, sqlite_sync_full, log_format })
+        Ok(Settings { chat, server, store, bus, cluster, sqlite_sync_full, log_format })
     }
 
     pub fn sqlite_options(&self) -> SqliteOptions {
@@ -230,17 +281,35 @@ impl Settings {
         let store = match &self.store {
             StoreKind::Sqlite(path) => format!("sqlite:{}", path.display()),
             StoreKind::Memory => "memory".into(),
+            StoreKind::Postgres(url) => redact(url),
+        };
+        let bus = match &self.bus {
+            BusKind::InProcess => "none".to_owned(),
+            BusKind::Redis(url) | BusKind::Nats(url) => redact(url),
         };
         format!(
-            "listen={} node={} store={} registration={} open_auth={} jwt={} bad_words={}",
+            "listen={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
             self.server.listen,
             self.chat.node_id,
             store,
+            bus,
+            self.cluster,
             self.chat.registration,
             self.chat.open_auth,
             if self.chat.jwt_secret.is_some() { "set" } else { "off" },
             self.chat.bad_words.len(),
         )
+    }
+}
+
+/// A URL without its user and password, for logs and errors: secrets are never logged.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_owned(),
     }
 }
 

@@ -1,0 +1,689 @@
+//! The PostgreSQL store, for several nodes sharing one database.
+//!
+//! Every node writes to the same tables at once, so the store caches nothing: the row of a
+//! conversation in `conversations` is its sequence. An append takes the row locks of its batch's
+//! conversations (in conv order, so two batches never wait on each other in a cycle), moves each
+//! `last_seq` past the batch's new messages and inserts them, all in one transaction. Appends to
+//! one conversation from any node serialise on its row and get consecutive seqs, and a batch
+//! that rolls back gives its seqs back with it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::PgConnection;
+
+use crate::{
+    AppendOutcome, ConversationRecord, Millis, NewMessage, RoomSummary, SessionRecord, Store, StoreError, StoreResult,
+    StoredMessage, UserRecord,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Enough for the core's concurrent reads and one batch writer, per node: the database's
+/// connection limit is shared by every node.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a query waits for a connection, also when there is no database to connect to: the
+/// caller gets `Unavailable` rather than a hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// An append that loses a race on a new idempotency key to another node fails on the unique
+/// index and runs again, then finding the original. A second loss needs another key of the same
+/// batch raced at the same moment; a third is not worth waiting for.
+const APPEND_ATTEMPTS: u32 = 3;
+/// The unique index on (sender, idem_key), named in the migration.
+const IDEMPOTENCY_INDEX: &str = "messages_by_idempotency_key";
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    conv: String,
+    seq: i64,
+    id: String,
+    sender: String,
+    recipient: Option<String>,
+    room: Option<String>,
+    text: String,
+    ts: Millis,
+}
+
+impl From<MessageRow> for StoredMessage {
+    fn from(row: MessageRow) -> Self {
+        StoredMessage {
+            conv: row.conv,
+            seq: from_sql(row.seq),
+            id: row.id,
+            sender: row.sender,
+            recipient: row.recipient,
+            room: row.room,
+            text: row.text,
+            ts: row.ts,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyedRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    idem_key: String,
+}
+
+/// A message of the batch with the text and key as they are stored.
+struct Pending<'a> {
+    message: &'a NewMessage,
+    text: Cow<'a, str>,
+    key: Option<Cow<'a, str>>,
+}
+
+/// What becomes of one message of a batch.
+enum Slot {
+    /// Its key was stored by an earlier batch: this is the original.
+    Original(StoredMessage),
+    /// Its key is the one of the message at this index, earlier in the batch.
+    SameAs(usize),
+    New,
+}
+
+/// What a batch adds to one conversation.
+struct Growth {
+    added: u64,
+    /// The timestamp of the batch's last message in the conversation, its newest.
+    last_ts: Millis,
+    /// The seq of the next new message, once the conversation's row is locked.
+    next_seq: u64,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// brings its schema up to date; nodes starting together take turns to migrate.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        // The URL may carry a password: it goes in no message or log, only its parts below.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Setup("a PostgreSQL URL starts with postgres:// or postgresql://".into()));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Setup(format!("invalid PostgreSQL URL: {error}")))?;
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("switchboard"),
+        };
+        let (host, port) = (options.get_host().to_owned(), options.get_port());
+        let database = options.get_database().unwrap_or("").to_owned();
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|error| match store_error(error) {
+                StoreError::Unavailable(message) => {
+                    StoreError::Unavailable(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
+                }
+                StoreError::Database(message) | StoreError::Setup(message) => {
+                    StoreError::Setup(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
+                }
+            })?;
+        if let Err(error) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(migrate_error(error));
+        }
+        tracing::debug!(%host, port, %database, "postgres store open");
+        Ok(PostgresStore { pool })
+    }
+
+    /// One attempt at a batch, in one transaction; nothing of it stays on `Err`.
+    async fn try_append(&self, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let originals = originals_of(&mut tx, pending).await?;
+
+        let mut slots = Vec::with_capacity(pending.len());
+        let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut growth: BTreeMap<&str, Growth> = BTreeMap::new();
+        for (index, item) in pending.iter().enumerate() {
+            let message = item.message;
+            if let Some(key) = item.key.as_deref() {
+                let original =
+                    if originals.is_empty() { None } else { originals.get(&(message.sender.clone(), key.to_owned())) };
+                if let Some(original) = original {
+                    slots.push(Slot::Original(original.clone()));
+                    continue;
+                }
+                if let Some(&first) = first_of_key.get(&(message.sender.as_str(), key)) {
+                    slots.push(Slot::SameAs(first));
+                    continue;
+                }
+                first_of_key.insert((message.sender.as_str(), key), index);
+            }
+            slots.push(Slot::New);
+            let conv = growth.entry(message.conv.as_str()).or_insert(Growth { added: 0, last_ts: 0, next_seq: 0 });
+            conv.added += 1;
+            conv.last_ts = message.ts;
+        }
+        if !growth.is_empty() {
+            reserve_seqs(&mut tx, &mut growth).await?;
+        }
+
+        let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(pending.len());
+        for (item, slot) in pending.iter().zip(slots) {
+            let outcome = match slot {
+                Slot::Original(original) => AppendOutcome::Duplicate(original),
+                Slot::SameAs(first) => AppendOutcome::Duplicate(outcomes[first].message().clone()),
+                Slot::New => {
+                    let message = item.message;
+                    let Some(conv) = growth.get_mut(message.conv.as_str()) else {
+                        return Err(sqlx::Error::Protocol(format!("no seq reserved for {}", message.conv)));
+                    };
+                    let seq = conv.next_seq;
+                    conv.next_seq += 1;
+                    AppendOutcome::Stored(StoredMessage {
+                        conv: message.conv.clone(),
+                        seq,
+                        id: message.id.clone(),
+                        sender: message.sender.clone(),
+                        recipient: message.recipient.clone(),
+                        room: message.room.clone(),
+                        text: item.text.clone().into_owned(),
+                        ts: message.ts,
+                    })
+                }
+            };
+            outcomes.push(outcome);
+        }
+
+        if !growth.is_empty() {
+            insert_messages(&mut tx, pending, &outcomes).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The messages stored before with the keys of the batch, by (sender, key).
+async fn originals_of(
+    conn: &mut PgConnection,
+    pending: &[Pending<'_>],
+) -> Result<HashMap<(String, String), StoredMessage>, sqlx::Error> {
+    let (senders, keys): (Vec<&str>, Vec<&str>) =
+        pending.iter().filter_map(|item| Some((item.message.sender.as_str(), item.key.as_deref()?))).unzip();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query_as::<_, KeyedRow>(
+        "SELECT m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
+         FROM UNNEST($1::text[], $2::text[]) AS k (sender, idem_key) \
+         JOIN messages m ON m.sender = k.sender AND m.idem_key = k.idem_key \
+         WHERE m.idem_key IS NOT NULL",
+    )
+    .bind(&senders)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ((row.message.sender.clone(), row.idem_key), StoredMessage::from(row.message)))
+        .collect())
+}
+
+/// Locks the row of each conversation of the batch, creating the missing ones, and moves its
+/// `last_seq` past the batch's messages; records in `growth` the first seq each gets. Rows are
+/// locked in conv order, the order of `growth`, so two batches never wait on each other in a
+/// cycle; the locks are held until the transaction ends, which serialises concurrent appends to
+/// a conversation from every node.
+async fn reserve_seqs(conn: &mut PgConnection, growth: &mut BTreeMap<&str, Growth>) -> Result<(), sqlx::Error> {
+    let mut convs = Vec::with_capacity(growth.len());
+    let mut users_a = Vec::with_capacity(growth.len());
+    let mut users_b = Vec::with_capacity(growth.len());
+    let mut added = Vec::with_capacity(growth.len());
+    let mut last_ts = Vec::with_capacity(growth.len());
+    for (conv, grown) in growth.iter() {
+        let (user_a, user_b) = dm_participants(conv).unzip();
+        convs.push(*conv);
+        users_a.push(user_a);
+        users_b.push(user_b);
+        added.push(to_sql(grown.added));
+        last_ts.push(grown.last_ts);
+    }
+    let heads = sqlx::query_as::<_, (String, i64)>(
+        "INSERT INTO conversations (conv, user_a, user_b, last_seq, last_ts) \
+         SELECT conv, user_a, user_b, added, last_ts \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+              WITH ORDINALITY AS b (conv, user_a, user_b, added, last_ts, position) \
+         ORDER BY position \
+         ON CONFLICT (conv) DO UPDATE \
+         SET last_seq = conversations.last_seq + EXCLUDED.last_seq, last_ts = EXCLUDED.last_ts \
+         RETURNING conv, last_seq",
+    )
+    .bind(&convs)
+    .bind(&users_a)
+    .bind(&users_b)
+    .bind(&added)
+    .bind(&last_ts)
+    .fetch_all(&mut *conn)
+    .await?;
+    if heads.len() != growth.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} conversations locked for a batch of {}",
+            heads.len(),
+            growth.len()
+        )));
+    }
+    for (conv, last_seq) in heads {
+        let Some(grown) = growth.get_mut(conv.as_str()) else {
+            return Err(sqlx::Error::Protocol(format!("locked {conv}, which is not in the batch")));
+        };
+        grown.next_seq = from_sql(last_seq) + 1 - grown.added;
+    }
+    Ok(())
+}
+
+/// Inserts the stored outcomes' messages in one statement.
+async fn insert_messages(
+    conn: &mut PgConnection,
+    pending: &[Pending<'_>],
+    outcomes: &[AppendOutcome],
+) -> Result<(), sqlx::Error> {
+    let count = outcomes.iter().filter(|outcome| matches!(outcome, AppendOutcome::Stored(_))).count();
+    let mut convs = Vec::with_capacity(count);
+    let mut seqs = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
+    let mut senders = Vec::with_capacity(count);
+    let mut recipients = Vec::with_capacity(count);
+    let mut rooms = Vec::with_capacity(count);
+    let mut texts = Vec::with_capacity(count);
+    let mut timestamps = Vec::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
+    for (item, outcome) in pending.iter().zip(outcomes) {
+        if let AppendOutcome::Stored(message) = outcome {
+            convs.push(message.conv.as_str());
+            seqs.push(to_sql(message.seq));
+            ids.push(message.id.as_str());
+            senders.push(message.sender.as_str());
+            recipients.push(message.recipient.as_deref());
+            rooms.push(message.room.as_deref());
+            texts.push(message.text.as_str());
+            timestamps.push(message.ts);
+            keys.push(item.key.as_deref());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                              $7::text[], $8::int8[], $9::text[])",
+    )
+    .bind(&convs)
+    .bind(&seqs)
+    .bind(&ids)
+    .bind(&senders)
+    .bind(&recipients)
+    .bind(&rooms)
+    .bind(&texts)
+    .bind(&timestamps)
+    .bind(&keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether running the batch again may succeed: it lost a race on a new idempotency key (the
+/// next attempt finds the original), or, in a cycle of such races, was chosen as the deadlock's
+/// victim.
+fn worth_retrying(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(error) = error else {
+        return false;
+    };
+    (error.is_unique_violation() && error.constraint() == Some(IDEMPOTENCY_INDEX))
+        || error.code().is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Maps a database error to the store's: lost or refused connections and a server that is
+/// shutting down, starting up, or out of connections, memory or disk are `Unavailable`.
+fn store_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // 08: connection exception; 53: insufficient resources; 57P: operator intervention
+            // (admin or crash shutdown, cannot connect now, database dropped).
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::from(error)
+    }
+}
+
+fn migrate_error(error: MigrateError) -> StoreError {
+    let cause = match error {
+        MigrateError::Execute(cause) | MigrateError::ExecuteMigration(cause, _) => cause,
+        other => return StoreError::Setup(format!("cannot migrate the database: {other}")),
+    };
+    match store_error(cause) {
+        StoreError::Unavailable(message) => StoreError::Unavailable(format!("cannot migrate the database: {message}")),
+        StoreError::Database(message) | StoreError::Setup(message) => {
+            StoreError::Setup(format!("cannot migrate the database: {message}"))
+        }
+    }
+}
+
+/// PostgreSQL integers are signed; seqs never get near the limit, bounds given by callers might.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// PostgreSQL text cannot hold U+0000, which JSON strings (and SQLite) can: rather than fail a
+/// whole batch, everybody's messages in it, over one such character, it is stored as U+FFFD.
+fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// The two users of a `dm:<a>:<b>` conversation; user names cannot contain ':'.
+fn dm_participants(conv: &str) -> Option<(&str, &str)> {
+    conv.strip_prefix("dm:")?.split_once(':')
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_user(&self, name: &str, password_hash: Option<&str>, now: Millis) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn user(&self, name: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query_as::<_, (String, Option<String>, Millis)>(
+            "SELECT name, password_hash, created_at FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|(name, password_hash, created_at)| UserRecord { name, password_hash, created_at }))
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+        // A NULL `after` compares as unknown, hence the explicit test.
+        let names = sqlx::query_scalar::<_, String>(
+            "SELECT name FROM users WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(names)
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, \"user\", created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(&session.token_hash)
+            .bind(&session.user)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query_as::<_, (String, String, Millis, Millis)>(
+            "SELECT token_hash, \"user\", created_at, expires_at FROM sessions WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|(token_hash, user, created_at, expires_at)| SessionRecord {
+            token_hash,
+            user,
+            created_at,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn create_room(&self, room: &str, creator: &str, now: Millis) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO rooms (name, created_by, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(room)
+        .bind(creator)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn room_exists(&self, room: &str) -> StoreResult<bool> {
+        let exists = sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = $1)")
+            .bind(room)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(exists)
+    }
+
+    async fn list_rooms(&self) -> StoreResult<Vec<RoomSummary>> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) \
+             FROM rooms r ORDER BY r.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(|(name, members)| RoomSummary { name, members: from_sql(members) }).collect())
+    }
+
+    async fn add_member(&self, room: &str, user: &str, now: Millis) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO room_members (room, \"user\", joined_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (room, \"user\") DO NOTHING",
+        )
+        .bind(room)
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn remove_member(&self, room: &str, user: &str) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM room_members WHERE room = $1 AND \"user\" = $2")
+            .bind(room)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn members(&self, room: &str) -> StoreResult<Vec<String>> {
+        let users =
+            sqlx::query_scalar::<_, String>("SELECT \"user\" FROM room_members WHERE room = $1 ORDER BY \"user\"")
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(users)
+    }
+
+    async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
+        let rooms = sqlx::query_scalar::<_, String>("SELECT room FROM room_members WHERE \"user\" = $1 ORDER BY room")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rooms)
+    }
+
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending: Vec<Pending<'_>> = batch
+            .iter()
+            .map(|message| Pending {
+                message,
+                text: storable(&message.text),
+                key: message.idempotency_key.as_deref().map(storable),
+            })
+            .collect();
+        let mut attempt = 1;
+        loop {
+            match self.try_append(&pending).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(error) if attempt < APPEND_ATTEMPTS && worth_retrying(&error) => {
+                    tracing::debug!(%error, attempt, "append raced another node; running the batch again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+    }
+
+    async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT conv, seq, id, sender, recipient, room, text, ts FROM messages \
+             WHERE conv = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(conv)
+        .bind(to_sql(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(StoredMessage::from).collect())
+    }
+
+    async fn messages_before(&self, conv: &str, before: Option<u64>, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT * FROM ( \
+                 SELECT conv, seq, id, sender, recipient, room, text, ts FROM messages \
+                 WHERE conv = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3 \
+             ) AS newest ORDER BY seq",
+        )
+        .bind(conv)
+        .bind(before.map_or(i64::MAX, to_sql))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(StoredMessage::from).collect())
+    }
+
+    async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>> {
+        // Every text column is in the "C" collation, so `conv` sorts bytewise as in SQLite.
+        let rows = sqlx::query_as::<_, (String, i64, Millis, i64)>(
+            "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) \
+             FROM conversations c \
+             LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
+             WHERE c.user_a = $1 OR c.user_b = $1 \
+             UNION ALL \
+             SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+             FROM room_members m \
+             LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
+             LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
+             WHERE m.\"user\" = $1 \
+             ORDER BY conv",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(conv, last_seq, last_ts, read_seq)| ConversationRecord {
+                conv,
+                last_seq: from_sql(last_seq),
+                last_ts,
+                read_seq: from_sql(read_seq),
+            })
+            .collect())
+    }
+
+    async fn last_seq(&self, conv: &str) -> StoreResult<u64> {
+        // The row moves in the transaction that inserts the messages: it is never behind them.
+        let last_seq = sqlx::query_scalar::<_, i64>("SELECT last_seq FROM conversations WHERE conv = $1")
+            .bind(conv)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(last_seq.map_or(0, from_sql))
+    }
+
+    async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64> {
+        let stored = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO read_markers (\"user\", conv, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (\"user\", conv) DO UPDATE SET seq = GREATEST(read_markers.seq, EXCLUDED.seq) \
+             RETURNING seq",
+        )
+        .bind(user)
+        .bind(conv)
+        .bind(to_sql(seq))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(from_sql(stored))
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_become_replacement_characters() {
+        assert!(matches!(storable("plain"), Cow::Borrowed("plain")));
+        assert_eq!(storable("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+    }
+
+    #[test]
+    fn dm_participants_of_conversations() {
+        assert_eq!(dm_participants("dm:alice:bob"), Some(("alice", "bob")));
+        assert_eq!(dm_participants("room:lobby"), None);
+    }
+}

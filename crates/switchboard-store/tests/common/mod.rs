@@ -1,0 +1,683 @@
+//! What the stores share in tests: message builders, assertions, a throwaway PostgreSQL
+//! database, and the conformance suite every `Store` must pass, which `conformance_suite!` turns
+//! into one `#[tokio::test]` per check for a given fixture.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{Connection, Executor, PgConnection};
+use switchboard_store::sqlite::SqliteOptions;
+use switchboard_store::{AppendOutcome, NewMessage, PostgresStore, SqliteStore, Store, StoredMessage};
+
+pub fn dm(sender: &str, recipient: &str, text: &str, key: Option<&str>) -> NewMessage {
+    let (low, high) = if sender <= recipient { (sender, recipient) } else { (recipient, sender) };
+    NewMessage {
+        conv: format!("dm:{low}:{high}"),
+        id: format!("id-{sender}-{text}"),
+        sender: sender.into(),
+        recipient: Some(recipient.into()),
+        room: None,
+        text: text.into(),
+        ts: 1_000 + text.len() as i64,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+pub fn in_room(room: &str, sender: &str, text: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        conv: format!("room:{room}"),
+        id: format!("id-{room}-{sender}-{text}"),
+        sender: sender.into(),
+        recipient: None,
+        room: Some(room.into()),
+        text: text.into(),
+        ts: 2_000 + text.len() as i64,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+pub fn stored(outcome: &AppendOutcome) -> &StoredMessage {
+    match outcome {
+        AppendOutcome::Stored(message) => message,
+        AppendOutcome::Duplicate(message) => {
+            panic!("expected stored, got duplicate of {message:?}")
+        }
+    }
+}
+
+pub fn duplicate(outcome: &AppendOutcome) -> &StoredMessage {
+    match outcome {
+        AppendOutcome::Duplicate(message) => message,
+        AppendOutcome::Stored(message) => panic!("expected duplicate, got stored {message:?}"),
+    }
+}
+
+pub fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
+    messages.iter().map(|message| message.seq).collect()
+}
+
+pub async fn texts_of(store: &dyn Store, conv: &str) -> Vec<String> {
+    let messages = store.messages_after(conv, 0, 1_000).await.unwrap();
+    messages.into_iter().map(|message| message.text).collect()
+}
+
+/// Where a conformance check gets its stores.
+#[async_trait]
+pub trait Fixture: Send + Sync {
+    /// A new store; on a persistent fixture every store opened sees the same data.
+    async fn open(&self) -> Arc<dyn Store>;
+    /// Whether a store opened later sees what an earlier one wrote (false in memory).
+    fn persistent(&self) -> bool;
+}
+
+pub struct SqliteMemory;
+
+#[async_trait]
+impl Fixture for SqliteMemory {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open_in_memory().await.unwrap())
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+pub struct SqliteFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl SqliteFile {
+    pub fn new() -> SqliteFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("data").join("switchboard.db");
+        SqliteFile { _dir: dir, path }
+    }
+}
+
+#[async_trait]
+impl Fixture for SqliteFile {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.path, SqliteOptions::default()).await.unwrap())
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+pub struct Postgres {
+    pub database: TestDatabase,
+}
+
+impl Postgres {
+    pub async fn new() -> Postgres {
+        Postgres { database: TestDatabase::create().await }
+    }
+
+    pub async fn connect(&self) -> PostgresStore {
+        PostgresStore::connect(&self.database.url()).await.unwrap()
+    }
+}
+
+#[async_trait]
+impl Fixture for Postgres {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.connect().await)
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// A database of the test's own on the machine's PostgreSQL (trust auth), dropped with this
+/// value, even when the test panics. `SWITCHBOARD_TEST_POSTGRES` overrides the server URL
+/// (without a database name; default `postgres://postgres@127.0.0.1:5432`).
+pub struct TestDatabase {
+    pub name: String,
+    server: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let server = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+            .trim_end_matches('/')
+            .to_owned();
+        let name = unique_name();
+        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach PostgreSQL for tests (SWITCHBOARD_TEST_POSTGRES): {error}"));
+        // An ICU locale sorts '_', '-' and '.' apart from byte order: a query that does not ask
+        // for the "C" collation lists names in another order than SQLite, and a check notices.
+        // template0, as a template somebody is connected to cannot be copied.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        );
+        if admin.execute(icu.as_str()).await.is_err() {
+            admin.execute(format!("CREATE DATABASE {name} TEMPLATE template0").as_str()).await.unwrap();
+        }
+        admin.close().await.unwrap();
+        TestDatabase { name, server }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside a runtime: a thread of its own runs the query.
+        let admin = format!("{}/postgres", self.server);
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin).await?;
+                admin.execute(sql.as_str()).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("cannot drop test database {}: {error}", self.name),
+            Err(_) => eprintln!("cannot drop test database {}: the dropping thread panicked", self.name),
+        }
+    }
+}
+
+/// Unique across the tests of a process (the counter) and across processes (pid and a random
+/// part, as pids get reused).
+fn unique_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    format!(
+        "switchboard_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        hasher.finish() % 1_000_000_000
+    )
+}
+
+/// Appends from `tasks` tasks spread over `stores` (one store, or several "nodes" on one
+/// database), batches of 4 across three conversations in rotating orders, with reads between
+/// them; then checks every conversation got exactly 1..=n.
+pub async fn append_concurrently(stores: &[Arc<dyn Store>], tasks: usize, batches: usize) {
+    let convs = ["room:lobby", "room:attic", "dm:alice:bob"];
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = Arc::clone(&stores[task % stores.len()]);
+        handles.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for batch_number in 0..batches {
+                let batch: Vec<NewMessage> = (0..4)
+                    .map(|n| {
+                        let conv = convs[(task + batch_number + n) % convs.len()];
+                        let text = format!("t{task}-b{batch_number}-n{n}");
+                        match conv.strip_prefix("room:") {
+                            Some(room) => in_room(room, "alice", &text, None),
+                            None => dm("alice", "bob", &text, None),
+                        }
+                    })
+                    .collect();
+                for outcome in store.append(&batch).await.unwrap() {
+                    let message = stored(&outcome);
+                    seen.push((message.conv.clone(), message.seq));
+                }
+                store.last_seq(convs[task % convs.len()]).await.unwrap();
+                store.messages_before(convs[batch_number % convs.len()], None, 5).await.unwrap();
+            }
+            seen
+        }));
+    }
+    let mut by_conv: HashMap<String, Vec<u64>> = HashMap::new();
+    for handle in handles {
+        for (conv, seq) in handle.await.unwrap() {
+            by_conv.entry(conv).or_default().push(seq);
+        }
+    }
+    let mut total = 0;
+    for conv in convs {
+        let mut assigned = by_conv.remove(conv).unwrap();
+        assigned.sort_unstable();
+        let count = assigned.len() as u64;
+        total += count;
+        assert_eq!(assigned, (1..=count).collect::<Vec<_>>(), "{conv}");
+        for store in stores {
+            assert_eq!(seqs(&store.messages_after(conv, 0, 10_000).await.unwrap()), assigned);
+            assert_eq!(store.last_seq(conv).await.unwrap(), count);
+        }
+    }
+    assert_eq!(total, (tasks * batches * 4) as u64);
+}
+
+/// One `#[tokio::test]` per conformance check, each on a fresh fixture made by `$fixture`.
+macro_rules! conformance_suite {
+    ($fixture:expr) => {
+        conformance_suite!(@tests $fixture;
+            seqs_are_gap_free_per_conversation_across_batches,
+            duplicate_idempotency_key_returns_the_original_and_consumes_no_seq,
+            a_reopened_store_keeps_its_data_and_continues_the_seqs,
+            paging_stops_exactly_at_the_bounds,
+            conversations_of_lists_both_dm_participants_and_member_rooms,
+            read_markers_never_go_backwards,
+            users_rooms_members_and_sessions,
+            names_are_listed_in_byte_order,
+            a_nul_character_does_not_fail_the_batch,
+            concurrent_appends_keep_seqs_gap_free,
+            health_answers_while_open,
+        );
+    };
+    (@tests $fixture:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let fixture = $fixture;
+                crate::common::conformance::$check(&fixture).await;
+            }
+        )*
+    };
+}
+
+pub mod conformance {
+    use switchboard_store::{ConversationRecord, RoomSummary, SessionRecord};
+
+    use super::*;
+
+    pub async fn seqs_are_gap_free_per_conversation_across_batches(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let first = store
+            .append(&[
+                dm("alice", "bob", "m1", None),
+                in_room("lobby", "alice", "r1", None),
+                dm("bob", "alice", "m2", None),
+                dm("alice", "carol", "c1", None),
+                in_room("lobby", "bob", "r2", None),
+            ])
+            .await
+            .unwrap();
+        let got: Vec<(&str, u64)> =
+            first.iter().map(|outcome| (stored(outcome).conv.as_str(), stored(outcome).seq)).collect();
+        assert_eq!(
+            got,
+            [("dm:alice:bob", 1), ("room:lobby", 1), ("dm:alice:bob", 2), ("dm:alice:carol", 1), ("room:lobby", 2)]
+        );
+
+        let second = store
+            .append(&[
+                in_room("lobby", "carol", "r3", None),
+                dm("alice", "bob", "m3", None),
+                in_room("lobby", "alice", "r4", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(second.iter().map(|outcome| stored(outcome).seq).collect::<Vec<_>>(), [3, 3, 4]);
+        assert!(store.append(&[]).await.unwrap().is_empty());
+
+        assert_eq!(seqs(&store.messages_after("dm:alice:bob", 0, 100).await.unwrap()), [1, 2, 3]);
+        assert_eq!(seqs(&store.messages_after("room:lobby", 0, 100).await.unwrap()), [1, 2, 3, 4]);
+        assert_eq!(texts_of(&*store, "room:lobby").await, ["r1", "r2", "r3", "r4"]);
+        assert_eq!(store.last_seq("dm:alice:bob").await.unwrap(), 3);
+        assert_eq!(store.last_seq("dm:alice:carol").await.unwrap(), 1);
+        assert_eq!(store.last_seq("room:nowhere").await.unwrap(), 0);
+
+        let message = &store.messages_after("dm:alice:bob", 1, 1).await.unwrap()[0];
+        assert_eq!(message, stored(&first[2]));
+        assert_eq!(message.sender, "bob");
+        assert_eq!(message.recipient.as_deref(), Some("alice"));
+        assert_eq!(message.room, None);
+        let message = &store.messages_after("room:lobby", 3, 1).await.unwrap()[0];
+        assert_eq!(message, stored(&second[2]));
+        assert_eq!(message.room.as_deref(), Some("lobby"));
+        assert_eq!(message.recipient, None);
+        store.close().await;
+    }
+
+    pub async fn duplicate_idempotency_key_returns_the_original_and_consumes_no_seq(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let first = store.append(&[dm("alice", "bob", "hello", Some("k1"))]).await.unwrap();
+        let original = stored(&first[0]).clone();
+
+        let second = store
+            .append(&[
+                dm("alice", "bob", "hello again", Some("k1")),
+                dm("alice", "bob", "no key", None),
+                dm("alice", "bob", "keyed", Some("k2")),
+                dm("alice", "bob", "keyed retry", Some("k2")),
+                dm("bob", "alice", "same key, other sender", Some("k1")),
+                in_room("lobby", "alice", "k1 in a room", Some("k1")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(duplicate(&second[0]), &original);
+        assert_eq!(stored(&second[1]).seq, 2);
+        assert_eq!(stored(&second[2]).seq, 3);
+        assert_eq!(duplicate(&second[3]), stored(&second[2]));
+        assert_eq!(stored(&second[4]).seq, 4);
+        assert_eq!(duplicate(&second[5]), &original);
+
+        assert_eq!(texts_of(&*store, "dm:alice:bob").await, ["hello", "no key", "keyed", "same key, other sender"]);
+        assert_eq!(store.last_seq("room:lobby").await.unwrap(), 0);
+        let third = store.append(&[dm("bob", "alice", "next", None)]).await.unwrap();
+        assert_eq!(stored(&third[0]).seq, 5);
+
+        // A batch of nothing but duplicates, one of them of a message earlier in the batch.
+        let fourth = store
+            .append(&[
+                dm("alice", "bob", "k2 again", Some("k2")),
+                in_room("lobby", "carol", "new key", Some("k3")),
+                in_room("lobby", "carol", "new key again", Some("k3")),
+                dm("bob", "alice", "k1 again", Some("k1")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(duplicate(&fourth[0]), stored(&second[2]));
+        assert_eq!(stored(&fourth[1]).seq, 1);
+        assert_eq!(duplicate(&fourth[2]), stored(&fourth[1]));
+        assert_eq!(duplicate(&fourth[3]), stored(&second[4]));
+        let fifth = store.append(&[dm("alice", "bob", "k2 once more", Some("k2"))]).await.unwrap();
+        assert_eq!(duplicate(&fifth[0]), stored(&second[2]));
+        assert_eq!(store.last_seq("dm:alice:bob").await.unwrap(), 5);
+        assert_eq!(store.last_seq("room:lobby").await.unwrap(), 1);
+        store.close().await;
+    }
+
+    pub async fn a_reopened_store_keeps_its_data_and_continues_the_seqs(fixture: &dyn Fixture) {
+        if !fixture.persistent() {
+            return;
+        }
+        let session =
+            SessionRecord { token_hash: "abc123".into(), user: "alice".into(), created_at: 10, expires_at: 20 };
+        {
+            let store = fixture.open().await;
+            assert!(store.create_user("alice", Some("$argon2id$hash"), 5).await.unwrap());
+            store.create_session(&session).await.unwrap();
+            assert!(store.create_room("lobby", "alice", 6).await.unwrap());
+            assert!(store.add_member("lobby", "alice", 7).await.unwrap());
+            store
+                .append(&[
+                    in_room("lobby", "alice", "one", Some("k1")),
+                    in_room("lobby", "alice", "two", None),
+                    dm("alice", "bob", "hi", None),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(store.set_read("alice", "room:lobby", 2).await.unwrap(), 2);
+            store.close().await;
+        }
+
+        let store = fixture.open().await;
+        let user = store.user("alice").await.unwrap().unwrap();
+        assert_eq!(user.password_hash.as_deref(), Some("$argon2id$hash"));
+        assert_eq!(user.created_at, 5);
+        assert_eq!(store.session("abc123").await.unwrap(), Some(session));
+        assert_eq!(store.members("lobby").await.unwrap(), ["alice"]);
+        assert_eq!(texts_of(&*store, "room:lobby").await, ["one", "two"]);
+        assert_eq!(store.last_seq("room:lobby").await.unwrap(), 2);
+
+        let after = store
+            .append(&[
+                in_room("lobby", "alice", "three", None),
+                in_room("lobby", "alice", "one retried", Some("k1")),
+                dm("bob", "alice", "back", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(stored(&after[0]).seq, 3);
+        assert_eq!(duplicate(&after[1]).text, "one");
+        assert_eq!(stored(&after[2]).seq, 2);
+        assert_eq!(
+            store.conversations_of("alice").await.unwrap(),
+            [
+                ConversationRecord { conv: "dm:alice:bob".into(), last_seq: 2, last_ts: 1_004, read_seq: 0 },
+                ConversationRecord { conv: "room:lobby".into(), last_seq: 3, last_ts: 2_005, read_seq: 2 },
+            ]
+        );
+        store.close().await;
+
+        // Dropped without close, as after a crash of the process: committed appends survive.
+        {
+            let store = fixture.open().await;
+            store.append(&[in_room("lobby", "alice", "four", None)]).await.unwrap();
+        }
+        let store = fixture.open().await;
+        assert_eq!(texts_of(&*store, "room:lobby").await, ["one", "two", "three", "four"]);
+        assert_eq!(stored(&store.append(&[in_room("lobby", "bob", "five", None)]).await.unwrap()[0]).seq, 5);
+        store.close().await;
+    }
+
+    pub async fn paging_stops_exactly_at_the_bounds(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let batch: Vec<NewMessage> = (1..=10).map(|n| in_room("lobby", "alice", &format!("m{n}"), None)).collect();
+        store.append(&batch).await.unwrap();
+        store.append(&[in_room("other", "alice", "elsewhere", None)]).await.unwrap();
+
+        let conv = "room:lobby";
+        assert_eq!(seqs(&store.messages_after(conv, 0, 3).await.unwrap()), [1, 2, 3]);
+        assert_eq!(seqs(&store.messages_after(conv, 3, 3).await.unwrap()), [4, 5, 6]);
+        assert_eq!(seqs(&store.messages_after(conv, 9, 5).await.unwrap()), [10]);
+        assert!(store.messages_after(conv, 10, 5).await.unwrap().is_empty());
+        assert!(store.messages_after(conv, 0, 0).await.unwrap().is_empty());
+        assert!(store.messages_after(conv, u64::MAX, 5).await.unwrap().is_empty());
+        assert_eq!(store.messages_after(conv, 0, u32::MAX).await.unwrap().len(), 10);
+
+        assert_eq!(seqs(&store.messages_before(conv, None, 3).await.unwrap()), [8, 9, 10]);
+        assert_eq!(seqs(&store.messages_before(conv, Some(8), 3).await.unwrap()), [5, 6, 7]);
+        assert_eq!(seqs(&store.messages_before(conv, Some(3), 5).await.unwrap()), [1, 2]);
+        assert!(store.messages_before(conv, Some(1), 5).await.unwrap().is_empty());
+        assert!(store.messages_before(conv, Some(0), 5).await.unwrap().is_empty());
+        assert!(store.messages_before(conv, None, 0).await.unwrap().is_empty());
+        assert_eq!(store.messages_before(conv, None, 100).await.unwrap().len(), 10);
+        assert_eq!(seqs(&store.messages_before(conv, Some(u64::MAX), 2).await.unwrap()), [9, 10]);
+        assert_eq!(texts_of(&*store, "room:other").await, ["elsewhere"]);
+        assert!(store.messages_before("room:empty", None, 10).await.unwrap().is_empty());
+        store.close().await;
+    }
+
+    pub async fn conversations_of_lists_both_dm_participants_and_member_rooms(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        for room in ["lobby", "quiet"] {
+            assert!(store.create_room(room, "alice", 1).await.unwrap());
+        }
+        store.add_member("lobby", "alice", 2).await.unwrap();
+        store.add_member("lobby", "bob", 2).await.unwrap();
+        store.add_member("quiet", "alice", 2).await.unwrap();
+        store
+            .append(&[
+                dm("alice", "bob", "a", None),
+                dm("bob", "alice", "bb", None),
+                dm("carol", "alice", "ccc", None),
+                in_room("lobby", "bob", "dddd", None),
+                in_room("notjoined", "carol", "e", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.set_read("alice", "dm:alice:bob", 2).await.unwrap(), 2);
+        assert_eq!(store.set_read("bob", "room:lobby", 1).await.unwrap(), 1);
+
+        let record = |conv: &str, last_seq, last_ts, read_seq| ConversationRecord {
+            conv: conv.into(),
+            last_seq,
+            last_ts,
+            read_seq,
+        };
+        assert_eq!(
+            store.conversations_of("alice").await.unwrap(),
+            [
+                record("dm:alice:bob", 2, 1_002, 2),
+                record("dm:alice:carol", 1, 1_003, 0),
+                record("room:lobby", 1, 2_004, 0),
+                record("room:quiet", 0, 0, 0),
+            ]
+        );
+        assert_eq!(
+            store.conversations_of("bob").await.unwrap(),
+            [record("dm:alice:bob", 2, 1_002, 0), record("room:lobby", 1, 2_004, 1)]
+        );
+        assert_eq!(store.conversations_of("carol").await.unwrap(), [record("dm:alice:carol", 1, 1_003, 0)]);
+        assert!(store.conversations_of("dave").await.unwrap().is_empty());
+
+        // The newest message sets last_ts, also when it is older than the one before.
+        let mut late = dm("bob", "alice", "late", None);
+        late.ts = 500;
+        store.append(&[dm("alice", "bob", "on time", None), late]).await.unwrap();
+        store.remove_member("lobby", "bob").await.unwrap();
+        assert_eq!(store.conversations_of("bob").await.unwrap(), [record("dm:alice:bob", 4, 500, 0)]);
+
+        // Byte order: '.', '-' and digits before '_', then letters.
+        store.append(&[dm("alice", "bo_b", "x", None), dm("alice", "bo.b", "y", None)]).await.unwrap();
+        store.add_member("quiet", "bo_b", 3).await.unwrap();
+        let convs: Vec<String> =
+            store.conversations_of("alice").await.unwrap().into_iter().map(|record| record.conv).collect();
+        assert_eq!(
+            convs,
+            ["dm:alice:bo.b", "dm:alice:bo_b", "dm:alice:bob", "dm:alice:carol", "room:lobby", "room:quiet"]
+        );
+        store.close().await;
+    }
+
+    pub async fn read_markers_never_go_backwards(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        assert_eq!(store.set_read("alice", "room:lobby", 5).await.unwrap(), 5);
+        assert_eq!(store.set_read("alice", "room:lobby", 3).await.unwrap(), 5);
+        assert_eq!(store.set_read("alice", "room:lobby", 0).await.unwrap(), 5);
+        assert_eq!(store.set_read("alice", "room:lobby", 7).await.unwrap(), 7);
+        assert_eq!(store.set_read("bob", "room:lobby", 1).await.unwrap(), 1);
+        assert_eq!(store.set_read("alice", "dm:alice:bob", 2).await.unwrap(), 2);
+        assert_eq!(store.set_read("carol", "room:lobby", 0).await.unwrap(), 0);
+
+        store.create_room("lobby", "alice", 1).await.unwrap();
+        store.add_member("lobby", "alice", 1).await.unwrap();
+        let conversations = store.conversations_of("alice").await.unwrap();
+        assert_eq!(conversations.len(), 1);
+        assert_eq!(conversations[0].read_seq, 7);
+        store.close().await;
+    }
+
+    pub async fn users_rooms_members_and_sessions(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        assert!(store.create_user("bob", Some("first"), 1).await.unwrap());
+        assert!(!store.create_user("bob", Some("second"), 2).await.unwrap());
+        assert_eq!(store.user("bob").await.unwrap().unwrap().password_hash.as_deref(), Some("first"));
+        assert_eq!(store.user("bob").await.unwrap().unwrap().created_at, 1);
+        assert!(store.create_user("alice", None, 3).await.unwrap());
+        assert!(store.create_user("carol", None, 3).await.unwrap());
+        assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash, None);
+        assert_eq!(store.user("nobody").await.unwrap(), None);
+        assert_eq!(store.list_users(None, 10).await.unwrap(), ["alice", "bob", "carol"]);
+        assert_eq!(store.list_users(None, 2).await.unwrap(), ["alice", "bob"]);
+        assert!(store.list_users(None, 0).await.unwrap().is_empty());
+        assert_eq!(store.list_users(Some("bob"), 10).await.unwrap(), ["carol"]);
+        assert_eq!(store.list_users(Some("b"), 1).await.unwrap(), ["bob"]);
+        assert_eq!(store.list_users(Some(""), 1).await.unwrap(), ["alice"]);
+        assert!(store.list_users(Some("carol"), 10).await.unwrap().is_empty());
+
+        assert!(store.create_room("lobby", "alice", 1).await.unwrap());
+        assert!(!store.create_room("lobby", "bob", 2).await.unwrap());
+        assert!(store.create_room("attic", "bob", 2).await.unwrap());
+        assert!(store.room_exists("lobby").await.unwrap());
+        assert!(!store.room_exists("cellar").await.unwrap());
+
+        assert!(store.add_member("lobby", "carol", 3).await.unwrap());
+        assert!(store.add_member("lobby", "alice", 3).await.unwrap());
+        assert!(!store.add_member("lobby", "alice", 4).await.unwrap());
+        assert!(store.add_member("attic", "alice", 3).await.unwrap());
+        assert_eq!(store.members("lobby").await.unwrap(), ["alice", "carol"]);
+        assert!(store.members("cellar").await.unwrap().is_empty());
+        assert_eq!(store.rooms_of("alice").await.unwrap(), ["attic", "lobby"]);
+        assert!(store.rooms_of("nobody").await.unwrap().is_empty());
+        assert_eq!(
+            store.list_rooms().await.unwrap(),
+            [RoomSummary { name: "attic".into(), members: 1 }, RoomSummary { name: "lobby".into(), members: 2 }]
+        );
+        assert!(store.remove_member("lobby", "alice").await.unwrap());
+        assert!(!store.remove_member("lobby", "alice").await.unwrap());
+        assert!(!store.remove_member("cellar", "alice").await.unwrap());
+        assert_eq!(store.members("lobby").await.unwrap(), ["carol"]);
+        assert_eq!(store.rooms_of("alice").await.unwrap(), ["attic"]);
+        assert!(store.remove_member("attic", "alice").await.unwrap());
+        assert_eq!(
+            store.list_rooms().await.unwrap(),
+            [RoomSummary { name: "attic".into(), members: 0 }, RoomSummary { name: "lobby".into(), members: 1 }]
+        );
+
+        let session = SessionRecord { token_hash: "t1".into(), user: "alice".into(), created_at: 1, expires_at: 2 };
+        store.create_session(&session).await.unwrap();
+        assert_eq!(store.session("t1").await.unwrap(), Some(session));
+        assert_eq!(store.session("t2").await.unwrap(), None);
+        store.delete_session("t1").await.unwrap();
+        assert_eq!(store.session("t1").await.unwrap(), None);
+        store.delete_session("t1").await.unwrap();
+        store.close().await;
+    }
+
+    pub async fn names_are_listed_in_byte_order(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        // A locale's collation would put these as a_c, a-d, a.b, a9, ab.
+        let names = ["ab", "a_c", "a-d", "a.b", "a9"];
+        let sorted = ["a-d", "a.b", "a9", "a_c", "ab"];
+        for name in names {
+            assert!(store.create_user(name, None, 1).await.unwrap());
+            assert!(store.create_room(name, name, 1).await.unwrap());
+            assert!(store.add_member("lobby", name, 1).await.unwrap());
+            assert!(store.add_member(name, "alice", 1).await.unwrap());
+        }
+        assert_eq!(store.list_users(None, 10).await.unwrap(), sorted);
+        assert_eq!(store.list_users(Some("a.b"), 10).await.unwrap(), ["a9", "a_c", "ab"]);
+        assert_eq!(store.list_users(Some("a9"), 1).await.unwrap(), ["a_c"]);
+        assert_eq!(store.members("lobby").await.unwrap(), sorted);
+        assert_eq!(store.rooms_of("alice").await.unwrap(), sorted);
+        let rooms: Vec<String> = store.list_rooms().await.unwrap().into_iter().map(|room| room.name).collect();
+        assert_eq!(rooms, sorted);
+        let convs: Vec<String> =
+            store.conversations_of("alice").await.unwrap().into_iter().map(|record| record.conv).collect();
+        assert_eq!(convs, sorted.map(|room| format!("room:{room}")));
+        store.close().await;
+    }
+
+    pub async fn a_nul_character_does_not_fail_the_batch(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        // Only the text and the key come from clients; the core makes the id.
+        let mut nul = in_room("lobby", "mallory", "nul \0 inside", Some("key \0"));
+        nul.id = "id-nul".into();
+        let outcomes = store
+            .append(&[in_room("lobby", "alice", "before", None), nul, in_room("lobby", "bob", "after", None)])
+            .await
+            .unwrap();
+        assert_eq!(outcomes.iter().map(|outcome| stored(outcome).seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let texts = texts_of(&*store, "room:lobby").await;
+        assert_eq!(texts[0], "before");
+        assert!(texts[1].starts_with("nul ") && texts[1].ends_with(" inside"), "{:?}", texts[1]);
+        assert_eq!(texts[2], "after");
+        assert_eq!(stored(&outcomes[1]).text, texts[1]);
+        // Stored exactly by SQLite, as U+FFFD by PostgreSQL.
+        assert!(texts[1] == "nul \0 inside" || texts[1] == "nul \u{FFFD} inside", "{:?}", texts[1]);
+
+        let again = store.append(&[in_room("lobby", "mallory", "retried", Some("key \0"))]).await.unwrap();
+        assert_eq!(duplicate(&again[0]), stored(&outcomes[1]));
+        store.close().await;
+    }
+
+    pub async fn concurrent_appends_keep_seqs_gap_free(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        append_concurrently(&[Arc::clone(&store)], 8, 20).await;
+        store.close().await;
+    }
+
+    pub async fn health_answers_while_open(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        store.health().await.unwrap();
+        store.close().await;
+    }
+}
