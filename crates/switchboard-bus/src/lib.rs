@@ -13,9 +13,9 @@ mod in_process;
 mod nats;
 mod redis;
 
+pub use self::redis::RedisBus;
 pub use in_process::{InProcessBroker, InProcessBus};
 pub use nats::NatsBus;
-pub use self::redis::RedisBus;
 
 use async_trait::async_trait;
 use bytes::Bytes;
