@@ -363,6 +363,11 @@ impl Session {
         if text.trim().is_empty() {
             return Err(ChatError::EmptyText);
         }
+        // NUL cannot be stored by every store (PostgreSQL text refuses it): refuse it everywhere
+        // rather than store different things on different deployments.
+        if text.contains('\0') || key.as_deref().is_some_and(|key| key.contains('\0')) {
+            return Err(ChatError::InvalidField("text and key must not contain the NUL character".into()));
+        }
         let max = shared.config.max_text_chars;
         if text.len() > max && text.chars().count() > max {
             return Err(ChatError::TextTooLong { max });

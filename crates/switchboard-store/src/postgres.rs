@@ -139,7 +139,10 @@ impl PostgresStore {
 
     /// One attempt at a batch, in one transaction; nothing of it stays on `Err`.
     async fn try_append(&self, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // Read committed whatever the database's default: each statement sees what other nodes
+        // committed before it, and the upsert of a conversation's row waits for the row's lock
+        // and then moves the newest version, where a stricter level would fail the transaction.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
         let originals = originals_of(&mut tx, pending).await?;
 
         let mut slots = Vec::with_capacity(pending.len());
@@ -277,7 +280,11 @@ async fn reserve_seqs(conn: &mut PgConnection, growth: &mut BTreeMap<&str, Growt
         let Some(grown) = growth.get_mut(conv.as_str()) else {
             return Err(sqlx::Error::Protocol(format!("locked {conv}, which is not in the batch")));
         };
-        grown.next_seq = from_sql(last_seq) + 1 - grown.added;
+        let last_seq = from_sql(last_seq);
+        if last_seq < grown.added {
+            return Err(sqlx::Error::Protocol(format!("{conv} moved to {last_seq}, short of its batch")));
+        }
+        grown.next_seq = last_seq + 1 - grown.added;
     }
     Ok(())
 }

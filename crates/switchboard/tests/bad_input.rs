@@ -370,3 +370,16 @@ async fn nobody_can_send_as_someone_else() {
     let history = bob.request(json!({"type": "history", "room": "lobby"})).await;
     assert_eq!(history["messages"][0]["from"], "mallory", "the store has the real sender too");
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_message_is_refused_on_every_store() {
+    let server = open_server().await;
+    let url = server.ws_url();
+    let mut alice = login(&url, "alice").await;
+    login(&url, "bob").await;
+    let error = alice.request(json!({"type": "send", "to": "bob", "text": "a\u{0}b"})).await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "invalid_field");
+    let ack = alice.request(json!({"type": "send", "to": "bob", "text": "fine"})).await;
+    assert_eq!(ack["seq"], 1, "the refused message took no seq");
+}
