@@ -323,3 +323,72 @@ pub fn init_logging(format: &str) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// One test owns the process environment, so nothing races on `SWITCHBOARD_*` variables.
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9001\"\nnode_id = \"from-file\"\njoin_history = 7\nopen_auth = true\nbus = \"nats://127.0.0.1:4222\"\n",
+        )
+        .unwrap();
+        std::env::set_var("SWITCHBOARD_NODE_ID", "from-env");
+        std::env::set_var("SWITCHBOARD_JOIN_HISTORY", "9");
+        let parsed = Cli::try_parse_from(["switchboard", "--config", file.to_str().unwrap(), "--join-history", "11"]);
+        std::env::remove_var("SWITCHBOARD_NODE_ID");
+        std::env::remove_var("SWITCHBOARD_JOIN_HISTORY");
+        let settings = Settings::load(parsed.unwrap().serve).unwrap();
+        assert_eq!(settings.server.listen.port(), 9001, "the file counts when nothing else says");
+        assert_eq!(settings.chat.node_id, "from-env", "the environment beats the file");
+        assert_eq!(settings.chat.join_history, 11, "a flag beats the environment");
+        assert!(settings.chat.open_auth);
+        assert!(matches!(settings.bus, BusKind::Nats(_)));
+        assert_eq!(settings.chat.public_url, "ws://127.0.0.1:9001/ws");
+    }
+
+    #[test]
+    fn defaults_are_a_standalone_server_on_8080_with_sqlite_in_the_data_folder() {
+        let settings = Settings::load(Cli::try_parse_from(["switchboard"]).unwrap().serve).unwrap();
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(matches!(&settings.store, StoreKind::Sqlite(path) if path.starts_with("switchboard-data")));
+        assert!(matches!(settings.bus, BusKind::InProcess));
+        assert!(!settings.chat.open_auth, "open login is off by default");
+        assert!(settings.chat.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn a_mistyped_setting_in_the_file_is_an_error_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listn = \"127.0.0.1:1\"\n").unwrap();
+        let args = Cli::try_parse_from(["switchboard", "--config", file.to_str().unwrap()]).unwrap().serve;
+        assert!(Settings::load(args).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_shown() {
+        assert_eq!(redact("postgres://user:hunter2@db:5432/chat"), "postgres://***@db:5432/chat");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let settings = Settings::load(
+            Cli::try_parse_from(["switchboard", "--jwt-secret", "hunter2", "--store", "postgres://u:hunter2@h/db"])
+                .unwrap()
+                .serve,
+        )
+        .unwrap();
+        assert!(!settings.describe().contains("hunter2"), "{}", settings.describe());
+    }
+}
