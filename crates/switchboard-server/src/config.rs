@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Frames a connection may send before logging in that fail (wrong password, bad frame).
     pub max_login_attempts: u32,
+    /// Proxies (nginx) whose `X-Real-IP` / `X-Forwarded-For` is believed; nobody by default.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +33,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             max_login_attempts: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -180,6 +180,23 @@ fn header_has_token(request: &Request<Incoming>, name: hyper::header::HeaderName
         .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the address the proxy
+/// reports in `X-Real-IP` (or the last hop of `X-Forwarded-For`). Login throttling counts per
+/// client address, so behind nginx it must not see every client as nginx.
+fn client_address(headers: &hyper::HeaderMap, peer: SocketAddr, trusted: &[std::net::IpAddr]) -> SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let header_ip = |name: &str| -> Option<std::net::IpAddr> {
+        let value = headers.get(name)?.to_str().ok()?;
+        value.rsplit(',').next()?.trim().parse().ok()
+    };
+    match header_ip("x-real-ip").or_else(|| header_ip("x-forwarded-for")) {
+        Some(ip) => SocketAddr::new(ip, peer.port()),
+        None => peer,
+    }
+}
+
 fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
     if context.shutting_down() {
         return http::text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n");
@@ -197,6 +214,7 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
             "websocket upgrade expected (version 13)\n",
         );
     }
+    let peer = client_address(request.headers(), peer, &context.config.trusted_proxies);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let connection_task = async move {
         let upgraded = match on_upgrade.await {
@@ -222,4 +240,23 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 198.51.100.7"));
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted = ["127.0.0.1".parse().unwrap()];
+        assert_eq!(client_address(&headers, proxy, &trusted).ip().to_string(), "198.51.100.7");
+        assert_eq!(client_address(&headers, proxy, &[]), proxy, "nobody is trusted by default");
+        headers.insert("x-real-ip", HeaderValue::from_static("192.0.2.1"));
+        assert_eq!(client_address(&headers, proxy, &trusted).ip().to_string(), "192.0.2.1");
+        let stranger: SocketAddr = "10.9.9.9:1".parse().unwrap();
+        assert_eq!(client_address(&headers, stranger, &trusted), stranger);
+    }
 }

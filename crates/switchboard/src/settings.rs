@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Seconds connections get to close on shutdown [default: 10].
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Proxies whose `X-Real-IP` / `X-Forwarded-For` header names the client (comma-separated IPs,
+    /// e.g. `127.0.0.1` behind a local nginx); login throttling then counts per real client.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
     /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -137,6 +141,7 @@ struct FileSettings {
     ping_interval_secs: Option<u64>,
     auth_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
     log_format: Option<String>,
 }
 
@@ -263,6 +268,9 @@ impl Settings {
         }
         if let Some(value) = pick!(args, file, shutdown_grace_secs) {
             server.shutdown_grace = Duration::from_secs(value);
+        }
+        if let Some(proxies) = pick!(args, file, trusted_proxies) {
+            server.trusted_proxies = proxies;
         }
         let log_format = pick!(args, file, log_format).unwrap_or_else(|| "text".into());
         if !matches!(log_format.as_str(), "text" | "json") {
