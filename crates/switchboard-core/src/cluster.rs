@@ -30,6 +30,11 @@ pub enum BusHeader {
     PresenceSnapshot { users: Vec<(String, u32)>, since: i64 },
     /// A node joined (or came back) and asks the receivers for their presence snapshots.
     NodeJoined,
+    /// A node's link to the cluster was interrupted (its bus link dropped, or the node itself was
+    /// stalled past the node timeout) and is back. Receivers answer with their presence snapshot;
+    /// when some of the sender's publications failed meanwhile, their clients may have missed
+    /// messages, so they ask them to resume.
+    LinkRestored { lost_publications: bool },
     /// A node is alive; sent every heartbeat interval.
     Heartbeat { info: NodeInfo },
     /// A node is shutting down: forget its users now rather than at its timeout.

@@ -66,6 +66,9 @@ pub struct NodeShared {
     /// Taken on shutdown, which closes the pipeline once its last batch is written.
     pipeline: RwLock<Option<mpsc::Sender<PendingMessage>>>,
     bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
+    /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
+    /// are asked to resume, since they may have missed what this node could not publish.
+    lost_publications: Arc<AtomicBool>,
     /// Whether another node has ever been heard from. Until then this node is a cluster of one and
     /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
     peers_seen: AtomicBool,
@@ -99,12 +102,14 @@ impl ChatNode {
             pipeline: RwLock::new(Some(pipeline_sender)),
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
+            lost_publications: Arc::new(AtomicBool::new(false)),
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),
         });
         *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), pipeline_receiver)));
-        let publisher = tokio::spawn(run_bus_publisher(shared.bus.clone(), bus_receiver));
+        let publisher =
+            tokio::spawn(run_bus_publisher(shared.bus.clone(), bus_receiver, shared.lost_publications.clone()));
         let listener = tokio::spawn(run_bus_listener(Arc::downgrade(&shared), incoming));
         let upkeep = tokio::spawn(run_cluster_upkeep(Arc::downgrade(&shared)));
         shared.tasks.lock().extend([publisher, listener, upkeep]);
@@ -455,7 +460,7 @@ impl NodeShared {
     }
 
     pub(crate) fn publish(&self, topic: Topic, header: &BusHeader, frame: Option<&WireFrame>) {
-        if !self.has_peers() && *header != BusHeader::NodeJoined {
+        if !self.has_peers() && !matches!(header, BusHeader::NodeJoined | BusHeader::LinkRestored { .. }) {
             return;
         }
         let payload = cluster::encode(header, frame.map(|f| f.payload()).as_ref());
@@ -631,21 +636,27 @@ impl NodeShared {
         connection.close();
     }
 
-    /// After an outage of the bus: announce this node again (others answer with their presence),
-    /// and tell local clients to resume, so that whatever crossed the bus while it was down comes
-    /// back to them from the store.
-    fn bus_reconnected(&self) {
-        tracing::info!(node = %self.config.node_id, "bus link restored");
-        self.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
+    /// After this node's link to the cluster was interrupted (bus outage, or the node stalled):
+    /// announce it (others answer with their presence and tell their own clients to resume), and
+    /// tell local clients to resume, so that whatever crossed the bus meanwhile comes back to them
+    /// from the store.
+    fn link_restored(&self, cause: &'static str) {
+        tracing::info!(node = %self.config.node_id, cause, "cluster link restored");
+        let lost_publications = self.lost_publications.swap(false, Ordering::Relaxed);
+        self.publish(Topic::Cluster, &BusHeader::LinkRestored { lost_publications }, None);
         let users = self.presence.counts_of_node(&self.config.node_id);
         self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
         for room in self.hub.rooms_with_listeners() {
             self.subscribe_room(&room);
         }
-        // Messages that crossed the bus while it was down never reached these connections: the
-        // store has them, and a resume with cursors brings them back exactly once.
+        self.ask_clients_to_resume();
+    }
+
+    /// Messages that crossed the bus while a link was down never reached these connections: the
+    /// store has them, and a resume with cursors brings them back exactly once.
+    fn ask_clients_to_resume(&self) {
         let connections = self.hub.all_connections();
-        tracing::info!(connections = connections.len(), "asking clients to resume after the bus outage");
+        tracing::info!(connections = connections.len(), "asking clients to resume after a cluster link outage");
         for connection in connections {
             connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
         }
@@ -694,7 +705,14 @@ impl NodeShared {
             self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
         }
         let is_new = self.directory.heard(from, info, Instant::now());
-        if is_new && !matches!(header, BusHeader::NodeJoined | BusHeader::NodeLeft | BusHeader::PresenceSnapshot { .. })
+        if is_new
+            && !matches!(
+                header,
+                BusHeader::NodeJoined
+                    | BusHeader::LinkRestored { .. }
+                    | BusHeader::NodeLeft
+                    | BusHeader::PresenceSnapshot { .. }
+            )
         {
             // A node we did not know (new to us, or back after we declared it dead): ask for its
             // users.
@@ -732,6 +750,14 @@ impl NodeShared {
                     self.announce_presence(&user, change);
                 }
             }
+            BusHeader::LinkRestored { lost_publications } => {
+                let users = self.presence.counts_of_node(&self.config.node_id);
+                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
+                self.publish(Topic::Node(message.from_node.clone()), &header, None);
+                if lost_publications {
+                    self.ask_clients_to_resume();
+                }
+            }
             BusHeader::Heartbeat { .. } => {}
             BusHeader::NodeLeft => self.forget_node(from),
             BusHeader::Membership { user, room, joined } => {
@@ -752,10 +778,23 @@ impl NodeShared {
     }
 }
 
-async fn run_bus_publisher(bus: Arc<dyn Bus>, mut outbox: mpsc::Receiver<(Topic, bytes::Bytes)>) {
+async fn run_bus_publisher(
+    bus: Arc<dyn Bus>,
+    mut outbox: mpsc::Receiver<(Topic, bytes::Bytes)>,
+    lost_publications: Arc<AtomicBool>,
+) {
+    let mut failures_in_a_row: u64 = 0;
     while let Some((topic, payload)) = outbox.recv().await {
-        if let Err(error) = bus.publish(topic, payload).await {
-            tracing::warn!(%error, "bus publication failed");
+        match bus.publish(topic, payload).await {
+            Ok(()) => failures_in_a_row = 0,
+            Err(error) => {
+                lost_publications.store(true, Ordering::Relaxed);
+                failures_in_a_row += 1;
+                // One line per outage, not one per message.
+                if failures_in_a_row == 1 {
+                    tracing::warn!(%error, "bus publication failed; clients will be asked to resume when it is back");
+                }
+            }
         }
     }
 }
@@ -770,10 +809,19 @@ async fn run_cluster_upkeep(shared: std::sync::Weak<NodeShared>) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heartbeat: Option<Instant> = None;
+    let mut last_tick = Instant::now();
     loop {
         ticker.tick().await;
         let Some(shared) = shared.upgrade() else { return };
         let now = Instant::now();
+        let silent_for = now.duration_since(last_tick);
+        last_tick = now;
+        if silent_for > shared.config.node_timeout && shared.has_peers() {
+            // This node did not run for longer than the node timeout (stopped, swapped out,
+            // frozen): the others have declared it dead and routed around it.
+            tracing::warn!(stalled_ms = silent_for.as_millis() as u64, "this node was stalled");
+            shared.link_restored("node stalled");
+        }
         if last_heartbeat.is_none_or(|at| now.duration_since(at) >= shared.config.heartbeat_interval) {
             last_heartbeat = Some(now);
             shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
@@ -790,8 +838,13 @@ async fn run_bus_listener(shared: std::sync::Weak<NodeShared>, mut incoming: mps
         let Some(shared) = shared.upgrade() else { return };
         match event {
             BusEvent::Message(message) => shared.handle_bus_message(message),
-            BusEvent::Reconnected => shared.bus_reconnected(),
-            BusEvent::Disconnected => tracing::warn!(node = %shared.config.node_id, "bus link lost"),
+            BusEvent::Reconnected => shared.link_restored("bus reconnected"),
+            BusEvent::Disconnected => {
+                // Publications queued inside the bus when the link broke may be gone without an
+                // error to show for it: count the outage itself as lost publications.
+                shared.lost_publications.store(true, Ordering::Relaxed);
+                tracing::warn!(node = %shared.config.node_id, "bus link lost");
+            }
         }
     }
 }

@@ -5,12 +5,14 @@
 //!   SQLite file that survives a restart.
 //! - [`services`]: real `redis-server` and `nats-server` processes on free ports, and a
 //!   PostgreSQL database of the test's own.
+//! - [`proxy::TcpProxy`]: a TCP proxy that can be stopped and started, to cut a node off a service.
 //! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
 //!   everything else, and can wait until the server has processed all it was sent
 //!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod proxy;
 mod server;
 pub mod services;
 
