@@ -50,6 +50,20 @@ impl TestClient {
         Self::login_with(url, json!({"type": "login", "username": user, "password": password})).await
     }
 
+    /// Logs a user in by name only (the server must allow `login_open`), with presence events on.
+    pub async fn login_open(url: &str, user: &str) -> TestClient {
+        Self::login_with(url, json!({"type": "login_open", "username": user})).await
+    }
+
+    /// Logs a user in by name only, without presence events, and drops the login sync: the inbox
+    /// then holds only what the test looks at.
+    pub async fn login_open_quiet(url: &str, user: &str) -> TestClient {
+        let mut client =
+            Self::login_with(url, json!({"type": "login_open", "username": user, "presence": false})).await;
+        client.take_inbox();
+        client
+    }
+
     /// Connects and resumes a session token with cursors; returns once `session` arrived (the
     /// sync frames stay in the inbox for the test to read).
     pub async fn resume(url: &str, token: &str, cursors: Value) -> TestClient {

@@ -21,3 +21,17 @@ pub use server::{http_get, metric_value, TestServer, TestServerBuilder};
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Retries `check` until it holds, for cross-node convergence that no client can observe directly
+/// (linkerd's `assert_eventually!`): bounded by `limit`, after which the test fails with `what`.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never happened within {limit:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

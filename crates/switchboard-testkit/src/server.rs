@@ -78,6 +78,11 @@ impl TestServer {
         TestServerBuilder::default()
     }
 
+    /// A server that allows `login_open` (user name only), for tests that need many users fast.
+    pub async fn with_open_auth() -> TestServer {
+        Self::builder().chat(|c| c.open_auth = true).start().await
+    }
+
     /// A server with the default settings and an in-memory store.
     pub async fn start() -> TestServer {
         Self::builder().start().await

@@ -8,20 +8,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A server with open login, so that tests with several users do not pay for password hashing.
-async fn open_server() -> TestServer {
-    TestServer::builder().chat(|c| c.open_auth = true).start().await
-}
-
-/// Logs a user in without presence events and drops the (empty) login sync, so that the inbox
-/// holds only what the test looks at.
-async fn login(url: &str, user: &str) -> TestClient {
-    let mut client =
-        TestClient::login_with(url, json!({"type": "login_open", "username": user, "presence": false})).await;
-    client.take_inbox();
-    client
-}
-
 /// The connection still works: a ping gets its pong.
 async fn assert_alive(client: &mut TestClient) {
     let pong = client.request(json!({"type": "ping"})).await;
@@ -38,8 +24,8 @@ async fn error_for_text(client: &mut TestClient, text: &str) -> Value {
 
 #[tokio::test]
 async fn malformed_json_is_bad_frame_and_the_connection_survives() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     for text in ["{nope", r#"{"type":"ping","ref":1"#, "", r#"{"type":"ping","ref":2} trailing"#] {
         let error = error_for_text(&mut alice, text).await;
@@ -51,8 +37,8 @@ async fn malformed_json_is_bad_frame_and_the_connection_survives() {
 
 #[tokio::test]
 async fn a_json_array_is_bad_frame() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     for text in [r#"["ping"]"#, r#"[{"type":"ping","ref":1}]"#, "[]"] {
         let error = error_for_text(&mut alice, text).await;
@@ -64,8 +50,8 @@ async fn a_json_array_is_bad_frame() {
 
 #[tokio::test]
 async fn an_unknown_type_is_unknown_type_with_its_ref() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     let error = alice.request(json!({"type": "teleport", "to": "bob"})).await;
     assert_eq!(error["type"], "error", "{error}");
@@ -75,8 +61,8 @@ async fn an_unknown_type_is_unknown_type_with_its_ref() {
 
 #[tokio::test]
 async fn a_field_of_the_wrong_type_is_invalid_field_with_the_ref_echoed() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     alice.send(json!({"type": "send", "ref": "m-1", "to": 5, "text": "hi"})).await;
     let error = alice.next_of_type("error").await;
@@ -92,8 +78,8 @@ async fn a_field_of_the_wrong_type_is_invalid_field_with_the_ref_echoed() {
 
 #[tokio::test]
 async fn a_missing_field_is_invalid_field_naming_it() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     let error = alice.request(json!({"type": "send", "to": "alice"})).await;
     assert_eq!(error["code"], "invalid_field", "{error}");
@@ -113,8 +99,8 @@ async fn a_missing_field_is_invalid_field_naming_it() {
 
 #[tokio::test]
 async fn a_text_message_that_is_not_utf8_is_invalid_utf8_and_the_connection_survives() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     // A raw text frame: tungstenite masks it like any client frame but does not check its payload.
     let frame = Frame::message(vec![0xff, 0xfe], OpCode::Data(Data::Text), true);
@@ -127,8 +113,8 @@ async fn a_text_message_that_is_not_utf8_is_invalid_utf8_and_the_connection_surv
 
 #[tokio::test]
 async fn a_binary_message_is_binary_unsupported_and_the_connection_survives() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     alice.send_raw(Message::Binary(br#"{"type":"ping","ref":"b"}"#.to_vec())).await;
     let error = alice.next_of_type("error").await;
@@ -148,7 +134,7 @@ fn ping_of_len(reference: &str, len: usize) -> String {
 #[tokio::test]
 async fn a_message_over_max_frame_bytes_is_skipped_with_frame_too_large() {
     let server = TestServer::builder().chat(|c| c.open_auth = true).server(|s| s.max_frame_bytes = 1024).start().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
     assert_eq!(alice.hello["max_frame_bytes"], 1024);
 
     alice.send_raw(Message::Text(ping_of_len("too-big", 2000))).await;
@@ -168,7 +154,7 @@ async fn a_message_over_max_frame_bytes_is_skipped_with_frame_too_large() {
 #[tokio::test]
 async fn a_message_far_over_max_frame_bytes_closes_with_1009() {
     let server = TestServer::builder().chat(|c| c.open_auth = true).server(|s| s.max_frame_bytes = 1024).start().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     alice.send_raw(Message::Text(ping_of_len("huge", 16 * 1024 + 1))).await;
     let (code, reason) = alice.expect_close().await;
@@ -185,7 +171,7 @@ async fn text_over_max_text_chars_is_text_too_long() {
         })
         .start()
         .await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
     assert_eq!(alice.hello["max_text_chars"], 10);
 
     let error = alice.request(json!({"type": "send", "to": "alice", "text": "abcdefghijk"})).await;
@@ -199,8 +185,8 @@ async fn text_over_max_text_chars_is_text_too_long() {
 
 #[tokio::test]
 async fn empty_or_blank_text_is_empty_text() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     for text in ["", "   ", "\n\t "] {
         let error = alice.request(json!({"type": "send", "to": "alice", "text": text})).await;
@@ -221,7 +207,7 @@ async fn frames_over_the_rate_limit_are_rate_limited_with_their_ref() {
         })
         .start()
         .await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     for n in 1..=4 {
         alice.send(json!({"type": "ping", "ref": format!("p{n}")})).await;
@@ -251,7 +237,7 @@ async fn a_client_that_keeps_flooding_is_closed_with_4029() {
         })
         .start()
         .await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     for n in 1..=8 {
         alice.send(json!({"type": "ping", "ref": n})).await;
@@ -280,10 +266,10 @@ async fn a_reader_that_stops_reading_is_cut_off_and_recovers_everything_by_resum
         .start()
         .await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     // Bob stops reading: nothing polls his socket until `expect_close` below, so once the kernel
     // buffers are full his outbound queue fills up.
-    let mut bob = login(&url, "bob").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     let token = bob.token();
 
     const BATCH: u64 = 10;
@@ -356,10 +342,10 @@ async fn a_reader_that_stops_reading_is_cut_off_and_recovers_everything_by_resum
 
 #[tokio::test]
 async fn nobody_can_send_as_someone_else() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut bob = login(&url, "bob").await;
-    let mut mallory = login(&url, "mallory").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
+    let mut mallory = TestClient::login_open_quiet(&url, "mallory").await;
     bob.request(json!({"type": "create_room", "room": "lobby"})).await;
     mallory.request(json!({"type": "join", "room": "lobby"})).await;
 
@@ -373,10 +359,10 @@ async fn nobody_can_send_as_someone_else() {
 
 #[tokio::test]
 async fn a_nul_character_in_a_message_is_refused_on_every_store() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    TestClient::login_open_quiet(&url, "bob").await;
     let error = alice.request(json!({"type": "send", "to": "bob", "text": "a\u{0}b"})).await;
     assert_eq!(error["type"], "error");
     assert_eq!(error["code"], "invalid_field");

@@ -1,7 +1,6 @@
 //! Three real node processes over a real broker (Redis, then NATS) sharing a real PostgreSQL
 //! database behave as one server, and route only where a message is needed.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -50,24 +49,6 @@ impl Cluster {
     }
 }
 
-async fn login(url: &str, user: &str) -> TestClient {
-    TestClient::login_with(url, json!({"type": "login_open", "username": user})).await
-}
-
-/// Retries `check` until it holds, for cross-node convergence that no client can observe directly
-/// (bounded: it fails the test after 10 s).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the client's node counts `expected` connections of `user` across the cluster
 /// (bounded: it fails the test after 10 s).
 async fn wait_for_connections(client: &mut TestClient, user: &str, expected: u64) {
@@ -89,10 +70,10 @@ async fn three_nodes_act_as_one_server(cluster: Cluster) {
     let zoe = TestClient::login(&cluster.url(1), "zoe", "password1").await;
     assert_eq!(zoe.session["node"], "n2");
 
-    let mut alice = login(&cluster.url(0), "alice").await;
-    let mut bob = login(&cluster.url(1), "bob").await;
-    let mut bob_tablet = login(&cluster.url(2), "bob").await;
-    let mut carol = login(&cluster.url(2), "carol").await;
+    let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
+    let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
+    let mut bob_tablet = TestClient::login_open(&cluster.url(2), "bob").await;
+    let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;
     alice.next_about("user_online", "bob").await;
     alice.next_about("user_online", "carol").await;
     wait_for_connections(&mut alice, "bob", 2).await;
@@ -127,7 +108,7 @@ async fn three_nodes_act_as_one_server(cluster: Cluster) {
     assert_eq!(bob_tablet.next_of_type("message").await["text"], "second", "the join on n2 moved bob's n3 device in");
 
     // The gateway lists every live node and picks the least loaded.
-    eventually("the gateway lists three nodes", || async {
+    switchboard_testkit::eventually("the gateway lists three nodes", Duration::from_secs(10), || async {
         let (_, body) = http_get(cluster.nodes[0].addr(), "/api/nodes").await;
         let listed: Value = serde_json::from_str(&body).unwrap_or_default();
         listed["nodes"].as_array().map_or(0, Vec::len) == 3
@@ -148,9 +129,9 @@ async fn three_nodes_act_as_one_server(cluster: Cluster) {
 }
 
 async fn routing_is_targeted(cluster: Cluster) {
-    let mut dave = login(&cluster.url(0), "dave").await;
-    let mut erin = login(&cluster.url(1), "erin").await;
-    let mut frank = login(&cluster.url(2), "frank").await;
+    let mut dave = TestClient::login_open(&cluster.url(0), "dave").await;
+    let mut erin = TestClient::login_open(&cluster.url(1), "erin").await;
+    let mut frank = TestClient::login_open(&cluster.url(2), "frank").await;
     dave.next_about("user_online", "erin").await;
     dave.next_about("user_online", "frank").await;
     dave.request(json!({"type": "create_room", "room": "pair"})).await;

@@ -3,7 +3,6 @@
 //! delivered twice, clients recover by resuming with their cursors, and presence heals.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -70,24 +69,6 @@ impl Drop for Cluster {
                 eprintln!("----- log of node {} -----\n{}", node.id, node.log_text());
             }
         }
-    }
-}
-
-async fn login(url: &str, user: &str) -> TestClient {
-    TestClient::login_with(url, json!({"type": "login_open", "username": user})).await
-}
-
-/// Retries `check` until it holds, for cross-node convergence that no client can observe directly
-/// (bounded: it fails the test after `CONVERGE`).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + CONVERGE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened within {CONVERGE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -203,13 +184,13 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     const IN_FLIGHT: u64 = 20;
     const BURST: u64 = LOST + IN_FLIGHT;
     let mut cluster = Cluster::start(ServiceProcess::redis());
-    let mut watcher = login(&cluster.url(0), "watcher").await;
-    let mut alice = login(&cluster.url(0), "alice").await;
-    let bob = login(&cluster.url(1), "bob").await;
+    let mut watcher = TestClient::login_open(&cluster.url(0), "watcher").await;
+    let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
+    let bob = TestClient::login_open(&cluster.url(1), "bob").await;
     // Dan is only ever on n2 (until after n2 is gone), on two devices: he shows the dead node's
     // users go offline, and he sends on n2 when it dies.
-    let mut dan = login(&cluster.url(1), "dan").await;
-    let mut dan_phone = Some(login(&cluster.url(1), "dan").await);
+    let mut dan = TestClient::login_open(&cluster.url(1), "dan").await;
+    let mut dan_phone = Some(TestClient::login_open(&cluster.url(1), "dan").await);
     await_presence(&mut watcher, "user_online", &["alice", "bob", "dan"]).await;
 
     // Bob reads on n2 until his connection ends.
@@ -368,10 +349,10 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
 /// resume and get what crossed the outage exactly once, and presence and the gateway heal.
 async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     let mut cluster = Cluster::start(broker);
-    let mut watcher = login(&cluster.url(0), "watcher").await;
-    let mut alice = login(&cluster.url(0), "alice").await;
-    let mut bob = login(&cluster.url(1), "bob").await;
-    let mut carol = login(&cluster.url(2), "carol").await;
+    let mut watcher = TestClient::login_open(&cluster.url(0), "watcher").await;
+    let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
+    let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
+    let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;
     await_presence(&mut watcher, "user_online", &["alice", "bob", "carol"]).await;
 
     let mut texts = BTreeMap::new();
@@ -402,7 +383,10 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     }
     assert!(bob.drain_of_type("message").await.is_empty(), "a message crossed nodes without a broker");
     // Without the bus n1 hears nobody: the other nodes and their users go away for it.
-    eventually("n1's gateway lists only n1", || async { listed_nodes(cluster.addr(0)).await == ["n1"] }).await;
+    switchboard_testkit::eventually("n1's gateway lists only n1", CONVERGE, || async {
+        listed_nodes(cluster.addr(0)).await == ["n1"]
+    })
+    .await;
     await_presence(&mut watcher, "user_offline", &["bob", "carol"]).await;
 
     cluster.broker.start();
@@ -433,7 +417,7 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     })
     .await;
     wait_for_stats(&mut carol, "alice", "n3 sees alice online on n1 again", |stats| nodes_of(stats) == ["n1"]).await;
-    eventually("n1's gateway lists the three nodes again", || async {
+    switchboard_testkit::eventually("n1's gateway lists the three nodes again", CONVERGE, || async {
         listed_nodes(cluster.addr(0)).await == ["n1", "n2", "n3"]
     })
     .await;
@@ -484,8 +468,8 @@ async fn postgres_unreachable_refuses_sends_and_recovers() {
     let mut args = vec!["--store", store.as_str(), "--open-auth"];
     args.extend(NO_RATE_LIMIT);
     let node = NodeProcess::start(BINARY, "solo", &args);
-    let mut alice = login(&node.ws_url(), "alice").await;
-    let mut bob = login(&node.ws_url(), "bob").await;
+    let mut alice = TestClient::login_open(&node.ws_url(), "alice").await;
+    let mut bob = TestClient::login_open(&node.ws_url(), "bob").await;
 
     let mut acknowledged = BTreeMap::new();
     for i in 1..=3 {
@@ -522,7 +506,7 @@ async fn postgres_unreachable_refuses_sends_and_recovers() {
 
     proxy.start();
     assert_eq!(http_get(node.addr(), "/readyz").await.0, 200, "ready again once the store answers");
-    login(&node.ws_url(), "carol").await;
+    TestClient::login_open(&node.ws_url(), "carol").await;
     for i in 4..=6 {
         let text = format!("after {i}");
         let ack = alice.request(json!({"type": "send", "to": "bob", "text": text, "key": format!("a-{i}")})).await;
@@ -543,9 +527,9 @@ async fn postgres_unreachable_refuses_sends_and_recovers() {
 async fn redis_stalled_node_does_not_stall_the_others() {
     const ROUNDS: u64 = 100;
     let cluster = Cluster::start(ServiceProcess::redis());
-    let mut alice = login(&cluster.url(0), "alice").await;
-    let mut bob = login(&cluster.url(1), "bob").await;
-    let mut carol = login(&cluster.url(2), "carol").await;
+    let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
+    let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
+    let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;
     await_presence(&mut alice, "user_online", &["bob", "carol"]).await;
     await_presence(&mut bob, "user_online", &["carol"]).await;
     alice.request(json!({"type": "create_room", "room": "trio"})).await;

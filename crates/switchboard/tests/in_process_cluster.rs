@@ -26,16 +26,12 @@ async fn two_nodes() -> (TestServer, TestServer) {
     (first, second)
 }
 
-async fn login(url: &str, user: &str) -> TestClient {
-    TestClient::login_with(url, json!({"type": "login_open", "username": user})).await
-}
-
 #[tokio::test]
 async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_senders_other_device() {
     let (n1, n2) = two_nodes().await;
-    let mut alice = login(&n1.ws_url(), "alice").await;
-    let mut alice_on_n2 = login(&n2.ws_url(), "alice").await;
-    let mut bob = login(&n2.ws_url(), "bob").await;
+    let mut alice = TestClient::login_open(&n1.ws_url(), "alice").await;
+    let mut alice_on_n2 = TestClient::login_open(&n2.ws_url(), "alice").await;
+    let mut bob = TestClient::login_open(&n2.ws_url(), "bob").await;
     assert_eq!(bob.session["node"], "n2");
     // Both nodes know where everyone is before the message goes.
     alice.next_about("user_online", "bob").await;
@@ -55,10 +51,10 @@ async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_sen
 #[tokio::test]
 async fn presence_is_cluster_wide_and_offline_only_when_the_last_connection_anywhere_closes() {
     let (n1, n2) = two_nodes().await;
-    let mut watcher = login(&n1.ws_url(), "watcher").await;
-    let bob_on_n1 = login(&n1.ws_url(), "bob").await;
+    let mut watcher = TestClient::login_open(&n1.ws_url(), "watcher").await;
+    let bob_on_n1 = TestClient::login_open(&n1.ws_url(), "bob").await;
     watcher.next_about("user_online", "bob").await;
-    let bob_on_n2 = login(&n2.ws_url(), "bob").await;
+    let bob_on_n2 = TestClient::login_open(&n2.ws_url(), "bob").await;
     let stats = watcher.request(json!({"type": "stats", "user": "bob"})).await;
     assert_eq!(stats["connections"], 2, "{stats}");
     let mut nodes: Vec<String> = serde_json::from_value(stats["nodes"].clone()).unwrap();
@@ -91,9 +87,9 @@ async fn room_messages_reach_members_on_every_node_and_nodes_without_members_get
                 .await,
         );
     }
-    let mut alice = login(&nodes[0].ws_url(), "alice").await;
-    let mut bob = login(&nodes[1].ws_url(), "bob").await;
-    let _carol = login(&nodes[2].ws_url(), "carol").await;
+    let mut alice = TestClient::login_open(&nodes[0].ws_url(), "alice").await;
+    let mut bob = TestClient::login_open(&nodes[1].ws_url(), "bob").await;
+    let _carol = TestClient::login_open(&nodes[2].ws_url(), "carol").await;
     alice.next_about("user_online", "carol").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     let joined = bob.request(json!({"type": "join", "room": "lobby"})).await;

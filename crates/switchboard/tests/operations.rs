@@ -3,19 +3,6 @@
 use serde_json::json;
 use switchboard_testkit::{TestClient, TestServer};
 
-/// A server with open login, so that tests with several users do not pay for password hashing.
-async fn open_server() -> TestServer {
-    TestServer::builder().chat(|c| c.open_auth = true).start().await
-}
-
-/// Logs a user in without presence events and drops the (empty) login sync.
-async fn login(url: &str, user: &str) -> TestClient {
-    let mut client =
-        TestClient::login_with(url, json!({"type": "login_open", "username": user, "presence": false})).await;
-    client.take_inbox();
-    client
-}
-
 const LATENCY_INF: &str = "switchboard_delivery_latency_seconds_bucket{le=\"+Inf\"}";
 
 #[tokio::test]
@@ -69,16 +56,16 @@ async fn metrics_expose_process_and_chat_metrics() {
 
 #[tokio::test]
 async fn switchboard_connections_counts_the_logged_in_connections() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
     assert_eq!(server.metric("switchboard_connections").await, 0.0);
 
     let _anonymous = TestClient::connect(&url).await;
     assert_eq!(server.metric("switchboard_connections").await, 0.0, "a socket without login is not counted");
     assert_eq!(server.metric("switchboard_sockets").await, 1.0);
-    let alice_phone = login(&url, "alice").await;
-    let _alice_laptop = login(&url, "alice").await;
-    let _bob = login(&url, "bob").await;
+    let alice_phone = TestClient::login_open_quiet(&url, "alice").await;
+    let _alice_laptop = TestClient::login_open_quiet(&url, "alice").await;
+    let _bob = TestClient::login_open_quiet(&url, "bob").await;
     assert_eq!(server.metric("switchboard_connections").await, 3.0);
     assert_eq!(server.metric("switchboard_online_users").await, 2.0);
     assert_eq!(server.metric("switchboard_sockets").await, 4.0);
@@ -90,8 +77,8 @@ async fn switchboard_connections_counts_the_logged_in_connections() {
 
 #[tokio::test]
 async fn frames_in_and_out_count_websocket_messages() {
-    let server = open_server().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let server = TestServer::with_open_auth().await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
     let frames_in = server.metric("switchboard_frames_in_total").await;
     let frames_out = server.metric("switchboard_frames_out_total").await;
 
@@ -104,13 +91,13 @@ async fn frames_in_and_out_count_websocket_messages() {
 
 #[tokio::test]
 async fn deliveries_grow_by_the_number_of_recipient_connections() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice_phone = login(&url, "alice").await;
-    let _alice_laptop = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
-    let _bob_laptop = login(&url, "bob").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice_phone = TestClient::login_open_quiet(&url, "alice").await;
+    let _alice_laptop = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
+    let _bob_laptop = TestClient::login_open_quiet(&url, "bob").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     alice_phone.request(json!({"type": "create_room", "room": "lobby"})).await;
     bob.request(json!({"type": "join", "room": "lobby"})).await;
     carol.request(json!({"type": "join", "room": "lobby"})).await;
@@ -137,8 +124,8 @@ async fn graceful_shutdown_closes_clients_with_1012_and_keeps_acknowledged_messa
     let file = dir.path().join("switchboard.db");
     let server = TestServer::builder().chat(|c| c.open_auth = true).sqlite_file(&file).start().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     let mut anonymous = TestClient::connect(&url).await;
     let ack = alice.request(json!({"type": "send", "to": "bob", "text": "before the restart"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
@@ -153,7 +140,7 @@ async fn graceful_shutdown_closes_clients_with_1012_and_keeps_acknowledged_messa
     assert_eq!(at_bob.len(), 1, "frames queued before the shutdown are flushed first: {at_bob:?}");
 
     let server = TestServer::builder().chat(|c| c.open_auth = true).sqlite_file(&file).start().await;
-    let mut alice = login(&server.ws_url(), "alice").await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
     let history = alice.request(json!({"type": "history", "to": "bob"})).await;
     let messages = history["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 1, "{history}");

@@ -4,38 +4,20 @@
 use serde_json::{json, Value};
 use switchboard_testkit::{TestClient, TestServer};
 
-/// A server with open login, so that tests with several users do not pay for password hashing.
-async fn open_server() -> TestServer {
-    TestServer::builder().chat(|c| c.open_auth = true).start().await
-}
-
-/// Logs a user in with presence on (the default).
-async fn login(url: &str, user: &str) -> TestClient {
-    TestClient::login_with(url, json!({"type": "login_open", "username": user})).await
-}
-
-/// Logs a user in without presence events, so that the inbox holds only what the test looks at.
-async fn login_quiet(url: &str, user: &str) -> TestClient {
-    let mut client =
-        TestClient::login_with(url, json!({"type": "login_open", "username": user, "presence": false})).await;
-    client.take_inbox();
-    client
-}
-
 fn of_type<'a>(frames: &'a [Value], kind: &str) -> Vec<&'a Value> {
     frames.iter().filter(|f| f["type"] == kind).collect()
 }
 
 #[tokio::test]
 async fn login_sends_the_online_list_sorted_unique_and_done() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let _carol = login_quiet(&url, "carol").await;
-    let _alice_phone = login_quiet(&url, "alice").await;
-    let _alice_laptop = login_quiet(&url, "alice").await;
-    let _bob = login_quiet(&url, "bob").await;
+    let _carol = TestClient::login_open_quiet(&url, "carol").await;
+    let _alice_phone = TestClient::login_open_quiet(&url, "alice").await;
+    let _alice_laptop = TestClient::login_open_quiet(&url, "alice").await;
+    let _bob = TestClient::login_open_quiet(&url, "bob").await;
 
-    let mut dave = login(&url, "dave").await;
+    let mut dave = TestClient::login_open(&url, "dave").await;
     let frames = dave.take_inbox();
     let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap_or_default()).collect();
     assert_eq!(kinds, ["user_online", "online", "sync"], "session, own user_online, online list, sync: {frames:?}");
@@ -48,28 +30,28 @@ async fn login_sends_the_online_list_sorted_unique_and_done() {
 
 #[tokio::test]
 async fn others_get_user_online_when_a_user_logs_in() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
 
-    let _bob = login(&url, "bob").await;
+    let _bob = TestClient::login_open(&url, "bob").await;
     let event = alice.next_of_type("user_online").await;
     assert_eq!(event, json!({"type": "user_online", "user": "bob"}));
 
-    let _bob_laptop = login(&url, "bob").await;
+    let _bob_laptop = TestClient::login_open(&url, "bob").await;
     let again = alice.drain_of_type("user_online").await;
     assert!(again.is_empty(), "a second connection of an online user is not news: {again:?}");
 }
 
 #[tokio::test]
 async fn user_offline_comes_only_when_the_last_connection_closes() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
-    let bob_phone = login(&url, "bob").await;
-    let bob_laptop = login(&url, "bob").await;
+    let bob_phone = TestClient::login_open(&url, "bob").await;
+    let bob_laptop = TestClient::login_open(&url, "bob").await;
     assert_eq!(alice.next_of_type("user_online").await["user"], "bob");
 
     // `close` returns once the server answered the close, which it does after taking the
@@ -90,9 +72,9 @@ async fn user_offline_comes_only_when_the_last_connection_closes() {
 
 #[tokio::test]
 async fn a_connection_without_presence_gets_no_online_list_and_no_presence_events() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
 
     let mut carol =
@@ -102,7 +84,7 @@ async fn a_connection_without_presence_gets_no_online_list_and_no_presence_event
     assert!(of_type(&after_login, "user_online").is_empty(), "{after_login:?}");
     assert_eq!(alice.next_of_type("user_online").await["user"], "carol", "others still see carol come online");
 
-    let dave = login(&url, "dave").await;
+    let dave = TestClient::login_open(&url, "dave").await;
     assert_eq!(alice.next_of_type("user_online").await["user"], "dave");
     dave.close().await;
     assert_eq!(alice.next_of_type("user_offline").await["user"], "dave");
@@ -115,12 +97,12 @@ async fn a_connection_without_presence_gets_no_online_list_and_no_presence_event
 
 #[tokio::test]
 async fn the_online_request_answers_the_list_with_its_ref() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let _zoe = login_quiet(&url, "zoe").await;
-    let _bob = login_quiet(&url, "bob").await;
-    let mut alice = login_quiet(&url, "alice").await;
-    let _alice_laptop = login_quiet(&url, "alice").await;
+    let _zoe = TestClient::login_open_quiet(&url, "zoe").await;
+    let _bob = TestClient::login_open_quiet(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let _alice_laptop = TestClient::login_open_quiet(&url, "alice").await;
 
     alice.send(json!({"type": "online", "ref": "who"})).await;
     let answer = alice.next().await;
@@ -129,11 +111,11 @@ async fn the_online_request_answers_the_list_with_its_ref() {
 
 #[tokio::test]
 async fn stats_of_an_online_user_tells_since_when_where_and_how_many_connections() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
-    let mut bob_phone = login_quiet(&url, "bob").await;
-    let _bob_laptop = login_quiet(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob_phone = TestClient::login_open_quiet(&url, "bob").await;
+    let _bob_laptop = TestClient::login_open_quiet(&url, "bob").await;
     let bob_connected_at = bob_phone.request(json!({"type": "whoami"})).await["connected_at"].as_i64().unwrap();
 
     let stats = alice.request(json!({"type": "stats", "user": "Bob"})).await;
@@ -153,10 +135,10 @@ async fn stats_of_an_online_user_tells_since_when_where_and_how_many_connections
 
 #[tokio::test]
 async fn stats_of_an_offline_user_says_offline() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
-    login_quiet(&url, "bob").await.close().await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    TestClient::login_open_quiet(&url, "bob").await.close().await;
 
     let stats = alice.request(json!({"type": "stats", "user": "bob"})).await;
     let mut expected = json!({"type": "stats", "user": "bob", "online": false, "nodes": [], "connections": 0});
@@ -166,9 +148,9 @@ async fn stats_of_an_offline_user_says_offline() {
 
 #[tokio::test]
 async fn stats_of_an_unknown_user_is_user_not_found() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
 
     let stats = alice.request(json!({"type": "stats", "user": "nobody"})).await;
     assert_eq!(stats["type"], "error", "{stats}");
@@ -179,9 +161,9 @@ async fn stats_of_an_unknown_user_is_user_not_found() {
 
 #[tokio::test]
 async fn whoami_names_the_user_node_and_connection() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "Alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "Alice").await;
 
     let pong = alice.request(json!({"type": "ping"})).await;
     let whoami = alice.request(json!({"type": "whoami"})).await;
@@ -203,8 +185,8 @@ async fn dirty_words_are_masked_for_recipients_and_in_history_and_the_sender_get
         .start()
         .await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
-    let mut bob = login_quiet(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
 
     let ack = alice.request(json!({"type": "send", "to": "bob", "text": "Darn it"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
@@ -224,10 +206,10 @@ async fn dirty_words_are_masked_for_recipients_and_in_history_and_the_sender_get
 
 #[tokio::test]
 async fn popular_ranks_the_words_of_room_messages_most_used_first() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
-    let mut bob = login_quiet(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     bob.request(json!({"type": "join", "room": "lobby"})).await;
     for text in ["Rust is fast", "rust is safe", "RUST rocks", "go is fine"] {
@@ -252,10 +234,10 @@ async fn popular_ranks_the_words_of_room_messages_most_used_first() {
 
 #[tokio::test]
 async fn popular_does_not_count_private_messages() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login_quiet(&url, "alice").await;
-    let _bob = login_quiet(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let _bob = TestClient::login_open_quiet(&url, "bob").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     let ack = alice.request(json!({"type": "send", "room": "lobby", "text": "public words"})).await;
     assert_eq!(ack["type"], "ack");

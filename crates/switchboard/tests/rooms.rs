@@ -3,30 +3,16 @@
 use serde_json::{json, Value};
 use switchboard_testkit::{TestClient, TestServer};
 
-/// A server with open login, so that tests with several users do not pay for password hashing.
-async fn open_server() -> TestServer {
-    TestServer::builder().chat(|c| c.open_auth = true).start().await
-}
-
-/// Logs a user in without presence events and drops the (empty) login sync, so that the inbox
-/// holds only what the test looks at.
-async fn login(url: &str, user: &str) -> TestClient {
-    let mut client =
-        TestClient::login_with(url, json!({"type": "login_open", "username": user, "presence": false})).await;
-    client.take_inbox();
-    client
-}
-
 fn seqs(messages: &Value) -> Vec<u64> {
     messages.as_array().expect("an array of messages").iter().map(|m| m["seq"].as_u64().expect("seq")).collect()
 }
 
 #[tokio::test]
 async fn create_room_creates_and_joins_and_creating_it_again_is_room_exists() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
 
     let answer = alice.request(json!({"type": "create_room", "room": "Rust-Fans"})).await;
     assert_eq!(answer["type"], "room", "{answer}");
@@ -44,10 +30,10 @@ async fn create_room_creates_and_joins_and_creating_it_again_is_room_exists() {
 
 #[tokio::test]
 async fn join_creates_a_missing_room_and_joins_an_existing_one() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
 
     let first = alice.request(json!({"type": "join", "room": "lobby"})).await;
     assert_eq!(first["type"], "room", "{first}");
@@ -75,14 +61,14 @@ async fn a_new_member_gets_the_last_50_messages_oldest_first_in_the_join_answer(
         .start()
         .await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     for n in 1..=60 {
         let ack = alice.request(json!({"type": "send", "room": "lobby", "text": format!("message {n}")})).await;
         assert_eq!(ack["seq"], n, "{ack}");
     }
 
-    let mut bob = login(&url, "bob").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     let answer = bob.request(json!({"type": "join", "room": "lobby"})).await;
     assert_eq!(answer["type"], "room", "{answer}");
     assert_eq!(seqs(&answer["history"]), (11..=60).collect::<Vec<u64>>());
@@ -104,25 +90,25 @@ async fn join_history_sets_how_many_messages_a_join_replays() {
         .start()
         .await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     for n in 1..=12 {
         let ack = alice.request(json!({"type": "send", "room": "lobby", "text": format!("message {n}")})).await;
         assert_eq!(ack["type"], "ack", "{ack}");
     }
 
-    let mut bob = login(&url, "bob").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     let answer = bob.request(json!({"type": "join", "room": "lobby"})).await;
     assert_eq!(seqs(&answer["history"]), vec![8, 9, 10, 11, 12], "{answer}");
 }
 
 #[tokio::test]
 async fn members_are_told_when_someone_joins_and_when_someone_leaves() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     let own = alice.next_of_type("member_joined").await;
     assert_eq!(own["user"], "alice", "the creator joins, and is told so: {own}");
@@ -150,13 +136,13 @@ async fn members_are_told_when_someone_joins_and_when_someone_leaves() {
 
 #[tokio::test]
 async fn a_room_message_reaches_every_member_device_but_not_the_sending_connection() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice_phone = login(&url, "alice").await;
-    let mut alice_laptop = login(&url, "alice").await;
-    let mut bob_phone = login(&url, "bob").await;
-    let mut bob_laptop = login(&url, "bob").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice_phone = TestClient::login_open_quiet(&url, "alice").await;
+    let mut alice_laptop = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob_phone = TestClient::login_open_quiet(&url, "bob").await;
+    let mut bob_laptop = TestClient::login_open_quiet(&url, "bob").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     alice_phone.request(json!({"type": "create_room", "room": "lobby"})).await;
     bob_phone.request(json!({"type": "join", "room": "lobby"})).await;
 
@@ -182,10 +168,10 @@ async fn a_room_message_reaches_every_member_device_but_not_the_sending_connecti
 
 #[tokio::test]
 async fn a_non_member_cannot_send_to_a_room() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
 
     let refused = carol.request(json!({"type": "send", "room": "lobby", "text": "let me in"})).await;
@@ -202,11 +188,11 @@ async fn a_non_member_cannot_send_to_a_room() {
 
 #[tokio::test]
 async fn a_user_who_left_no_longer_receives_room_messages() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
-    let mut bob_laptop = login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
+    let mut bob_laptop = TestClient::login_open_quiet(&url, "bob").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     bob.request(json!({"type": "join", "room": "lobby"})).await;
     alice.request(json!({"type": "send", "room": "lobby", "text": "before"})).await;
@@ -230,12 +216,12 @@ async fn a_user_who_left_no_longer_receives_room_messages() {
 
 #[tokio::test]
 async fn members_lists_the_members_sorted_with_their_online_flags() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
     let mut watcher = TestClient::login_with(&url, json!({"type": "login_open", "username": "watcher"})).await;
-    let mut carol = login(&url, "carol").await;
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     carol.request(json!({"type": "join", "room": "lobby"})).await;
     alice.request(json!({"type": "join", "room": "lobby"})).await;
     bob.request(json!({"type": "join", "room": "lobby"})).await;
@@ -257,11 +243,11 @@ async fn members_lists_the_members_sorted_with_their_online_flags() {
 
 #[tokio::test]
 async fn rooms_lists_every_room_with_its_member_count_and_whether_you_joined() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     bob.request(json!({"type": "create_room", "room": "beta"})).await;
     alice.request(json!({"type": "create_room", "room": "alpha"})).await;
     bob.request(json!({"type": "join", "room": "alpha"})).await;
@@ -283,15 +269,15 @@ async fn rooms_lists_every_room_with_its_member_count_and_whether_you_joined() {
 
 #[tokio::test]
 async fn membership_persists_across_reconnects_without_joining_again() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut bob = login(&url, "bob").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     bob.request(json!({"type": "join", "room": "lobby"})).await;
     bob.close().await;
 
-    let mut bob = login(&url, "bob").await;
+    let mut bob = TestClient::login_open_quiet(&url, "bob").await;
     let ack = alice.request(json!({"type": "send", "room": "lobby", "text": "welcome back"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     let message = bob.next_of_type("message").await;
@@ -303,10 +289,10 @@ async fn membership_persists_across_reconnects_without_joining_again() {
 
 #[tokio::test]
 async fn room_history_is_for_members_only() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
-    let mut carol = login(&url, "carol").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
+    let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     alice.request(json!({"type": "send", "room": "lobby", "text": "members only"})).await;
 
@@ -323,9 +309,9 @@ async fn room_history_is_for_members_only() {
 
 #[tokio::test]
 async fn leave_and_members_of_an_unknown_room_are_room_not_found() {
-    let server = open_server().await;
+    let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
-    let mut alice = login(&url, "alice").await;
+    let mut alice = TestClient::login_open_quiet(&url, "alice").await;
 
     let leave = alice.request(json!({"type": "leave", "room": "nowhere"})).await;
     assert_eq!(leave["type"], "error", "{leave}");
