@@ -17,7 +17,7 @@ mod server;
 pub mod services;
 
 pub use client::TestClient;
-pub use server::{http_get, metric_value, TestServer, TestServerBuilder};
+pub use server::{http_get, metric_value, TestCluster, TestServer, TestServerBuilder};
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

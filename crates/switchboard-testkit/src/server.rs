@@ -143,3 +143,42 @@ pub fn metric_value(body: &str, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.trim().parse().ok())
 }
+
+/// N nodes in this process joined by one in-process bus and sharing one in-memory store: a cluster
+/// for fast tests (the fault tests use separate processes instead).
+pub struct TestCluster {
+    pub nodes: Vec<TestServer>,
+}
+
+impl TestCluster {
+    /// Nodes `n1`..`nN` with open login.
+    pub async fn start(size: usize) -> TestCluster {
+        Self::start_with(size, |_| {}).await
+    }
+
+    /// Like `start`, with every node's settings adjusted by `configure`.
+    pub async fn start_with(size: usize, configure: impl Fn(&mut ChatConfig)) -> TestCluster {
+        let broker = InProcessBroker::new();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("open in-memory store"));
+        let mut nodes = Vec::with_capacity(size);
+        for index in 1..=size {
+            let node = TestServer::builder()
+                .chat(|c| {
+                    c.node_id = format!("n{index}");
+                    c.open_auth = true;
+                    configure(c);
+                })
+                .broker(&broker)
+                .store(store.clone())
+                .start()
+                .await;
+            nodes.push(node);
+        }
+        TestCluster { nodes }
+    }
+
+    /// The WebSocket URL of node `index` (0-based).
+    pub fn url(&self, index: usize) -> String {
+        self.nodes[index].ws_url()
+    }
+}

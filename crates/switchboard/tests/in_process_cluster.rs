@@ -1,34 +1,13 @@
 //! Two nodes in one process, joined by the in-process bus and sharing one store: the core routes
 //! between nodes through the `Bus` trait, and only to the nodes that need a message.
 
-use std::sync::Arc;
-
 use serde_json::json;
-use switchboard_bus::InProcessBroker;
-use switchboard_store::{SqliteStore, Store};
-use switchboard_testkit::{TestClient, TestServer};
-
-async fn two_nodes() -> (TestServer, TestServer) {
-    let broker = InProcessBroker::new();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-    let node = |id: &'static str| {
-        TestServer::builder()
-            .chat(move |c| {
-                c.node_id = id.into();
-                c.open_auth = true;
-            })
-            .broker(&broker)
-            .store(store.clone())
-            .start()
-    };
-    let first = node("n1").await;
-    let second = node("n2").await;
-    (first, second)
-}
+use switchboard_testkit::{TestClient, TestCluster};
 
 #[tokio::test]
 async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_senders_other_device() {
-    let (n1, n2) = two_nodes().await;
+    let cluster = TestCluster::start(2).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut alice = TestClient::login_open(&n1.ws_url(), "alice").await;
     let mut alice_on_n2 = TestClient::login_open(&n2.ws_url(), "alice").await;
     let mut bob = TestClient::login_open(&n2.ws_url(), "bob").await;
@@ -50,7 +29,8 @@ async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_sen
 
 #[tokio::test]
 async fn presence_is_cluster_wide_and_offline_only_when_the_last_connection_anywhere_closes() {
-    let (n1, n2) = two_nodes().await;
+    let cluster = TestCluster::start(2).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut watcher = TestClient::login_open(&n1.ws_url(), "watcher").await;
     let bob_on_n1 = TestClient::login_open(&n1.ws_url(), "bob").await;
     watcher.next_about("user_online", "bob").await;
@@ -71,22 +51,8 @@ async fn presence_is_cluster_wide_and_offline_only_when_the_last_connection_anyw
 
 #[tokio::test]
 async fn room_messages_reach_members_on_every_node_and_nodes_without_members_get_nothing() {
-    let broker = InProcessBroker::new();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-    let mut nodes = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        nodes.push(
-            TestServer::builder()
-                .chat(|c| {
-                    c.node_id = id.into();
-                    c.open_auth = true;
-                })
-                .broker(&broker)
-                .store(store.clone())
-                .start()
-                .await,
-        );
-    }
+    let cluster = TestCluster::start(3).await;
+    let nodes = &cluster.nodes;
     let mut alice = TestClient::login_open(&nodes[0].ws_url(), "alice").await;
     let mut bob = TestClient::login_open(&nodes[1].ws_url(), "bob").await;
     let _carol = TestClient::login_open(&nodes[2].ws_url(), "carol").await;
