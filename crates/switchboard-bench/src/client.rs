@@ -1,13 +1,20 @@
 //! Connecting to the server and logging in, shared by every scenario.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
+
+use crate::report::{Histogram, Reasons};
 
 /// A client connection (plain `ws://`, no TLS).
 pub type WsStream = WebSocketStream<TcpStream>;
@@ -250,6 +257,343 @@ impl JwtSigner {
     }
 }
 
+/// Options shared by the message scenarios (`pm`, `fanout`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// WebSocket URL of a node; repeat it for the nodes of a cluster (clients are spread over them,
+    /// /metrics is scraped from each).
+    #[arg(long = "url", value_name = "URL", default_value = "ws://127.0.0.1:8080/ws")]
+    pub urls: Vec<String>,
+    /// HS256 secret the servers were started with (--jwt-secret); users log in with login_jwt.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Spread connections over source addresses 127.0.0.1 .. 127.0.0.K (loopback targets only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
+    pub sources: u32,
+    /// How long to measure (per step for `fanout --steps`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: u64,
+    /// How long to send before measuring (before every step for `fanout --steps`).
+    #[arg(long, default_value_t = 2)]
+    pub warmup_secs: u64,
+    /// After sending stops, how long to wait at most for messages still on their way.
+    #[arg(long, default_value_t = 5)]
+    pub grace_secs: u64,
+    /// Handshakes (TCP connect to `synced`) in flight at once.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub concurrency: u32,
+    /// Give up on a connection that is not set up after this many seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+    /// User names are `{prefix}-{i:06}`. Default: the scenario's name and a tag of this run, so
+    /// that every run starts with fresh users (nothing to sync at login, no old room memberships).
+    #[arg(long)]
+    pub user_prefix: Option<String>,
+    /// Also print all figures as one JSON line on stdout (the human summary then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    /// `--user-prefix`, or `{scenario}-{tag}` with a tag that differs from run to run.
+    pub fn prefix(&self, scenario: &str, connections: u64) -> anyhow::Result<String> {
+        let prefix = self.user_prefix.clone().unwrap_or_else(|| format!("{scenario}-{}", run_tag()));
+        check_user_prefix(&prefix, connections.saturating_sub(1).to_string().len().max(6))?;
+        Ok(prefix)
+    }
+}
+
+/// Six base-36 characters from the clock (milliseconds, wrapping after 25 days).
+pub fn run_tag() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default();
+    let mut value = millis % 36u64.pow(6);
+    let mut tag = [b'0'; 6];
+    for slot in tag.iter_mut().rev() {
+        *slot = b"0123456789abcdefghijklmnopqrstuvwxyz"[(value % 36) as usize];
+        value /= 36;
+    }
+    String::from_utf8_lossy(&tag).into_owned()
+}
+
+/// The nodes under load, one [`Target`] per `--url`, and the source addresses for each.
+pub struct Nodes {
+    pub targets: Vec<Target>,
+    sources: Vec<Vec<Option<IpAddr>>>,
+}
+
+impl Nodes {
+    pub async fn resolve(urls: &[String], sources: u32) -> anyhow::Result<Self> {
+        let mut targets: Vec<Target> = Vec::with_capacity(urls.len());
+        let mut per_target = Vec::with_capacity(urls.len());
+        for url in urls {
+            let target = Target::resolve(url).await?;
+            if let Some(other) = targets.iter().find(|other| other.addr == target.addr) {
+                bail!("{url} and {} are the same node ({})", other.url, target.addr);
+            }
+            per_target.push(target.sources(sources)?);
+            targets.push(target);
+        }
+        if targets.is_empty() {
+            bail!("no --url given");
+        }
+        Ok(Nodes { targets, sources: per_target })
+    }
+
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The source address of the `nth` connection to `node` (round-robin).
+    pub fn source(&self, node: usize, nth: usize) -> Option<IpAddr> {
+        let sources = &self.sources[node];
+        sources[nth % sources.len()]
+    }
+
+    /// How many source addresses each node gets.
+    pub fn sources_per_node(&self) -> usize {
+        self.sources[0].len()
+    }
+
+    /// For connections placed on `placement[i]`, the source address of each (round-robin per node).
+    pub fn assign_sources(&self, placement: &[usize]) -> Vec<Option<IpAddr>> {
+        let mut nth = vec![0usize; self.len()];
+        placement
+            .iter()
+            .map(|&node| {
+                nth[node] += 1;
+                self.source(node, nth[node] - 1)
+            })
+            .collect()
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.targets.iter().map(|target| target.url.clone()).collect()
+    }
+}
+
+/// Opens and logs in many connections, at most `concurrency` handshakes at once, and counts how
+/// that goes. Each connection's task calls [`Connector::connect`], then [`Connector::ready`] once
+/// it is set up (or [`Connector::failed`]); the scenario waits with [`Connector::wait_all`].
+pub struct Connector {
+    signer: JwtSigner,
+    timeout: Duration,
+    permits: Arc<Semaphore>,
+    ready: AtomicU64,
+    failures: Reasons,
+    /// TCP connect to `synced`.
+    pub handshake: Histogram,
+}
+
+/// How long the JWTs stay valid (they are only checked at login).
+const JWT_TTL_SECS: u64 = 3600;
+
+impl Connector {
+    pub fn new(jwt_secret: &str, timeout: Duration, concurrency: u32) -> Self {
+        Connector {
+            signer: JwtSigner::new(jwt_secret, JWT_TTL_SECS),
+            timeout,
+            permits: Arc::new(Semaphore::new(concurrency as usize)),
+            ready: AtomicU64::new(0),
+            failures: Reasons::default(),
+            handshake: Histogram::default(),
+        }
+    }
+
+    /// How long setting a connection up may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Waits for a handshake slot, then connects and logs in as `user`. Keep the permit until the
+    /// connection is fully set up (e.g. has joined its room), then drop it.
+    pub async fn connect(
+        &self,
+        target: &Target,
+        source: Option<IpAddr>,
+        user: &str,
+    ) -> Result<(WsStream, OwnedSemaphorePermit), Failure> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Failure::new(Stage::Local, "closed"))?;
+        let jwt = self.signer.sign(user)?;
+        let started = Instant::now();
+        let attempt = async {
+            let mut ws = open(target, source).await?;
+            login(&mut ws, Login::Jwt(&jwt)).await?;
+            Ok::<_, Failure>(ws)
+        };
+        let ws = tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(Failure::timeout(self.timeout)))?;
+        self.handshake.record(crate::report::micros(started.elapsed()));
+        Ok((ws, permit))
+    }
+
+    pub fn ready(&self) {
+        self.ready.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self, failure: &Failure) {
+        self.failures.add(failure.to_string());
+    }
+
+    pub fn ready_count(&self) -> u64 {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> BTreeMap<String, u64> {
+        self.failures.snapshot()
+    }
+
+    /// Waits until `total` connections are ready or failed, printing progress once a second.
+    /// Returns how long it took.
+    pub async fn wait_all(&self, total: u64) -> Duration {
+        let started = Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_line = Duration::from_secs(1);
+        loop {
+            ticks.tick().await;
+            let (ready, failed) = (self.ready_count(), self.failures.total());
+            let elapsed = started.elapsed();
+            let done = ready + failed >= total;
+            if done || elapsed >= next_line {
+                next_line += Duration::from_secs(1);
+                eprintln!(
+                    "[{:6.1}s] connected {ready:>6} failed {failed:>5} of {total} ({:.0} conn/s)",
+                    elapsed.as_secs_f64(),
+                    ready as f64 / elapsed.as_secs_f64().max(0.001)
+                );
+            }
+            if done {
+                return elapsed;
+            }
+        }
+    }
+}
+
+/// A frame read from a connection: its text, `None` for a frame that is not text (ping, pong),
+/// or why the connection is gone (in words, for counting).
+pub fn text_frame(frame: Option<Result<Message, tungstenite::Error>>) -> Result<Option<String>, String> {
+    match frame {
+        Some(Ok(Message::Text(text))) => Ok(Some(text)),
+        Some(Ok(Message::Close(close))) => Err(match close {
+            Some(close) => format!("closed by the server ({})", u16::from(close.code)),
+            None => "closed by the server".to_string(),
+        }),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(error)) => Err(format!("read error: {error}")),
+        None => Err("connection closed".to_string()),
+    }
+}
+
+/// Sends a close frame and waits briefly for the server's; then drops the connection.
+pub async fn close(mut ws: WsStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        if ws.close(None).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
+
+/// Closes many connections at once, giving up after `within`.
+pub async fn close_all(connections: Vec<WsStream>, within: Duration) {
+    let closing = futures_util::future::join_all(connections.into_iter().map(close));
+    let _ = tokio::time::timeout(within, closing).await;
+}
+
+/// Monotonic nanoseconds since the bench started; every task reads the same clock, so a time
+/// embedded in a message by one connection can be compared with the receiving connection's.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Clock { epoch: Instant::now() }
+    }
+
+    pub fn nanos(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The instant at `nanos` on this clock.
+    pub fn instant(&self, nanos: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + Duration::from_nanos(nanos))
+    }
+
+    pub fn secs(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+}
+
+/// The server's frames are JSON objects with `type` first (`{"type":"message",...}`). These
+/// helpers look at the raw text, without building a JSON value, for the few fields the load
+/// scenarios need.
+pub mod frame {
+    /// The value of the first `"type"` field.
+    pub fn kind(frame: &str) -> Option<&str> {
+        str_field(frame, "\"type\":\"")
+    }
+
+    /// The string after `key` (which ends with the opening quote, e.g. `"code":"`), up to the next
+    /// quote; escapes are not decoded.
+    pub fn str_field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
+        let start = frame.find(key)? + key.len();
+        let len = frame[start..].find('"')?;
+        Some(&frame[start..start + len])
+    }
+
+    /// The unsigned integer after `key` (e.g. `"ref":`), the first occurrence.
+    pub fn u64_field(frame: &str, key: &str) -> Option<u64> {
+        let start = frame.find(key)? + key.len();
+        leading_u64(&frame[start..])
+    }
+
+    fn leading_u64(text: &str) -> Option<u64> {
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        text[..digits].parse().ok()
+    }
+
+    /// The text of a load message: `sb <id> <seq> <sent nanos>`: `id` names the sender (a pair, a
+    /// sender of a room), `seq` counts its messages from 0, `sent nanos` is [`super::Clock`] time.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Probe {
+        pub id: u32,
+        pub seq: u32,
+        pub sent_nanos: u64,
+    }
+
+    const PROBE_TEXT: &str = "\"text\":\"sb ";
+
+    impl Probe {
+        pub fn text(&self) -> String {
+            format!("sb {} {} {}", self.id, self.seq, self.sent_nanos)
+        }
+
+        /// The probe in a `message` frame's text, if it carries one.
+        pub fn in_message(frame: &str) -> Option<Probe> {
+            let start = frame.find(PROBE_TEXT)? + PROBE_TEXT.len();
+            let text = &frame[start..];
+            let text = &text[..text.find('"')?];
+            let mut numbers = text.split(' ');
+            let probe = Probe {
+                id: numbers.next()?.parse().ok()?,
+                seq: numbers.next()?.parse().ok()?,
+                sent_nanos: numbers.next()?.parse().ok()?,
+            };
+            numbers.next().is_none().then_some(probe)
+        }
+    }
+}
+
 /// Checks that `{prefix}-{n}` user names (n zero-padded to `digits`) are valid Switchboard user
 /// names: lowercase `[a-z0-9_.-]`, 1..=32 characters.
 pub fn check_user_prefix(prefix: &str, digits: usize) -> anyhow::Result<()> {
@@ -280,12 +624,50 @@ mod tests {
     }
 
     #[test]
+    fn frames_are_read_without_parsing_json() {
+        let ack = r#"{"type":"ack","ref":17,"conv":"dm:a:b","id":"x","seq":45,"ts":1,"duplicate":false}"#;
+        assert_eq!(frame::kind(ack), Some("ack"));
+        assert_eq!(frame::u64_field(ack, "\"ref\":"), Some(17));
+        assert_eq!(frame::u64_field(ack, "\"seq\":"), Some(45));
+        let error = r#"{"type":"error","ref":3,"code":"rate_limited","message":"slow down"}"#;
+        assert_eq!(frame::str_field(error, "\"code\":\""), Some("rate_limited"));
+        let probe = frame::Probe { id: 7, seq: 12, sent_nanos: 123_456_789 };
+        let message = format!(
+            r#"{{"type":"message","conv":"dm:a:b","id":"x","seq":13,"from":"a","to":"b","text":"{}","ts":1}}"#,
+            probe.text()
+        );
+        assert_eq!(frame::kind(&message), Some("message"));
+        assert_eq!(frame::Probe::in_message(&message), Some(probe));
+        assert_eq!(frame::u64_field(&message, "\"seq\":"), Some(13));
+        assert_eq!(frame::Probe::in_message(r#"{"type":"message","text":"sb 1 2"}"#), None);
+        assert_eq!(frame::Probe::in_message(r#"{"type":"message","text":"hello"}"#), None);
+    }
+
+    #[test]
+    fn run_tags_are_short_names() {
+        let tag = run_tag();
+        assert_eq!(tag.len(), 6);
+        assert!(check_user_prefix(&format!("fanout-{tag}"), 6).is_ok());
+    }
+
+    #[test]
     fn user_prefixes_are_checked() {
         assert!(check_user_prefix("idle", 6).is_ok());
         assert!(check_user_prefix("Idle", 6).is_err());
         assert!(check_user_prefix("a b", 6).is_err());
         assert!(check_user_prefix(&"x".repeat(25), 6).is_ok());
         assert!(check_user_prefix(&"x".repeat(26), 6).is_err());
+    }
+
+    #[tokio::test]
+    async fn sources_go_round_robin_per_node() {
+        let urls = ["ws://127.0.0.1:1/ws".to_string(), "ws://127.0.0.1:2/ws".to_string()];
+        let nodes = Nodes::resolve(&urls, 2).await.unwrap();
+        assert_eq!(nodes.len(), 2);
+        let ip = |last| Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)));
+        assert_eq!(nodes.assign_sources(&[0, 1, 0, 1, 0]), [ip(1), ip(1), ip(2), ip(2), ip(1)]);
+        let twice = [urls[0].clone(), "ws://127.0.0.1:1/other".to_string()];
+        assert!(Nodes::resolve(&twice, 1).await.is_err());
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -82,6 +83,66 @@ pub async fn scrape(target: &Target) -> anyhow::Result<Scrape> {
     Ok(Scrape::parse(&body))
 }
 
+/// Scrapes every node at once; a node that fails is `None` (with a warning naming `when`).
+pub async fn scrape_nodes(nodes: &[Target], when: &str) -> Vec<Option<Scrape>> {
+    let scrapes = nodes.iter().map(|node| async move {
+        match scrape(node).await {
+            Ok(scrape) => Some(scrape),
+            Err(error) => {
+                eprintln!("warning: scraping /metrics of {} {when} failed: {error:#}", node.authority);
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(scrapes).await
+}
+
+/// What the servers did between two scrapes of every node: counter deltas summed over the nodes
+/// (`None` unless every node was scraped both times and has the series), and each node's RSS at
+/// the end.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerDelta {
+    pub cpu_seconds: Option<f64>,
+    pub deliveries: Option<f64>,
+    pub messages_stored: Option<f64>,
+    pub bus_messages_sent: Option<f64>,
+    pub bus_messages_received: Option<f64>,
+    pub bus_chat_messages_received: Option<f64>,
+    /// `process_resident_memory_bytes` of each node (in `--url` order) at the end.
+    pub rss_bytes: Vec<Option<u64>>,
+}
+
+impl ServerDelta {
+    pub fn between(before: &[Option<Scrape>], after: &[Option<Scrape>]) -> Self {
+        let sum = |series: &str| -> Option<f64> {
+            before
+                .iter()
+                .zip(after)
+                .map(|(from, to)| Some(to.as_ref()?.get(series)? - from.as_ref()?.get(series)?))
+                .sum()
+        };
+        ServerDelta {
+            cpu_seconds: sum("process_cpu_seconds_total"),
+            deliveries: sum("switchboard_deliveries_total"),
+            messages_stored: sum("switchboard_messages_stored_total"),
+            bus_messages_sent: sum("switchboard_bus_messages_sent_total"),
+            bus_messages_received: sum("switchboard_bus_messages_received_total"),
+            bus_chat_messages_received: sum("switchboard_bus_chat_messages_received_total"),
+            rss_bytes: after.iter().map(|scrape| scrape.as_ref().and_then(Scrape::rss_bytes)).collect(),
+        }
+    }
+
+    /// Server CPU seconds (all nodes) per million of `units`.
+    pub fn cpu_per_million(&self, units: f64) -> Option<f64> {
+        crate::report::ratio(self.cpu_seconds?, units / 1e6)
+    }
+
+    /// Bus messages sent plus received (all nodes) per delivery (all nodes).
+    pub fn bus_per_delivery(&self) -> Option<f64> {
+        crate::report::ratio(self.bus_messages_sent? + self.bus_messages_received?, self.deliveries?)
+    }
+}
+
 /// A minimal HTTP/1.0 GET: the server closes the connection after the response.
 async fn get(target: &Target, path: &str) -> anyhow::Result<String> {
     let url = format!("http://{}{path}", target.authority);
@@ -102,6 +163,28 @@ async fn get(target: &Target, path: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deltas_are_summed_over_nodes() {
+        let scrape = |cpu: f64, deliveries: f64, bus: f64| {
+            Some(Scrape::parse(&format!(
+                "process_cpu_seconds_total {cpu}\nswitchboard_deliveries_total {deliveries}\n\
+                 switchboard_bus_messages_sent_total {bus}\nswitchboard_bus_messages_received_total {bus}\n\
+                 process_resident_memory_bytes 1000\n"
+            )))
+        };
+        let before = [scrape(1.0, 10.0, 5.0), scrape(2.0, 0.0, 5.0)];
+        let after = [scrape(2.0, 110.0, 55.0), scrape(4.0, 100.0, 105.0)];
+        let delta = ServerDelta::between(&before, &after);
+        assert_eq!(delta.cpu_seconds, Some(3.0));
+        assert_eq!(delta.deliveries, Some(200.0));
+        assert_eq!(delta.bus_per_delivery(), Some(1.5));
+        assert_eq!(delta.cpu_per_million(200.0), Some(15_000.0));
+        assert_eq!(delta.messages_stored, None);
+        assert_eq!(delta.rss_bytes, vec![Some(1000), Some(1000)]);
+        let missing = ServerDelta::between(&before, &[after[0].clone(), None]);
+        assert_eq!(missing.cpu_seconds, None);
+    }
 
     #[test]
     fn prometheus_text_is_parsed() {

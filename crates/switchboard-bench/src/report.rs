@@ -1,5 +1,8 @@
 //! Percentiles, the bench process's own memory, and output helpers.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -35,6 +38,107 @@ impl Latency {
     }
 }
 
+/// A fixed-size latency histogram shared by many tasks: log-linear buckets (exact below 128 µs,
+/// then 64 buckets per power of two, so at most 1.6% wide) over microseconds, counted with relaxed
+/// atomics. 1,728 buckets (14 KiB) whatever the number of samples; no lock.
+pub struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU32,
+}
+
+/// Values below this have a bucket each.
+const EXACT_BELOW: u32 = 128;
+/// Buckets per power of two above [`EXACT_BELOW`] (a power of two itself).
+const SUB_BUCKETS: u32 = 64;
+const SUB_BITS: u32 = SUB_BUCKETS.trailing_zeros();
+/// Exact buckets, then one group of sub-buckets for each power of two from 2^7 to 2^31.
+const BUCKETS: usize = (EXACT_BELOW + (32 - 7) * SUB_BUCKETS) as usize;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one sample in microseconds.
+    pub fn record(&self, micros: u32) {
+        self.buckets[Self::index(micros)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::from(micros), Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Records the time from `from_nanos` to `to_nanos` (saturating at zero).
+    pub fn record_nanos(&self, from_nanos: u64, to_nanos: u64) {
+        self.record(u32::try_from(to_nanos.saturating_sub(from_nanos) / 1000).unwrap_or(u32::MAX));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn index(micros: u32) -> usize {
+        if micros < EXACT_BELOW {
+            return micros as usize;
+        }
+        let power = 31 - micros.leading_zeros(); // 7..=31
+        let shift = power - SUB_BITS;
+        let sub = (micros >> shift) - SUB_BUCKETS; // 0..SUB_BUCKETS
+        (EXACT_BELOW + (power - 7) * SUB_BUCKETS + sub) as usize
+    }
+
+    /// The middle of a bucket's range, in microseconds.
+    fn value(index: usize) -> f64 {
+        let index = index as u32;
+        if index < EXACT_BELOW {
+            return f64::from(index);
+        }
+        let power = 7 + (index - EXACT_BELOW) / SUB_BUCKETS;
+        let sub = (index - EXACT_BELOW) % SUB_BUCKETS;
+        let shift = power - SUB_BITS;
+        let low = u64::from(SUB_BUCKETS + sub) << shift;
+        low as f64 + ((1u64 << shift) as f64 - 1.0) / 2.0
+    }
+
+    /// Nearest-rank percentiles (bucket middles, never above the exact maximum); `None` without
+    /// samples.
+    pub fn latency(&self) -> Option<Latency> {
+        let counts: Vec<u64> = self.buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)).collect();
+        let count: u64 = counts.iter().sum();
+        if count == 0 {
+            return None;
+        }
+        let max = f64::from(self.max_micros.load(Ordering::Relaxed));
+        let at = |pct: f64| {
+            let rank = ((pct / 100.0) * count as f64).ceil().clamp(1.0, count as f64) as u64;
+            let mut seen = 0;
+            for (index, &in_bucket) in counts.iter().enumerate() {
+                seen += in_bucket;
+                if seen >= rank {
+                    return Self::value(index).min(max) / 1000.0;
+                }
+            }
+            max / 1000.0
+        };
+        Some(Latency {
+            count: count as usize,
+            p50_ms: at(50.0),
+            p90_ms: at(90.0),
+            p99_ms: at(99.0),
+            max_ms: max / 1000.0,
+            mean_ms: self.sum_micros.load(Ordering::Relaxed) as f64 / count as f64 / 1000.0,
+        })
+    }
+}
+
 /// Nearest-rank percentile of sorted, non-empty samples.
 pub fn percentile<T: Copy>(sorted: &[T], pct: f64) -> T {
     let rank = ((pct / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -52,6 +156,87 @@ pub fn own_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (utime and stime,
+/// in clock ticks of 1/100 s).
+pub fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
+    // majflt, cmajflt, utime (14), stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Prints the human summary on stdout, or with `json` the summary on stderr and `report` as one
+/// JSON line on stdout.
+pub fn print<T: Serialize>(summary: &str, report: &T, json: bool) -> anyhow::Result<()> {
+    if json {
+        eprint!("{summary}");
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+/// `a / b` when `b` is positive.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// Reasons (failures, errors, drops) counted by their text. Rare events: a mutex is fine.
+#[derive(Default)]
+pub struct Reasons {
+    total: AtomicU64,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Reasons {
+    pub fn add(&self, reason: impl Into<String>) {
+        *self.counts.lock().unwrap().entry(reason.into()).or_default() += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+/// Appends `title:` and the most frequent reasons to a summary (nothing without reasons).
+pub fn write_reasons(out: &mut String, title: &str, reasons: &BTreeMap<String, u64>) {
+    use std::fmt::Write;
+    const SHOWN: usize = 10;
+    if reasons.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {title}:");
+    let mut sorted: Vec<_> = reasons.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (reason, count) in sorted.iter().take(SHOWN) {
+        let _ = writeln!(out, "    {count:>9}  {reason}");
+    }
+    if sorted.len() > SHOWN {
+        let _ = writeln!(out, "    ... and {} more", sorted.len() - SHOWN);
+    }
+}
+
+/// `p50 1.2 ms  p90 ...` or `n/a`.
+pub fn latency_line(latency: Option<&Latency>) -> String {
+    match latency {
+        Some(l) => format!(
+            "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} samples)",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.count
+        ),
+        None => "n/a (no samples)".to_string(),
+    }
 }
 
 /// `12.3 MiB`, `512 B`, `-1.5 MiB`.
@@ -90,6 +275,40 @@ mod tests {
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(percentile(&[1, 2], 50.0), 1);
         assert!(Latency::from_micros(&mut []).is_none());
+    }
+
+    #[test]
+    fn the_histogram_is_within_two_percent() {
+        let histogram = Histogram::default();
+        assert!(histogram.latency().is_none());
+        for micros in 1..=100_000u32 {
+            histogram.record(micros);
+        }
+        let latency = histogram.latency().unwrap();
+        assert_eq!(latency.count, 100_000);
+        assert_eq!(latency.max_ms, 100.0);
+        for (got, want) in [(latency.p50_ms, 50.0), (latency.p90_ms, 90.0), (latency.p99_ms, 99.0)] {
+            assert!((got - want).abs() / want < 0.016, "{got} vs {want}");
+        }
+        assert!((latency.mean_ms - 50.0005).abs() < 1e-9);
+        for micros in [0, 1, 127, 128, 129, 1000, 65_535, 1 << 20, u32::MAX] {
+            let index = Histogram::index(micros);
+            assert!(index < BUCKETS);
+            let value = Histogram::value(index);
+            assert!((value - f64::from(micros)).abs() <= f64::from(micros) / 64.0, "{micros}: {value}");
+        }
+        let single = Histogram::default();
+        single.record_nanos(1_000, 3_001_000);
+        let single = single.latency().unwrap();
+        assert_eq!(single.max_ms, 3.0);
+        assert!((single.p99_ms - 3.0).abs() < 3.0 / 64.0);
+    }
+
+    #[test]
+    fn own_cpu_is_known_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(own_cpu_seconds().unwrap() >= 0.0);
+        }
     }
 
     #[test]
