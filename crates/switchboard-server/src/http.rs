@@ -96,14 +96,6 @@ pub fn connect(context: &ServerContext) -> HttpResponse {
     json(StatusCode::OK, &serde_json::json!({ "node": best.id, "url": best.url, "connections": best.connections }))
 }
 
-pub fn landing() -> HttpResponse {
-    text(
-        StatusCode::OK,
-        "text/plain; charset=utf-8",
-        "Switchboard is running.\nConnect a WebSocket client to /ws (see docs/protocol.md).\n",
-    )
-}
-
 pub fn not_found() -> HttpResponse {
     text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n")
 }

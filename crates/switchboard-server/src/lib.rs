@@ -4,7 +4,9 @@
 //!   WebSocket upgrades at `/ws` to [`websocket`].
 //! - [`websocket`]: one task per connection that `select!`s over the socket, the connection's
 //!   outbound queue, a ping timer and shutdown; it holds no buffer while the connection is idle.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the landing page.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the cluster gateway's `/api/*`.
+//! - [`web`]: the web client (HTML, JavaScript modules, CSS), embedded in the binary and served
+//!   at `/`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
 //! - [`config`]: the server's settings.
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod process;
 pub mod server;
+pub mod web;
 pub mod websocket;
 
 pub use config::ServerConfig;

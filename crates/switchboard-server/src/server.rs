@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::websocket;
+use crate::{web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -165,7 +165,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         (&Method::GET, "/metrics") => http::metrics(&context),
         (&Method::GET, "/api/nodes") => http::nodes(&context),
         (&Method::GET, "/api/connect") => http::connect(&context),
-        (&Method::GET, "/") => http::landing(),
+        (&Method::GET, path) => web::serve(path, request.headers()).unwrap_or_else(http::not_found),
         _ => http::not_found(),
     }
 }

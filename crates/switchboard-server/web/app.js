@@ -1,0 +1,1384 @@
+// Switchboard's web client: the state of the chat (users, presence, rooms, conversations, cursors,
+// outbox) kept from the server's frames, and the page drawn from that state.
+//
+// Every string that comes from a user (names, message texts) is put into the page as text
+// (textContent, text nodes): never as HTML.
+
+import { Connection } from './connection.js';
+import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
+
+/** localStorage: `{token, user}` of the logged-in session. */
+const SESSION_KEY = 'switchboard.session';
+/** localStorage: `{user, cursors: {conv: seq}}`, the highest contiguous seq held per conversation. */
+const CURSORS_KEY = 'switchboard.cursors';
+/** sessionStorage (per tab, survives a reload): messages sent and not yet acknowledged. */
+const OUTBOX_KEY = 'switchboard.outbox';
+/** `typing` goes out at most this often while the user types. */
+const TYPING_EVERY_MS = 2000;
+/** How long "X is typing" stays up after the last `typing` event. */
+const TYPING_SHOWN_MS = 4000;
+const HISTORY_PAGE = 50;
+/** Page size when fetching a gap forwards (the protocol's maximum). */
+const FILL_PAGE = 200;
+/** Send errors after which the same message is sent again (with the same key). */
+const RETRYABLE_SEND_ERRORS = new Set(['store_unavailable', 'overloaded', 'rate_limited', 'internal', 'timeout']);
+
+const ERROR_TEXT = {
+  auth_failed: 'Wrong user name or password.',
+  user_exists: 'That name is taken. Log in instead, or pick another name.',
+  invalid_name: 'Names are 1–32 characters: a–z, 0–9, _ - and . (not first).',
+  invalid_password: 'The password needs 6 to 1024 characters.',
+  invalid_token: 'Your session has ended. Please log in again.',
+  auth_method_disabled: 'Registration is turned off on this server.',
+  room_exists: 'That room exists already: join it from the list.',
+  not_a_member: 'You are not a member of this room.',
+  text_too_long: 'The message is too long.',
+  empty_text: 'The message is empty.',
+  user_not_found: 'No such user.',
+  room_not_found: 'No such room.',
+  disconnected: 'Not connected.',
+};
+
+function errorText(error) {
+  if (error.code === 'login_throttled' && error.retryAfterMs) {
+    return `Too many attempts: try again in ${Math.ceil(error.retryAfterMs / 1000)} s.`;
+  }
+  return ERROR_TEXT[error.code] ?? error.message ?? String(error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+const state = {
+  /** `{token, user}` or null. */
+  session: null,
+  /** The logged-in user's name. */
+  me: null,
+  /** The node holding the connection, from `session.node`. */
+  node: null,
+  /** Every user name known (from `users`, presence events and messages). */
+  users: new Set(),
+  /** Presence: the online set, and the one being rebuilt from a new `online` list. */
+  online: new Set(),
+  onlineNext: null,
+  /** name -> {name, members, joined} from `rooms`, kept up to date by membership events. */
+  rooms: new Map(),
+  /** conversation id -> Conversation (see `conversation`). */
+  convs: new Map(),
+  /** conversation id -> the highest seq up to which every message is held. */
+  cursors: new Map(),
+  /** key -> {key, conv, text, createdAt, failed} of sends not yet acknowledged. */
+  outbox: new Map(),
+  /** Conversations whose sync said `more: true`: paged after `synced`. */
+  syncMore: [],
+  /** The open conversation's id. */
+  current: null,
+  /** The room's member list is unfolded. */
+  membersShown: false,
+  /** Numbers the join/leave notices. */
+  noticeCounter: 0,
+};
+
+let connection = null;
+
+function dmId(a, b) {
+  return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
+}
+
+/** The conversation with id `id`, created empty on first use. */
+function conversation(id) {
+  let conv = state.convs.get(id);
+  if (conv) return conv;
+  const [kind, first, second] = id.split(':');
+  conv = {
+    id,
+    kind,
+    /** The room's name, or the other user of a private conversation (yourself for `dm:me:me`). */
+    name: kind === 'room' ? first : first === state.me ? second : first,
+    /** seq -> message: everything held, from any source, deduplicated by seq. */
+    messages: new Map(),
+    /** Join/leave notices: `{key, afterSeq, text}`; not durable, shown where they happened. */
+    notices: [],
+    /** Highest seq held. */
+    maxSeq: 0,
+    /** Newest seq known to exist (from `conversations`, messages, acks). */
+    lastSeq: 0,
+    /** Our read marker, and what we last sent in `read`. */
+    readSeq: 0,
+    readSent: 0,
+    /** Messages from others after the read marker. */
+    unread: 0,
+    /** The newest page was loaded; older pages exist; one is being loaded. */
+    loadedLatest: false,
+    hasOlder: true,
+    loadingOlder: false,
+    /** A `history after` loop is filling a gap. */
+    filling: false,
+    /** user -> time their "typing" expires. */
+    typing: new Map(),
+    /** Private conversations: the peer's read marker, from `read` events. */
+    peerRead: 0,
+    /** Rooms: the member names (a Set), from `members` and membership events; null until loaded. */
+    members: null,
+    /** Rendered list items by key, reused across renders. */
+    nodes: new Map(),
+    lastTypingSent: 0,
+    scrollToEnd: true,
+  };
+  state.convs.set(id, conv);
+  return conv;
+}
+
+/** The `to` / `room` fields that address a conversation in requests. */
+function targetOf(conv) {
+  return conv.kind === 'room' ? { room: conv.name } : { to: conv.name };
+}
+
+function isViewing(conv) {
+  return state.current === conv.id && document.visibilityState === 'visible';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence
+
+function loadJson(storage, key) {
+  try {
+    return JSON.parse(storage.getItem(key) ?? 'null');
+  } catch {
+    return null;
+  }
+}
+
+function saveSession(session) {
+  state.session = session;
+  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+}
+
+let cursorsTimer = null;
+/** Writes the cursors soon (batched); other tabs of the same user merge theirs by maximum. */
+function saveCursorsSoon() {
+  if (cursorsTimer) return;
+  cursorsTimer = setTimeout(saveCursors, 300);
+}
+
+function saveCursors() {
+  clearTimeout(cursorsTimer);
+  cursorsTimer = null;
+  if (!state.me) return;
+  const stored = loadJson(localStorage, CURSORS_KEY);
+  const merged = stored && stored.user === state.me ? { ...stored.cursors } : {};
+  for (const [conv, seq] of state.cursors) merged[conv] = Math.max(seq, merged[conv] ?? 0);
+  localStorage.setItem(CURSORS_KEY, JSON.stringify({ user: state.me, cursors: merged }));
+}
+
+function loadCursors(user) {
+  const stored = loadJson(localStorage, CURSORS_KEY);
+  state.cursors = new Map(stored && stored.user === user ? Object.entries(stored.cursors) : []);
+}
+
+function saveOutbox() {
+  const entries = [...state.outbox.values()].map(({ key, conv, text, createdAt, failed }) => ({
+    key,
+    conv,
+    text,
+    createdAt,
+    failed,
+  }));
+  sessionStorage.setItem(OUTBOX_KEY, JSON.stringify({ user: state.me, entries }));
+}
+
+function loadOutbox(user) {
+  const stored = loadJson(sessionStorage, OUTBOX_KEY);
+  state.outbox = new Map();
+  if (!stored || stored.user !== user) return;
+  for (const entry of stored.entries) state.outbox.set(entry.key, { ...entry, inFlight: false });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages, cursors and gaps
+
+/**
+ * Adds messages of one conversation from any source (live, sync, history, join, ack), dropping
+ * those already held (same seq). `pickup`: when the conversation has no cursor yet, these
+ * messages start it (everything from the first of them on is held); `history before` pages pass
+ * false, they are older than what is held.
+ */
+function ingest(convId, messages, { pickup = true } = {}) {
+  const conv = conversation(convId);
+  let added = 0;
+  let minSeq = Infinity;
+  for (const message of messages) {
+    minSeq = Math.min(minSeq, message.seq);
+    if (conv.messages.has(message.seq)) continue;
+    conv.messages.set(message.seq, message);
+    added += 1;
+    if (message.seq > conv.lastSeq) {
+      if (message.from !== state.me && message.seq > conv.readSeq) conv.unread += 1;
+      conv.lastSeq = message.seq;
+    }
+    conv.maxSeq = Math.max(conv.maxSeq, message.seq);
+    conv.typing.delete(message.from);
+    if (message.from !== state.me && !state.users.has(message.from)) {
+      state.users.add(message.from);
+      invalidate('sidebar');
+    }
+  }
+  if (messages.length > 0) advanceCursor(conv, pickup ? minSeq - 1 : undefined);
+  if (added > 0) {
+    invalidate('sidebar');
+    if (conv.id === state.current) {
+      invalidate('conv');
+      markRead(conv);
+    }
+  }
+  return added;
+}
+
+/** Moves the cursor over the messages held without a hole, and fetches a hole when there is one. */
+function advanceCursor(conv, pickupFrom) {
+  let cursor = state.cursors.get(conv.id);
+  if (cursor === undefined) {
+    if (pickupFrom === undefined) return;
+    cursor = pickupFrom;
+  }
+  const before = cursor;
+  while (conv.messages.has(cursor + 1)) cursor += 1;
+  if (cursor !== before || !state.cursors.has(conv.id)) {
+    state.cursors.set(conv.id, cursor);
+    saveCursorsSoon();
+  }
+  if (conv.maxSeq > cursor) fillForward(conv);
+}
+
+/**
+ * Fetches what follows the cursor with `history after` until the conversation is whole: after a
+ * gap in `seq`, after a sync that said `more: true`, or when the server knows newer messages.
+ */
+async function fillForward(conv) {
+  if (conv.filling || !connection.loggedIn) return;
+  if (conv.kind === 'room' && state.rooms.get(conv.name)?.joined === false) return;
+  // While this runs, messages that arrive (and would start another fill) are covered by the loop.
+  conv.filling = true;
+  let progressed = false;
+  try {
+    for (;;) {
+      const cursor = state.cursors.get(conv.id);
+      if (cursor === undefined) break;
+      const page = await connection.request({ type: 'history', ...targetOf(conv), after: cursor, limit: FILL_PAGE });
+      ingest(conv.id, page.messages);
+      if ((state.cursors.get(conv.id) ?? 0) <= cursor) break;
+      progressed = true;
+      if (!page.has_more) break;
+    }
+  } catch (error) {
+    // Disconnected: the resume with cursors recovers it. Anything else: leave it.
+    if (error.code !== 'disconnected') console.warn('filling', conv.id, error);
+  } finally {
+    conv.filling = false;
+  }
+  // A message that arrived during the last page, after a hole of its own.
+  const cursor = state.cursors.get(conv.id);
+  if (progressed && cursor !== undefined && conv.maxSeq > cursor) fillForward(conv);
+}
+
+/** The newest page of a conversation, when it is first opened. */
+async function loadLatest(conv) {
+  if (conv.loadedLatest || conv.loadingOlder || !connection.loggedIn) return;
+  if (conv.kind === 'room' && !state.rooms.get(conv.name)?.joined) return;
+  conv.loadingOlder = true;
+  invalidate('conv');
+  try {
+    const page = await connection.request({ type: 'history', ...targetOf(conv), limit: HISTORY_PAGE });
+    conv.loadedLatest = true;
+    conv.hasOlder = page.has_more;
+    ingest(conv.id, page.messages);
+  } catch (error) {
+    if (error.code !== 'disconnected') showToast(errorText(error));
+  } finally {
+    conv.loadingOlder = false;
+    invalidate('conv');
+  }
+}
+
+/** The page before the oldest message held (scrolling up). */
+async function loadOlder(conv) {
+  if (!conv.loadedLatest) return loadLatest(conv);
+  if (!conv.hasOlder || conv.loadingOlder || !connection.loggedIn) return;
+  const oldest = Math.min(...conv.messages.keys());
+  if (!Number.isFinite(oldest) || oldest <= 1) {
+    conv.hasOlder = false;
+    invalidate('conv');
+    return;
+  }
+  conv.loadingOlder = true;
+  invalidate('conv');
+  try {
+    const page = await connection.request({ type: 'history', ...targetOf(conv), before: oldest, limit: HISTORY_PAGE });
+    conv.hasOlder = page.has_more;
+    ingest(conv.id, page.messages, { pickup: false });
+  } catch (error) {
+    if (error.code !== 'disconnected') showToast(errorText(error));
+  } finally {
+    conv.loadingOlder = false;
+    invalidate('conv');
+  }
+}
+
+/** Tells the server (and our other devices) that the open conversation was read. */
+function markRead(conv) {
+  if (!isViewing(conv) || !connection?.loggedIn) return;
+  if (conv.kind === 'room' && !state.rooms.get(conv.name)?.joined) return;
+  const seq = conv.maxSeq;
+  if (conv.unread !== 0 || conv.readSeq < seq) {
+    conv.unread = 0;
+    conv.readSeq = Math.max(conv.readSeq, seq);
+    invalidate('sidebar');
+  }
+  if (seq <= conv.readSent) return;
+  conv.readSent = seq;
+  connection.request({ type: 'read', ...targetOf(conv), seq }).catch((error) => {
+    if (error.code !== 'disconnected') console.warn('read', error);
+    if (conv.readSent === seq) conv.readSent = 0;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // Pages served over plain http from another host are not a secure context: no randomUUID.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function sendMessage(conv, text) {
+  const entry = { key: newKey(), conv: conv.id, text, createdAt: Date.now(), failed: null, inFlight: false };
+  state.outbox.set(entry.key, entry);
+  saveOutbox();
+  conv.scrollToEnd = true;
+  invalidate('conv');
+  transmit(entry);
+}
+
+/** Sends an outbox entry (again, with the same key); the ack turns it into a message. */
+async function transmit(entry) {
+  if (entry.inFlight || entry.failed || !connection.loggedIn) return;
+  const conv = conversation(entry.conv);
+  entry.inFlight = true;
+  try {
+    const ack = await connection.request({ type: 'send', ...targetOf(conv), text: entry.text, key: entry.key });
+    state.outbox.delete(entry.key);
+    saveOutbox();
+    const message = { conv: ack.conv, id: ack.id, seq: ack.seq, ts: ack.ts, from: state.me, text: entry.text };
+    if (conv.kind === 'room') message.room = conv.name;
+    else message.to = conv.name;
+    ingest(ack.conv, [message]);
+    invalidate('conv');
+  } catch (error) {
+    if (error.code === 'disconnected') return; // resent after the next `synced`
+    if (RETRYABLE_SEND_ERRORS.has(error.code)) {
+      const delay = error.retryAfterMs ?? 2000;
+      setTimeout(() => state.outbox.get(entry.key) === entry && transmit(entry), delay);
+      return;
+    }
+    entry.failed = errorText(error);
+    saveOutbox();
+    invalidate('conv');
+  } finally {
+    entry.inFlight = false;
+  }
+}
+
+function resendOutbox() {
+  const entries = [...state.outbox.values()].sort((a, b) => a.createdAt - b.createdAt);
+  for (const entry of entries) transmit(entry);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server frames
+
+function loginFrame() {
+  if (!state.session) return null;
+  return { type: 'resume', token: state.session.token, cursors: Object.fromEntries(state.cursors) };
+}
+
+function onSession(session) {
+  if (state.me !== session.user) {
+    if (state.me !== null) resetChat();
+    state.me = session.user;
+    loadCursors(session.user);
+    loadOutbox(session.user);
+  }
+  state.node = session.node;
+  state.users.add(session.user);
+  saveSession({ token: session.token, user: session.user });
+  state.syncMore = [];
+  showApp();
+  invalidate('sidebar', 'conv', 'status');
+}
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case 'message':
+      ingest(frame.conv, [frame]);
+      break;
+    case 'sync':
+      state.syncMore = frame.conversations.filter((entry) => entry.more).map((entry) => entry.conv);
+      break;
+    case 'synced':
+      onSynced();
+      break;
+    case 'online':
+      onOnlineList(frame);
+      break;
+    case 'user_online':
+    case 'user_offline':
+      onPresence(frame.user, frame.type === 'user_online');
+      break;
+    case 'typing':
+      onTyping(frame);
+      break;
+    case 'read':
+      onRead(frame);
+      break;
+    case 'member_joined':
+    case 'member_left':
+      onMembership(frame.room, frame.user, frame.type === 'member_joined');
+      break;
+    case 'error':
+      // Errors without a request of ours waiting (e.g. for `typing`, which has no answer).
+      console.warn('server error', frame);
+      break;
+    default:
+      // Frame types this client does not know are ignored, as the protocol asks.
+      break;
+  }
+}
+
+/** Everything missed has arrived: page the rest, refresh lists, resend the outbox. */
+function onSynced() {
+  for (const convId of state.syncMore) fillForward(conversation(convId));
+  state.syncMore = [];
+  resendOutbox();
+  refreshUsers();
+  refreshRooms();
+  refreshConversations();
+  // Rooms are opened once the room list says whether we are a member (refreshRooms).
+  const conv = state.current && state.convs.get(state.current);
+  if (conv && conv.kind === 'dm') openedConversation(conv);
+}
+
+/** Presence is a set: a new list replaces it when complete; events apply to both. */
+function onOnlineList(frame) {
+  if (!state.onlineNext) state.onlineNext = new Set();
+  for (const user of frame.users) {
+    state.onlineNext.add(user);
+    state.users.add(user);
+  }
+  if (frame.done) {
+    state.online = state.onlineNext;
+    state.onlineNext = null;
+    invalidate('sidebar', 'conv');
+  }
+}
+
+function onPresence(user, online) {
+  for (const set of [state.online, state.onlineNext]) {
+    if (!set) continue;
+    if (online) set.add(user);
+    else set.delete(user);
+  }
+  state.users.add(user);
+  invalidate('sidebar', 'conv');
+}
+
+function onTyping(frame) {
+  if (frame.from === state.me) return;
+  const conv = conversation(frame.conv);
+  conv.typing.set(frame.from, Date.now() + TYPING_SHOWN_MS);
+  invalidate('sidebar');
+  if (conv.id === state.current) invalidate('conv');
+  scheduleTypingExpiry();
+}
+
+let typingTimer = null;
+/** Redraws when the earliest "is typing" expires. */
+function scheduleTypingExpiry() {
+  clearTimeout(typingTimer);
+  let earliest = Infinity;
+  for (const conv of state.convs.values()) for (const until of conv.typing.values()) earliest = Math.min(earliest, until);
+  if (earliest === Infinity) return;
+  typingTimer = setTimeout(
+    () => {
+      const now = Date.now();
+      for (const conv of state.convs.values()) {
+        for (const [user, until] of conv.typing) if (until <= now) conv.typing.delete(user);
+      }
+      invalidate('sidebar', 'conv');
+      scheduleTypingExpiry();
+    },
+    Math.max(50, earliest - Date.now()),
+  );
+}
+
+function onRead(frame) {
+  const conv = conversation(frame.conv);
+  if (frame.user === state.me) {
+    // Read on another of our devices.
+    conv.readSeq = Math.max(conv.readSeq, frame.seq);
+    conv.readSent = Math.max(conv.readSent, frame.seq);
+    conv.unread = Math.max(0, conv.lastSeq - conv.readSeq);
+    invalidate('sidebar');
+  } else if (conv.kind === 'dm') {
+    conv.peerRead = Math.max(conv.peerRead, frame.seq);
+    if (conv.id === state.current) invalidate('conv');
+  }
+}
+
+function onMembership(roomName, user, joined) {
+  const conv = conversation(`room:${roomName}`);
+  let room = state.rooms.get(roomName);
+  if (!room) {
+    room = { name: roomName, members: 0, joined: false };
+    state.rooms.set(roomName, room);
+  }
+  const wasMember = conv.members ? conv.members.has(user) : user === state.me ? room.joined : !joined;
+  if (joined !== wasMember) room.members = Math.max(0, room.members + (joined ? 1 : -1));
+  if (conv.members) {
+    if (joined) conv.members.add(user);
+    else conv.members.delete(user);
+  }
+  if (user === state.me) {
+    room.joined = joined;
+    if (!joined) {
+      state.cursors.delete(conv.id);
+      conv.loadedLatest = false;
+    }
+  }
+  if (joined !== wasMember) {
+    const who = user === state.me ? 'You' : user;
+    conv.notices.push({
+      key: `n${++state.noticeCounter}`,
+      afterSeq: conv.maxSeq,
+      text: `${who} ${joined ? 'joined' : 'left'} the room`,
+    });
+  }
+  state.users.add(user);
+  invalidate('sidebar');
+  if (conv.id === state.current) invalidate('conv');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists
+
+async function refreshUsers() {
+  try {
+    let cursor;
+    for (;;) {
+      const page = await connection.request(cursor ? { type: 'users', cursor } : { type: 'users' });
+      for (const user of page.users) state.users.add(user.user);
+      invalidate('sidebar');
+      if (!page.next_cursor) break;
+      cursor = page.next_cursor;
+    }
+  } catch (error) {
+    if (error.code !== 'disconnected') console.warn('users', error);
+  }
+}
+
+async function refreshRooms() {
+  try {
+    const answer = await connection.request({ type: 'rooms' });
+    const fresh = new Map();
+    for (const room of answer.rooms) fresh.set(room.name, { name: room.name, members: room.members, joined: room.joined });
+    state.rooms = fresh;
+    invalidate('sidebar', 'conv');
+    const conv = state.current && state.convs.get(state.current);
+    if (conv && conv.kind === 'room' && fresh.get(conv.name)?.joined) openedConversation(conv);
+  } catch (error) {
+    if (error.code !== 'disconnected') console.warn('rooms', error);
+  }
+}
+
+async function refreshConversations() {
+  try {
+    const answer = await connection.request({ type: 'conversations' });
+    for (const entry of answer.conversations) {
+      const conv = conversation(entry.conv);
+      // Messages from others that arrived after the server's snapshot still count.
+      let newer = 0;
+      for (const message of conv.messages.values()) {
+        if (message.seq > entry.last_seq && message.from !== state.me) newer += 1;
+      }
+      conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
+      conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
+      conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
+      const cursor = state.cursors.get(conv.id);
+      // The server has messages after our cursor that never reached us: fetch them.
+      if (cursor !== undefined && entry.last_seq > cursor) fillForward(conv);
+      if (isViewing(conv)) markRead(conv);
+    }
+    invalidate('sidebar');
+  } catch (error) {
+    if (error.code !== 'disconnected') console.warn('conversations', error);
+  }
+}
+
+async function loadMembers(conv) {
+  try {
+    const answer = await connection.request({ type: 'members', room: conv.name });
+    conv.members = new Set(answer.members.map((member) => member.user));
+    for (const member of answer.members) state.users.add(member.user);
+    const room = state.rooms.get(conv.name);
+    if (room) room.members = conv.members.size;
+    invalidate('conv', 'sidebar');
+  } catch (error) {
+    if (error.code !== 'disconnected') console.warn('members', error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User actions
+
+function openConversation(id) {
+  const conv = conversation(id);
+  state.current = id;
+  state.membersShown = false;
+  conv.scrollToEnd = true;
+  history.replaceState(null, '', `#${encodeURIComponent(id)}`);
+  byId('app').classList.add('conv-open');
+  openedConversation(conv);
+  invalidate('sidebar', 'conv');
+  if (window.matchMedia('(min-width: 701px)').matches) byId('composer-text').focus({ preventScroll: true });
+}
+
+/** What an open conversation needs: its newest page, its members, the read marker. */
+function openedConversation(conv) {
+  if (!connection.loggedIn) return;
+  loadLatest(conv);
+  if (conv.kind === 'room' && state.rooms.get(conv.name)?.joined) loadMembers(conv);
+  markRead(conv);
+}
+
+function closeConversation() {
+  state.current = null;
+  history.replaceState(null, '', location.pathname);
+  byId('app').classList.remove('conv-open');
+  invalidate('sidebar', 'conv');
+}
+
+async function joinRoom(name) {
+  const conv = conversation(`room:${name}`);
+  try {
+    const answer = await connection.request({ type: 'join', room: name });
+    onRoomAnswer(answer);
+  } catch (error) {
+    showToast(errorText(error));
+    return;
+  }
+  if (state.current !== conv.id) openConversation(conv.id);
+}
+
+/** The answer to `join` / `create_room`: the room, joined, with its recent history. */
+function onRoomAnswer(answer) {
+  const room = state.rooms.get(answer.room) ?? { name: answer.room, members: 0, joined: false };
+  if (!room.joined) room.members = Math.max(room.members, 1);
+  room.joined = true;
+  state.rooms.set(answer.room, room);
+  const conv = conversation(`room:${answer.room}`);
+  conv.loadedLatest = true;
+  if (answer.history.length === 0) {
+    // Nothing before the join: everything from seq 1 on is held.
+    conv.hasOlder = false;
+    if (!state.cursors.has(conv.id)) {
+      state.cursors.set(conv.id, 0);
+      saveCursorsSoon();
+    }
+  } else {
+    conv.hasOlder = answer.history[0].seq > 1;
+    ingest(conv.id, answer.history);
+  }
+  loadMembers(conv);
+  invalidate('sidebar', 'conv');
+}
+
+async function createRoom(name) {
+  const errorLine = byId('room-error');
+  errorLine.textContent = '';
+  try {
+    const answer = await connection.request({ type: 'create_room', room: name });
+    onRoomAnswer(answer);
+    byId('room-name').value = '';
+    openConversation(`room:${answer.room}`);
+  } catch (error) {
+    errorLine.textContent = errorText(error);
+    if (error.code === 'room_exists') refreshRooms();
+  }
+}
+
+async function leaveRoom(conv) {
+  try {
+    await connection.request({ type: 'leave', room: conv.name });
+  } catch (error) {
+    if (error.code !== 'not_a_member') {
+      showToast(errorText(error));
+      return;
+    }
+  }
+  const room = state.rooms.get(conv.name);
+  if (room && room.joined) {
+    room.joined = false;
+    room.members = Math.max(0, room.members - 1);
+  }
+  state.cursors.delete(conv.id);
+  saveCursorsSoon();
+  conv.members = null;
+  conv.loadedLatest = false;
+  invalidate('sidebar', 'conv');
+}
+
+function onComposerInput() {
+  const textarea = byId('composer-text');
+  textarea.style.height = 'auto';
+  textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+  const conv = state.current && state.convs.get(state.current);
+  if (!conv || textarea.value.trim() === '') return;
+  const now = Date.now();
+  if (now - conv.lastTypingSent < TYPING_EVERY_MS) return;
+  if (connection.send({ type: 'typing', ...targetOf(conv) })) conv.lastTypingSent = now;
+}
+
+function onComposerSubmit(event) {
+  event.preventDefault();
+  const conv = state.current && state.convs.get(state.current);
+  const textarea = byId('composer-text');
+  const text = textarea.value;
+  if (!conv || text.trim() === '') return;
+  sendMessage(conv, text);
+  conv.lastTypingSent = 0;
+  textarea.value = '';
+  onComposerInput();
+  textarea.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login, logout, session
+
+function showLogin(message = '') {
+  byId('app').hidden = true;
+  byId('login').hidden = false;
+  byId('login-error').textContent = message;
+  byId('login-status').textContent = '';
+  setLoginBusy(false);
+  document.title = 'Switchboard';
+  byId('login-username').focus();
+}
+
+function showApp() {
+  byId('login').hidden = true;
+  byId('app').hidden = false;
+}
+
+function setLoginBusy(busy) {
+  for (const id of ['login-button', 'register-button', 'login-username', 'login-password']) byId(id).disabled = busy;
+}
+
+/** Logs in (or registers) on a connection of its own; on success it becomes the live connection. */
+function submitLogin(kind) {
+  const username = byId('login-username').value.trim().toLowerCase();
+  const password = byId('login-password').value;
+  const errorLine = byId('login-error');
+  errorLine.textContent = '';
+  if (!username) {
+    errorLine.textContent = 'Enter a user name.';
+    return;
+  }
+  if (kind === 'register' && password.length < 6) {
+    errorLine.textContent = ERROR_TEXT.invalid_password;
+    return;
+  }
+  setLoginBusy(true);
+  byId('login-status').textContent = 'Connecting…';
+  let frame = { type: kind, username, password };
+  startConnection({
+    loginFrame: () => {
+      // The first connect sends the credentials; any later reconnect resumes with the token.
+      const first = frame;
+      frame = null;
+      return first ?? loginFrame();
+    },
+    onLoginError: (error) => {
+      // After the first login succeeded, reconnects resume: their errors are handled as usual.
+      if (state.session) return onResumeError(error);
+      setLoginBusy(false);
+      byId('login-status').textContent = '';
+      errorLine.textContent = errorText(error);
+      return 'stop';
+    },
+  });
+}
+
+function startConnection(overrides = {}) {
+  connection?.stop();
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  connection = new Connection(`${scheme}//${location.host}/ws`, {
+    loginFrame,
+    onSession,
+    onFrame,
+    onLoginError: onResumeError,
+    onStatus: () => invalidate('status'),
+    onStopped: (reason) => {
+      if (reason === 'incompatible') showFatal('This server speaks another protocol version. Reload the page.');
+    },
+    ...overrides,
+  });
+  connection.start();
+}
+
+/** A `resume` failed: an ended session shows the login form, anything else is retried. */
+function onResumeError(error) {
+  if (error.code === 'invalid_token') {
+    forgetSession();
+    showLogin(ERROR_TEXT.invalid_token);
+    return 'stop';
+  }
+  // store_unavailable, login_throttled (after retry_after_ms), internal: try again later.
+  return 'retry';
+}
+
+/** Clears everything kept about the session, in this tab and in storage. */
+function forgetSession() {
+  localStorage.removeItem(SESSION_KEY);
+  localStorage.removeItem(CURSORS_KEY);
+  sessionStorage.removeItem(OUTBOX_KEY);
+  state.session = null;
+  resetChat();
+  state.me = null;
+}
+
+function resetChat() {
+  state.users = new Set();
+  state.online = new Set();
+  state.onlineNext = null;
+  state.rooms = new Map();
+  state.convs = new Map();
+  state.cursors = new Map();
+  state.outbox = new Map();
+  state.current = null;
+  byId('app').classList.remove('conv-open');
+  history.replaceState(null, '', location.pathname);
+}
+
+async function logout() {
+  const current = connection;
+  if (current?.loggedIn) {
+    try {
+      await current.request({ type: 'logout' }, { timeoutMs: 3000 });
+    } catch (error) {
+      console.warn('logout', error);
+    }
+  }
+  current?.stop();
+  forgetSession();
+  showLogin();
+}
+
+/** Another tab logged out (the token is gone from storage): follow. Or logged in: adopt it. */
+function onStorage(event) {
+  if (event.key !== SESSION_KEY && event.key !== null) return;
+  const stored = loadJson(localStorage, SESSION_KEY);
+  if (state.session && !stored) {
+    connection?.stop();
+    forgetSession();
+    showLogin('You logged out in another tab.');
+  } else if (!state.session && stored && !byId('login').hidden) {
+    state.session = stored;
+    loadCursors(stored.user);
+    loadOutbox(stored.user);
+    showApp();
+    startConnection();
+  }
+}
+
+function showFatal(text) {
+  byId('status-text').textContent = text;
+  byId('status').dataset.state = 'error';
+}
+
+let toastTimer = null;
+function showToast(text) {
+  let toast = document.getElementById('toast');
+  if (!toast) {
+    toast = h('div', { id: 'toast', class: 'toast', role: 'alert' });
+    document.body.append(toast);
+  }
+  toast.textContent = text;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (toast.hidden = true), 4000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering: parts of the page are marked dirty and redrawn together.
+
+const dirty = new Set();
+let flushScheduled = false;
+
+function invalidate(...parts) {
+  for (const part of parts) dirty.add(part);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  // requestAnimationFrame does not run in hidden tabs; the timer does (throttled).
+  requestAnimationFrame(flush);
+  setTimeout(flush, 100);
+}
+
+function flush() {
+  if (!flushScheduled) return;
+  flushScheduled = false;
+  const parts = new Set(dirty);
+  dirty.clear();
+  if (!state.me && !state.session) return;
+  if (parts.has('status')) renderStatus();
+  if (parts.has('sidebar')) renderSidebar();
+  if (parts.has('conv')) renderConversation();
+}
+
+let statusTimer = null;
+function renderStatus() {
+  const status = connection?.status ?? { state: 'idle' };
+  const line = byId('status');
+  const text = byId('status-text');
+  const retry = byId('status-retry');
+  clearTimeout(statusTimer);
+  line.dataset.state = status.state;
+  retry.hidden = true;
+  switch (status.state) {
+    case 'ready':
+    case 'syncing':
+      text.textContent = `connected to ${status.node}`;
+      break;
+    case 'connecting':
+      text.textContent = status.closeCode ? 'reconnecting…' : 'connecting…';
+      break;
+    case 'waiting': {
+      const seconds = Math.max(1, Math.ceil((status.retryAt - Date.now()) / 1000));
+      text.textContent = `reconnecting in ${seconds} s…`;
+      retry.hidden = false;
+      statusTimer = setTimeout(renderStatus, 250);
+      break;
+    }
+    case 'offline':
+      text.textContent = 'offline';
+      retry.hidden = false;
+      break;
+    default:
+      text.textContent = 'not connected';
+  }
+  byId('me-name').textContent = state.me ?? '';
+}
+
+function renderSidebar() {
+  const userList = byId('user-list');
+  const names = [...state.users].filter((name) => name !== state.me).sort();
+  if (state.me) names.unshift(state.me);
+  setChildren(
+    userList,
+    names.map((name) => {
+      const conv = state.convs.get(dmId(state.me, name));
+      return listItem({
+        avatarOf: name,
+        label: name,
+        suffix: name === state.me ? ' (you)' : '',
+        dot: state.online.has(name) ? 'online' : 'offline',
+        dotLabel: state.online.has(name) ? 'online' : 'offline',
+        unread: conv?.unread ?? 0,
+        typing: conv ? activeTypers(conv).length > 0 : false,
+        selected: state.current === dmId(state.me, name),
+        data: { user: name },
+        onClick: () => openConversation(dmId(state.me, name)),
+      });
+    }),
+  );
+
+  const roomList = byId('room-list');
+  const rooms = [...state.rooms.values()].sort(
+    (a, b) => Number(b.joined) - Number(a.joined) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
+  setChildren(
+    roomList,
+    rooms.length === 0
+      ? [h('li', { class: 'list-empty', text: 'No rooms yet: create one.' })]
+      : rooms.map((room) => {
+          const id = `room:${room.name}`;
+          const conv = state.convs.get(id);
+          return listItem({
+            avatarOf: room.name,
+            room: true,
+            label: room.name,
+            suffix: '',
+            detail: room.joined ? null : 'join',
+            unread: room.joined ? (conv?.unread ?? 0) : 0,
+            typing: conv ? activeTypers(conv).length > 0 : false,
+            selected: state.current === id,
+            muted: !room.joined,
+            data: { room: room.name, joined: String(room.joined) },
+            onClick: () => (room.joined ? openConversation(id) : joinRoom(room.name)),
+          });
+        }),
+  );
+
+  let total = 0;
+  for (const conv of state.convs.values()) total += conv.unread;
+  document.title = total > 0 ? `(${total}) Switchboard` : 'Switchboard';
+}
+
+/** One entry of the people or room list (rebuilt each time; the lists are short). */
+function listItem({ avatarOf, room, label, suffix, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
+  const button = h(
+    'button',
+    { type: 'button', class: `item${selected ? ' selected' : ''}${muted ? ' muted' : ''}`, dataset: data },
+    avatar(avatarOf, { room, dot, dotLabel }),
+    h('span', { class: 'item-name' }, h('span', { class: 'name', text: label }), suffix ? h('span', { class: 'you', text: suffix }) : null),
+    typing ? h('span', { class: 'item-typing', text: 'typing…' }) : null,
+    detail ? h('span', { class: 'item-detail', text: detail }) : null,
+    unread > 0 ? h('span', { class: 'badge', text: unread > 99 ? '99+' : String(unread), 'aria-label': `${unread} unread` }) : null,
+  );
+  button.addEventListener('click', onClick);
+  return h('li', {}, button);
+}
+
+/** A round badge with the name's first letter (a room's: `#`), its colour drawn from the name. */
+function avatar(name, { room = false, dot = null, dotLabel = '' } = {}) {
+  let hash = 0;
+  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  const element = h(
+    'span',
+    { class: `avatar${room ? ' room' : ''}`, 'aria-hidden': room ? 'true' : null },
+    room ? '#' : [...name][0].toUpperCase(),
+    dot ? h('span', { class: `dot ${dot}`, title: dotLabel, 'aria-label': dotLabel }) : null,
+  );
+  // CSSOM, not a style attribute: the page's Content-Security-Policy forbids inline styles.
+  element.style.setProperty('--hue', String(hash % 360));
+  return element;
+}
+
+function activeTypers(conv) {
+  const now = Date.now();
+  return [...conv.typing].filter(([, until]) => until > now).map(([user]) => user);
+}
+
+function renderConversation() {
+  const conv = state.current && state.convs.get(state.current);
+  byId('empty').hidden = Boolean(conv);
+  byId('conv').hidden = !conv;
+  if (!conv) return;
+  const room = conv.kind === 'room' ? state.rooms.get(conv.name) : null;
+  const isMember = joined(conv);
+
+  // Header.
+  if (conv.kind === 'room') {
+    byId('conv-name').textContent = `# ${conv.name}`;
+    const members = conv.members ? [...conv.members] : [];
+    const online = members.filter((user) => state.online.has(user)).length;
+    byId('conv-sub').textContent = isMember
+      ? `${room?.members ?? members.length} members · ${online} online`
+      : 'not a member';
+  } else {
+    const self = conv.name === state.me;
+    byId('conv-name').textContent = self ? `${conv.name} (you)` : conv.name;
+    byId('conv-sub').textContent = self ? 'notes to yourself' : state.online.has(conv.name) ? 'online' : 'offline';
+  }
+  const dot = byId('conv-dot');
+  dot.hidden = conv.kind !== 'dm';
+  dot.className = `dot ${state.online.has(conv.name) ? 'online' : 'offline'}`;
+  byId('members-button').hidden = conv.kind !== 'room' || !isMember;
+  byId('members-button').setAttribute('aria-expanded', String(state.membersShown));
+  byId('leave-button').hidden = conv.kind !== 'room' || !isMember;
+  byId('composer').hidden = !isMember;
+  byId('join-bar').hidden = isMember;
+
+  // Members.
+  const membersList = byId('members');
+  membersList.hidden = !(conv.kind === 'room' && isMember && state.membersShown);
+  if (!membersList.hidden) {
+    const members = conv.members ? [...conv.members].sort() : [];
+    setChildren(
+      membersList,
+      members.map((user) =>
+        h(
+          'li',
+          { class: 'member', dataset: { user } },
+          h('span', { class: `dot ${state.online.has(user) ? 'online' : 'offline'}` }),
+          h('span', { text: user === state.me ? `${user} (you)` : user }),
+        ),
+      ),
+    );
+  }
+
+  renderMessages(conv);
+
+  // Typing.
+  const typers = activeTypers(conv);
+  byId('typing').textContent =
+    typers.length === 0
+      ? ''
+      : typers.length === 1
+        ? `${typers[0]} is typing…`
+        : typers.length === 2
+          ? `${typers[0]} and ${typers[1]} are typing…`
+          : 'several people are typing…';
+}
+
+function renderMessages(conv) {
+  const box = byId('messages');
+  const list = byId('message-list');
+  const nearEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  // Keep the first visible message where it is when older ones are added above it.
+  let anchor = null;
+  let anchorOffset = 0;
+  if (!conv.scrollToEnd && !nearEnd && list.dataset.conv === conv.id) {
+    for (const child of list.children) {
+      if (child.offsetTop + child.offsetHeight > box.scrollTop) {
+        anchor = child;
+        anchorOffset = child.offsetTop - box.scrollTop;
+        break;
+      }
+    }
+  }
+
+  const top = byId('history-top');
+  if (conv.loadingOlder) top.textContent = 'Loading earlier messages…';
+  else if (!joined(conv)) top.textContent = '';
+  else if (!conv.hasOlder || (conv.loadedLatest && conv.messages.size === 0)) {
+    top.textContent =
+      conv.messages.size === 0 && !outboxOf(conv).length
+        ? 'No messages yet. Say hi!'
+        : conv.kind === 'room'
+          ? `This is the beginning of # ${conv.name}.`
+          : `This is the beginning of your conversation${conv.name === state.me ? '' : ` with ${conv.name}`}.`;
+  } else top.textContent = '';
+
+  const seqs = [...conv.messages.keys()].sort((a, b) => a - b);
+  let lastOwnSeq = 0;
+  for (const seq of seqs) if (conv.messages.get(seq).from === state.me) lastOwnSeq = seq;
+
+  const items = [];
+  const notices = [...conv.notices];
+  let previous = null;
+  let previousDay = null;
+  const pushNoticesUpTo = (seq) => {
+    while (notices.length > 0 && notices[0].afterSeq <= seq) {
+      const notice = notices.shift();
+      items.push(cached(conv, `notice:${notice.key}`, 'n', () => h('li', { class: 'notice', text: notice.text })));
+      previous = null;
+    }
+  };
+  for (const seq of seqs) {
+    const message = conv.messages.get(seq);
+    const day = formatDay(message.ts);
+    if (day !== previousDay) {
+      items.push(cached(conv, `day:${day}:${seq}`, 'd', () => h('li', { class: 'day', text: day })));
+      previousDay = day;
+      previous = null;
+    }
+    pushNoticesUpTo(seq - 1);
+    const continued = previous !== null && previous.from === message.from && message.ts - previous.ts < 5 * 60_000;
+    const seen = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq && conv.peerRead >= seq;
+    const version = `${continued}|${seen}`;
+    items.push(cached(conv, `m:${seq}`, version, () => messageElement(conv, message, { continued, seen })));
+    previous = message;
+  }
+  pushNoticesUpTo(Infinity);
+  for (const entry of outboxOf(conv)) {
+    const version = `${entry.failed ?? 'pending'}`;
+    items.push(cached(conv, `p:${entry.key}`, version, () => pendingElement(conv, entry)));
+  }
+  // Forget nodes no longer shown (acknowledged sends).
+  const shown = new Set(items);
+  for (const [key, record] of conv.nodes) if (!shown.has(record.node)) conv.nodes.delete(key);
+
+  list.dataset.conv = conv.id;
+  setChildren(list, items);
+
+  if (conv.scrollToEnd || nearEnd) {
+    box.scrollTop = box.scrollHeight;
+    conv.scrollToEnd = false;
+  } else if (anchor && anchor.isConnected) {
+    box.scrollTop = anchor.offsetTop - anchorOffset;
+  }
+  // Not enough to scroll: load older pages until the view is full.
+  if (box.scrollHeight <= box.clientHeight + 40 && conv.hasOlder && conv.loadedLatest && !conv.loadingOlder) {
+    loadOlder(conv);
+  }
+}
+
+function joined(conv) {
+  return conv.kind !== 'room' || Boolean(state.rooms.get(conv.name)?.joined);
+}
+
+function outboxOf(conv) {
+  return [...state.outbox.values()].filter((entry) => entry.conv === conv.id).sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/** The list node for `key`, rebuilt when its `version` changed. */
+function cached(conv, key, version, build) {
+  const record = conv.nodes.get(key);
+  if (record && record.version === version) return record.node;
+  const node = build();
+  conv.nodes.set(key, { version, node });
+  return node;
+}
+
+function messageElement(conv, message, { continued, seen }) {
+  const mine = message.from === state.me;
+  return h(
+    'li',
+    { class: `msg ${mine ? 'mine' : 'theirs'}${continued ? ' continued' : ''}`, dataset: { seq: String(message.seq), from: message.from } },
+    h(
+      'div',
+      { class: 'bubble' },
+      !mine && !continued && conv.kind === 'room' ? h('span', { class: 'author', text: message.from }) : null,
+      h('p', { class: 'text', text: message.text }),
+      h(
+        'span',
+        { class: 'meta' },
+        h('time', { datetime: new Date(message.ts).toISOString(), text: formatTime(message.ts) }),
+        seen ? h('span', { class: 'seen', text: 'seen' }) : null,
+      ),
+    ),
+  );
+}
+
+function pendingElement(conv, entry) {
+  const failed = Boolean(entry.failed);
+  return h(
+    'li',
+    { class: `msg mine pending${failed ? ' failed' : ''}`, dataset: { key: entry.key } },
+    h(
+      'div',
+      { class: 'bubble' },
+      h('p', { class: 'text', text: entry.text }),
+      h(
+        'span',
+        { class: 'meta' },
+        h('span', { class: 'state', text: failed ? `not sent: ${entry.failed}` : 'sending…' }),
+        failed
+          ? h('button', {
+              type: 'button',
+              class: 'link',
+              text: 'retry',
+              on: {
+                click: () => {
+                  entry.failed = null;
+                  saveOutbox();
+                  invalidate('conv');
+                  transmit(entry);
+                },
+              },
+            })
+          : null,
+        failed
+          ? h('button', {
+              type: 'button',
+              class: 'link',
+              text: 'discard',
+              on: {
+                click: () => {
+                  state.outbox.delete(entry.key);
+                  saveOutbox();
+                  invalidate('conv');
+                },
+              },
+            })
+          : null,
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+function wire() {
+  byId('login-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const kind = event.submitter?.value === 'register' ? 'register' : 'login';
+    submitLogin(kind);
+  });
+  byId('logout-button').addEventListener('click', logout);
+  byId('status-retry').addEventListener('click', () => connection?.retryNow());
+  byId('back-button').addEventListener('click', closeConversation);
+  byId('members-button').addEventListener('click', () => {
+    state.membersShown = !state.membersShown;
+    invalidate('conv');
+  });
+  byId('leave-button').addEventListener('click', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv && conv.kind === 'room') leaveRoom(conv);
+  });
+  byId('join-button').addEventListener('click', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv && conv.kind === 'room') joinRoom(conv.name);
+  });
+  byId('room-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = byId('room-name').value.trim().toLowerCase();
+    if (name) createRoom(name);
+  });
+  byId('rooms-refresh').addEventListener('click', () => connection?.loggedIn && refreshRooms());
+  const textarea = byId('composer-text');
+  textarea.addEventListener('input', onComposerInput);
+  textarea.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      byId('composer').requestSubmit();
+    }
+  });
+  byId('composer').addEventListener('submit', onComposerSubmit);
+  byId('messages').addEventListener('scroll', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv && byId('messages').scrollTop < 200) loadOlder(conv);
+  });
+  document.addEventListener('visibilitychange', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv) markRead(conv);
+  });
+  window.addEventListener('focus', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv) markRead(conv);
+  });
+  window.addEventListener('storage', onStorage);
+  // The cursors are written in batches: write what is pending before the page goes away.
+  window.addEventListener('pagehide', saveCursors);
+}
+
+function main() {
+  wire();
+  const stored = loadJson(localStorage, SESSION_KEY);
+  if (!stored?.token) {
+    showLogin();
+    return;
+  }
+  // A session from an earlier visit: resume it, with the cursors and unsent messages kept.
+  state.session = stored;
+  state.me = stored.user;
+  state.users.add(stored.user);
+  loadCursors(stored.user);
+  loadOutbox(stored.user);
+  showApp();
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  if (/^(dm:[^:]+:[^:]+|room:[^:]+)$/.test(wanted)) {
+    state.current = wanted;
+    conversation(wanted).scrollToEnd = true;
+    byId('app').classList.add('conv-open');
+  }
+  startConnection();
+  invalidate('status', 'sidebar', 'conv');
+}
+
+main();

@@ -1,0 +1,287 @@
+// The web client in a real browser against a running server (SWITCHBOARD_WEB_URL): private chat,
+// rooms, several tabs of one user, reloads, logout, long histories, the phone layout, and texts
+// that look like HTML.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import {
+  exactly,
+  launchBrowser,
+  messageTexts,
+  newTab,
+  openDevice,
+  openDm,
+  register,
+  screenshot,
+  seedMessages,
+  sendText,
+  serverUrl,
+  waitForMessage,
+  waitInPage,
+  waitReady,
+} from './harness.mjs';
+
+let browser;
+const devices = [];
+const base = serverUrl();
+
+async function device(options) {
+  const opened = await openDevice(browser, options);
+  devices.push(opened);
+  return opened;
+}
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
+});
+
+test('the page and its files are served with their content types', async () => {
+  for (const [path, type] of [
+    ['/', 'text/html'],
+    ['/app.js', 'text/javascript'],
+    ['/connection.js', 'text/javascript'],
+    ['/dom.js', 'text/javascript'],
+    ['/style.css', 'text/css'],
+  ]) {
+    const response = await fetch(`${base}${path}`);
+    assert.equal(response.status, 200, path);
+    assert.ok(response.headers.get('content-type').startsWith(type), `${path}: ${response.headers.get('content-type')}`);
+    assert.equal(response.headers.get('cache-control'), 'no-cache', path);
+  }
+});
+
+test('two users chat privately: unread badge, typing, seen', async () => {
+  const alice = await device();
+  const bob = await device();
+  await register(alice.page, base, 'alice');
+  assert.equal(await alice.page.locator('#status-text').textContent(), 'connected to n1');
+  await register(bob.page, base, 'bob');
+
+  // Self first, then the others; bob shows up online for alice without a reload.
+  await alice.page.locator('#user-list [data-user="bob"] .dot.online').waitFor();
+  assert.deepEqual(await alice.page.locator('#user-list .item .name').allTextContents(), ['alice', 'bob']);
+
+  await openDm(alice.page, 'bob');
+  await sendText(alice.page, 'Hi Bob! Are we still on for lunch?');
+
+  // Bob was elsewhere: an unread badge on alice, then the message when he opens the conversation.
+  await bob.page.locator('#user-list [data-user="alice"] .badge', { hasText: '1' }).waitFor();
+  await openDm(bob.page, 'alice');
+  await waitForMessage(bob.page, 'Hi Bob! Are we still on for lunch?');
+  await bob.page.locator('#user-list [data-user="alice"] .badge').waitFor({ state: 'detached' });
+
+  // Bob reading it shows "seen" under alice's message.
+  await alice.page.locator('#message-list .msg.mine .seen').waitFor();
+
+  // Bob types: alice sees it, and it goes away when his message arrives.
+  await bob.page.locator('#composer-text').pressSequentially('Sure, 12:30', { delay: 20 });
+  await alice.page.locator('#typing', { hasText: 'bob is typing' }).waitFor();
+  await bob.page.locator('#composer-text').press('Enter');
+  await waitForMessage(alice.page, 'Sure, 12:30');
+  // The indicator goes when his message arrives (not only when it expires).
+  assert.equal(await alice.page.locator('#typing').textContent(), '');
+  assert.deepEqual(await messageTexts(alice.page), ['Hi Bob! Are we still on for lunch?', 'Sure, 12:30']);
+  assert.deepEqual(await messageTexts(bob.page), ['Hi Bob! Are we still on for lunch?', 'Sure, 12:30']);
+  // Own messages on the right, the peer's on the left.
+  assert.equal(await alice.page.locator('#message-list .msg.mine').count(), 1);
+  assert.equal(await alice.page.locator('#message-list .msg.theirs').count(), 1);
+});
+
+test('rooms: create, join with the replayed history, members, join and leave notices', async () => {
+  const [alice, bob, carol] = [await device(), await device(), await device()];
+  await register(carol.page, base, 'carol');
+  await register(alice.page, base, 'alice', { action: 'login' });
+  await register(bob.page, base, 'bob', { action: 'login' });
+
+  await alice.page.locator('#room-name').fill('Lobby');
+  await alice.page.locator('#room-form button').click();
+  await alice.page.locator('#conv-name', { hasText: '# lobby' }).waitFor();
+  await sendText(alice.page, 'Morning all! The deploy is at 3pm.');
+  await sendText(alice.page, 'Reviews welcome on the release notes.');
+
+  // Bob finds the room in the list and joins: the history before his join is replayed.
+  await bob.page.locator('#rooms-refresh').click();
+  await bob.page.locator('#room-list [data-room="lobby"][data-joined="false"]').click();
+  await bob.page.locator('#conv-name', { hasText: '# lobby' }).waitFor();
+  await waitForMessage(bob.page, 'Morning all! The deploy is at 3pm.');
+  assert.deepEqual(await messageTexts(bob.page), ['Morning all! The deploy is at 3pm.', 'Reviews welcome on the release notes.']);
+  await alice.page.locator('#message-list .notice', { hasText: 'bob joined the room' }).waitFor();
+
+  await carol.page.locator('#rooms-refresh').click();
+  await carol.page.locator('#room-list [data-room="lobby"]').click();
+  await waitForMessage(carol.page, 'Reviews welcome on the release notes.');
+
+  await sendText(bob.page, 'On it. Looks good so far!');
+  await waitForMessage(alice.page, 'On it. Looks good so far!');
+  await waitForMessage(carol.page, 'On it. Looks good so far!');
+  // Room messages from others carry the author's name.
+  await alice.page.locator('#message-list .msg.theirs .author', { hasText: 'bob' }).waitFor();
+  await sendText(carol.page, 'I will watch the dashboards during the rollout.');
+  await waitForMessage(alice.page, 'I will watch the dashboards during the rollout.');
+
+  // Members: all three, online.
+  await alice.page.locator('#members-button').click();
+  await waitInPage(alice.page, () => document.querySelectorAll('#members .member .dot.online').length === 3);
+  assert.deepEqual(await alice.page.locator('#members .member').allTextContents(), ['alice (you)', 'bob', 'carol']);
+  await alice.page.locator('#conv-sub', { hasText: '3 members' }).waitFor();
+
+  // A private message for alice while she is in the room: an unread badge in her list.
+  await seedMessages(carol.page, { username: 'carol', to: 'alice', texts: ['Can you add me to the on-call rota?'] });
+  await alice.page.locator('#user-list [data-user="carol"] .badge', { hasText: '1' }).waitFor();
+
+  await bob.page.locator('#composer-text').pressSequentially('Deploy', { delay: 20 });
+  await alice.page.locator('#typing', { hasText: 'bob is typing' }).waitFor();
+  await screenshot(alice.page, 'desktop-room');
+
+  // Carol leaves: everyone still in the room is told.
+  await carol.page.locator('#leave-button').click();
+  await carol.page.locator('#join-bar').waitFor();
+  await alice.page.locator('#message-list .notice', { hasText: 'carol left the room' }).waitFor();
+  await bob.page.locator('#message-list .notice', { hasText: 'carol left the room' }).waitFor();
+  await alice.page.locator('#conv-sub', { hasText: '2 members' }).waitFor();
+  await alice.page.locator('#members .member', { hasText: 'carol' }).waitFor({ state: 'detached' });
+});
+
+test('a second tab of the same user follows the conversation, and logging out ends both', async () => {
+  const dave = await device();
+  const erin = await device();
+  await register(dave.page, base, 'dave');
+  await register(erin.page, base, 'erin');
+
+  // The second tab shares the session: no login form, the same user.
+  const secondTab = await newTab(dave);
+  await secondTab.goto(`${base}/`);
+  await waitReady(secondTab);
+  assert.equal(await secondTab.locator('#me-name').textContent(), 'dave');
+  assert.equal(await secondTab.locator('#login').isVisible(), false);
+
+  await openDm(dave.page, 'erin');
+  await openDm(secondTab, 'erin');
+  await sendText(dave.page, 'sent from the first tab');
+  // It arrives in the second tab as dave's own message (from = me), on the right.
+  await secondTab.locator('#message-list .msg.mine .text', { hasText: 'sent from the first tab' }).waitFor();
+  await openDm(erin.page, 'dave');
+  await waitForMessage(erin.page, 'sent from the first tab');
+  await sendText(erin.page, 'got it');
+  await waitForMessage(dave.page, 'got it');
+  await waitForMessage(secondTab, 'got it');
+  await sendText(secondTab, 'and this from the second tab');
+  await dave.page.locator('#message-list .msg.mine .text', { hasText: 'and this from the second tab' }).waitFor();
+  assert.deepEqual(await messageTexts(dave.page), await messageTexts(secondTab));
+
+  // Logging out in one tab logs out the other.
+  await dave.page.locator('#logout-button').click();
+  await dave.page.locator('#login').waitFor();
+  await secondTab.locator('#login').waitFor();
+  await dave.page.reload();
+  await dave.page.locator('#login').waitFor();
+  assert.equal(await dave.page.locator('#app').isVisible(), false);
+});
+
+test('a reload keeps the session, the open conversation and its messages', async () => {
+  const frank = await device();
+  const grace = await device();
+  await register(frank.page, base, 'frank');
+  await register(grace.page, base, 'grace');
+  await openDm(frank.page, 'grace');
+  await sendText(frank.page, 'before the reload');
+
+  await frank.page.reload();
+  await waitReady(frank.page);
+  assert.equal(await frank.page.locator('#login').isVisible(), false, 'no login form after a reload');
+  assert.equal(await frank.page.locator('#me-name').textContent(), 'frank');
+  await frank.page.locator('#conv-name', { hasText: 'grace' }).waitFor();
+  await waitForMessage(frank.page, 'before the reload');
+
+  // A message that arrives after the reload is live again.
+  await openDm(grace.page, 'frank');
+  await sendText(grace.page, 'after the reload');
+  await waitForMessage(frank.page, 'after the reload');
+  assert.deepEqual(await messageTexts(frank.page), ['before the reload', 'after the reload']);
+
+  // Wrong credentials are refused with a message, not a crash.
+  const stranger = await device();
+  await stranger.page.goto(`${base}/`);
+  await stranger.page.locator('#login-username').fill('frank');
+  await stranger.page.locator('#login-password').fill('not the password');
+  await stranger.page.locator('#login-button').click();
+  await stranger.page.locator('#login-error', { hasText: 'Wrong user name or password' }).waitFor();
+});
+
+test('text that looks like HTML is shown as text', async () => {
+  const mallory = await device();
+  const heidi = await device();
+  await register(mallory.page, base, 'mallory');
+  await register(heidi.page, base, 'heidi');
+  const nasty = '<img src=x onerror=alert(1)><b>bold</b>';
+  await openDm(mallory.page, 'heidi');
+  await sendText(mallory.page, nasty);
+  await openDm(heidi.page, 'mallory');
+  await waitForMessage(heidi.page, nasty);
+  for (const page of [mallory.page, heidi.page]) {
+    assert.equal(await page.locator('#message-list img').count(), 0, 'no <img> element was created');
+    assert.equal(await page.locator('#message-list b').count(), 0, 'no <b> element was created');
+    assert.equal(await page.locator('#message-list .msg .text').first().textContent(), nasty);
+  }
+  // The alert would have been recorded as a problem (checked after all tests), and so would a page error.
+  assert.deepEqual(mallory.problems, []);
+  assert.deepEqual(heidi.problems, []);
+});
+
+test('scrolling up loads older pages of a long history, without duplicates', async () => {
+  const ivan = await device();
+  const judy = await device();
+  await register(ivan.page, base, 'ivan');
+  await register(judy.page, base, 'judy');
+  const count = 130;
+  await seedMessages(ivan.page, { username: 'ivan', to: 'judy', count, label: 'note' });
+  // They all reached judy's open page live; after a reload (cursors kept) the page holds none.
+  await judy.page.locator('#user-list [data-user="ivan"] .badge', { hasText: '99+' }).waitFor();
+  await judy.page.reload();
+  await waitReady(judy.page);
+  await judy.page.locator('#user-list [data-user="ivan"] .badge', { hasText: '99+' }).waitFor();
+
+  await openDm(judy.page, 'ivan');
+  await waitForMessage(judy.page, `note ${count}`);
+  assert.ok((await judy.page.locator('#message-list .msg').count()) < count, 'only the newest page at first');
+  assert.equal(await judy.page.locator('#message-list .msg .text').filter({ hasText: exactly('note 1') }).count(), 0);
+
+  // Scroll to the top until the first message is there.
+  await waitInPage(judy.page, () => {
+    const box = document.getElementById('messages');
+    box.scrollTop = 0;
+    box.dispatchEvent(new Event('scroll'));
+    return [...document.querySelectorAll('#message-list .msg .text')].some((element) => element.textContent === 'note 1');
+  });
+  await judy.page.locator('#history-top', { hasText: 'beginning of your conversation' }).waitFor();
+  const texts = await messageTexts(judy.page);
+  assert.deepEqual(texts, Array.from({ length: count }, (_, index) => `note ${index + 1}`));
+});
+
+test('phone layout: one column, the list or the conversation with a back button', async () => {
+  const phone = await device({ viewport: { width: 390, height: 844 } });
+  await register(phone.page, base, 'bob', { action: 'login' });
+  const sidebar = phone.page.locator('#sidebar');
+  const conversation = phone.page.locator('#conversation');
+  assert.equal(await sidebar.isVisible(), true);
+  assert.equal(await conversation.isVisible(), false);
+  await screenshot(phone.page, 'phone-list');
+
+  await phone.page.locator('#room-list [data-room="lobby"]').click();
+  await waitForMessage(phone.page, 'On it. Looks good so far!');
+  assert.equal(await sidebar.isVisible(), false, 'the list is hidden while a conversation is open');
+  assert.equal(await phone.page.locator('#back-button').isVisible(), true);
+  const box = await phone.page.locator('#composer').boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= 390, `the composer fits the screen: ${JSON.stringify(box)}`);
+  await screenshot(phone.page, 'phone-room');
+
+  await phone.page.locator('#back-button').click();
+  await sidebar.waitFor();
+  assert.equal(await conversation.isVisible(), false);
+});

@@ -1,0 +1,290 @@
+// Test harness for the web client: Debian's chromium driven by playwright-core, a switchboard
+// server process the tests can kill and start again, and helpers that act like a user.
+//
+// Environment (set by crates/switchboard/tests/web_client.rs):
+//   SWITCHBOARD_WEB_URL          a running server to test against (http://127.0.0.1:PORT)
+//   SWITCHBOARD_BIN              the switchboard binary, for tests that run a server of their own
+//   SWITCHBOARD_WEB_TMP          a scratch directory (data directories, server logs)
+//   SWITCHBOARD_WEB_SCREENSHOTS  where screenshots go
+//   CHROMIUM                     the browser (default /usr/bin/chromium)
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import os from 'node:os';
+import { chromium } from 'playwright-core';
+
+export const PASSWORD = 'correct horse battery';
+/** How long a test waits for something it expects to see. */
+export const WAIT_MS = 20_000;
+
+function requiredEnv(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests through cargo test -p switchboard --test web_client`);
+  return value;
+}
+
+export const scratchDir = () => process.env.SWITCHBOARD_WEB_TMP || fs.mkdtempSync(path.join(os.tmpdir(), 'sb-web-'));
+export const screenshotDir = () => {
+  const dir = process.env.SWITCHBOARD_WEB_SCREENSHOTS || path.join(scratchDir(), 'screenshots');
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+};
+export const serverUrl = () => requiredEnv('SWITCHBOARD_WEB_URL');
+
+/**
+ * Chromium, headless. playwright gives every launch a fresh temporary --user-data-dir (and deletes
+ * it on close); the flags keep Chromium from calling home and from using what this machine lacks.
+ */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * A browser context (its own cookies and storage: one "device") with a page. Every alert, page
+ * error and console error is recorded in `problems`, which tests assert empty.
+ */
+export async function openDevice(browser, { viewport = { width: 1280, height: 800 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  context.setDefaultTimeout(WAIT_MS);
+  const device = { context, problems: [], pages: [] };
+  device.page = await newTab(device);
+  return device;
+}
+
+/** Another tab of the same device (same localStorage). */
+export async function newTab(device) {
+  const page = await device.context.newPage();
+  page.on('dialog', (dialog) => {
+    device.problems.push(`dialog: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (error) => device.problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // Failed WebSocket connects while a server is down are expected; everything else is not.
+    if (message.type() === 'error' && !/WebSocket connection to .* failed/.test(message.text())) {
+      device.problems.push(`console error: ${message.text()}`);
+    }
+  });
+  device.pages.push(page);
+  return page;
+}
+
+/** Fills the login form and presses Register (or Log in); waits until the chat is live. */
+export async function register(page, baseUrl, username, { action = 'register', password = PASSWORD } = {}) {
+  await page.goto(`${baseUrl}/`);
+  await page.locator('#login-username').fill(username);
+  await page.locator('#login-password').fill(password);
+  await page.locator(action === 'register' ? '#register-button' : '#login-button').click();
+  await waitReady(page);
+  await page.locator('#me-name', { hasText: username }).waitFor();
+}
+
+/** Waits until the status bar says the page is connected and synced. */
+export async function waitReady(page) {
+  await page.locator('#status[data-state="ready"]').waitFor();
+}
+
+export async function openDm(page, user) {
+  await page.locator(`#user-list [data-user="${user}"]`).click();
+  await page.locator('#conv-name', { hasText: user }).waitFor();
+}
+
+/** Types a message and presses Enter; waits until the server acknowledged it (no longer pending). */
+export async function sendText(page, text) {
+  await page.locator('#composer-text').fill(text);
+  await page.locator('#composer-text').press('Enter');
+  await page.locator('#message-list .msg.mine:not(.pending) .text', { hasText: text }).last().waitFor();
+}
+
+/** Waits until a message with exactly this text is shown (and returns its locator). */
+export async function waitForMessage(page, text) {
+  const locator = page.locator('#message-list .msg .text').filter({ hasText: exactly(text) });
+  await locator.first().waitFor();
+  return locator;
+}
+
+export function exactly(text) {
+  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+}
+
+/** The texts of the open conversation, in page order. */
+export async function messageTexts(page) {
+  return page.locator('#message-list .msg .text').allTextContents();
+}
+
+/** Waits until `predicate(argument)`, evaluated in the page, is true. */
+export async function waitInPage(page, predicate, argument) {
+  await page.waitForFunction(predicate, argument, { timeout: WAIT_MS, polling: 50 });
+}
+
+export async function screenshot(page, name) {
+  const file = path.join(screenshotDir(), `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/**
+ * Sends `texts` (or `count` messages `label 1`, `label 2`...) from `username` to `to` over a raw
+ * protocol connection opened inside `page` (the browser has the WebSocket client): for seeding
+ * long histories quickly, or messages from a user who is not looking at the page.
+ */
+export async function seedMessages(page, { username, password = PASSWORD, to, count = 0, label = 'message', texts }) {
+  const all = texts ?? Array.from({ length: count }, (_, index) => `${label} ${index + 1}`);
+  return page.evaluate(
+    async ({ username, password, to, texts }) => {
+      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+      const waiting = new Map();
+      const request = (frame) =>
+        new Promise((resolve) => {
+          waiting.set(frame.ref, resolve);
+          ws.send(JSON.stringify(frame));
+        });
+      ws.addEventListener('message', (event) => {
+        const frame = JSON.parse(event.data);
+        const resolve = frame.ref !== undefined && waiting.get(frame.ref);
+        if (resolve) {
+          waiting.delete(frame.ref);
+          resolve(frame);
+        }
+      });
+      await new Promise((resolve, reject) => {
+        ws.addEventListener('open', resolve);
+        ws.addEventListener('error', reject);
+      });
+      const session = await request({ type: 'login', ref: 'login', username, password, presence: false });
+      if (session.type !== 'session') throw new Error(`login failed: ${JSON.stringify(session)}`);
+      for (const text of texts) {
+        const key = crypto.randomUUID();
+        for (;;) {
+          const answer = await request({ type: 'send', ref: key, to, text, key });
+          if (answer.type === 'ack') break;
+          if (answer.code !== 'rate_limited') throw new Error(JSON.stringify(answer));
+          await new Promise((resolve) => setTimeout(resolve, answer.retry_after_ms));
+        }
+      }
+      ws.close();
+    },
+    { username, password, to, texts: all },
+  );
+}
+
+// -----------------------------------------------------------------------------------------------
+// A server of the test's own, for tests that restart it.
+
+const running = new Set();
+function killEverything() {
+  for (const server of running) server.child?.kill('SIGKILL');
+}
+process.on('exit', killEverything);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killEverything();
+    process.exit(1);
+  });
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `switchboard serve` on a port and data directory of its own, which stay the same across
+ * `kill()` / `start()`: a restarted server has the same address and the same SQLite store.
+ */
+export class ServerProcess {
+  constructor({ nodeId = 'n1' } = {}) {
+    this.binary = requiredEnv('SWITCHBOARD_BIN');
+    this.nodeId = nodeId;
+    this.dir = fs.mkdtempSync(path.join(scratchDir(), 'server-'));
+    this.port = 0;
+    this.child = null;
+    this.exited = null;
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get log() {
+    return path.join(this.dir, 'server.log');
+  }
+
+  logText() {
+    try {
+      return fs.readFileSync(this.log, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Starts the server (again) and waits until `/readyz` answers 200. */
+  async start() {
+    if (this.child) throw new Error('server already running');
+    if (!this.port) this.port = await freePort();
+    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SWITCHBOARD_')));
+    delete env.RUST_LOG;
+    const log = fs.openSync(this.log, 'a');
+    const child = spawn(
+      this.binary,
+      ['serve', '--listen', `127.0.0.1:${this.port}`, '--node-id', this.nodeId, '--data-dir', path.join(this.dir, 'data'), '--shutdown-grace-secs', '3'],
+      { stdio: ['ignore', log, log], env },
+    );
+    fs.closeSync(log);
+    this.child = child;
+    running.add(this);
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`server exited during start:\n${this.logText()}`);
+      }
+      try {
+        const response = await fetch(`${this.url}/readyz`);
+        if (response.status === 200) return;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) throw new Error(`server not ready after ${WAIT_MS} ms:\n${this.logText()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** SIGKILL: the server dies without a word (clients see the connection drop, 1006). */
+  async kill() {
+    await this.signal('SIGKILL');
+  }
+
+  /** SIGTERM: a graceful stop (clients are told 1012 "server restarting"). */
+  async stop() {
+    await this.signal('SIGTERM');
+  }
+
+  async signal(signal) {
+    if (!this.child) return;
+    this.child.kill(signal);
+    await this.exited;
+    running.delete(this);
+    this.child = null;
+  }
+}
