@@ -30,6 +30,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Measure a running server (see docs/benchmarks.md).
     Bench(switchboard_bench::BenchArgs),
+    /// Chat in the terminal with a running server.
+    Chat(switchboard_chat::ChatArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     match cli.command {
         Some(Command::Bench(args)) => runtime.block_on(switchboard_bench::run(args)),
+        Some(Command::Chat(args)) => runtime.block_on(switchboard_chat::run(args)),
         Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         None => runtime.block_on(serve(cli.serve)),
     }

@@ -1,0 +1,337 @@
+//! What the user types: slash commands and plain lines, parsed without I/O.
+
+use std::fmt;
+
+/// Who a message goes to: a user (the private conversation with them) or a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    User(String),
+    Room(String),
+}
+
+impl Target {
+    /// `room:lobby` (or `#lobby`) is a room, anything else a user. Names are normalised the way the
+    /// server does it (trimmed, ASCII-lowercased), so that they compare with the server's.
+    pub fn parse(text: &str) -> Option<Target> {
+        let text = text.trim();
+        let target = if let Some(room) = text.strip_prefix("room:").or_else(|| text.strip_prefix('#')) {
+            Target::Room(normalise(room))
+        } else {
+            Target::User(normalise(text))
+        };
+        (!target.name().is_empty()).then_some(target)
+    }
+
+    /// A room name as given to `/say`, `/join` or `/leave`, with or without `room:` or `#`.
+    pub fn room(text: &str) -> Option<Target> {
+        let text = text.trim();
+        let name = normalise(text.strip_prefix("room:").or_else(|| text.strip_prefix('#')).unwrap_or(text));
+        (!name.is_empty()).then_some(Target::Room(name))
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Target::User(name) | Target::Room(name) => name,
+        }
+    }
+
+    /// Adds `to` or `room` to a request frame.
+    pub fn apply(&self, frame: &mut serde_json::Value) {
+        match self {
+            Target::User(name) => frame["to"] = name.as_str().into(),
+            Target::Room(name) => frame["room"] = name.as_str().into(),
+        }
+    }
+
+    /// The conversation id this target means for `me`.
+    pub fn conv(&self, me: &str) -> String {
+        match self {
+            Target::User(name) if name.as_str() < me => format!("dm:{name}:{me}"),
+            Target::User(name) => format!("dm:{me}:{name}"),
+            Target::Room(name) => format!("room:{name}"),
+        }
+    }
+
+    /// The target behind a conversation id, seen by `me`.
+    pub fn of_conv(conv: &str, me: &str) -> Option<Target> {
+        if let Some(room) = conv.strip_prefix("room:") {
+            return Some(Target::Room(room.to_owned()));
+        }
+        let (a, b) = conv.strip_prefix("dm:")?.split_once(':')?;
+        Some(Target::User(if a == me { b } else { a }.to_owned()))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::User(name) => f.write_str(name),
+            Target::Room(name) => write!(f, "room:{name}"),
+        }
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// One line typed at the prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send a message (a plain line, `/chat`, `/msg`, `/say`).
+    Send {
+        target: Target,
+        text: String,
+    },
+    /// Make a conversation the current one without sending (`/chat bob`).
+    Switch(Target),
+    Join(String),
+    Leave(String),
+    Rooms,
+    Users,
+    Online,
+    Members(String),
+    Conversations,
+    History {
+        target: Target,
+        limit: u32,
+    },
+    Stats(String),
+    Popular(u32),
+    Whoami,
+    Help,
+    Logout,
+    Quit,
+    /// An empty line: nothing to do.
+    Nothing,
+    /// A plain line with no current conversation.
+    NoConversation,
+    /// A known command used wrongly: its usage line.
+    Usage(&'static str),
+    /// An unknown command (the word typed).
+    Unknown(String),
+}
+
+impl Command {
+    /// The conversation this command makes current, if any.
+    pub fn new_current(&self) -> Option<Target> {
+        match self {
+            Command::Send { target, .. } | Command::Switch(target) => Some(target.clone()),
+            Command::Join(room) => Some(Target::Room(room.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// The default and the largest `n` of `/history`.
+pub const HISTORY_DEFAULT: u32 = 20;
+pub const HISTORY_MAX: u32 = 200;
+
+/// The help text.
+pub const HELP: &[(&str, &str)] = &[
+    ("/chat <user> [text]", "message a user (and make it the current conversation)"),
+    ("/chat room:<room> [text]", "message a room you are in"),
+    ("/msg <user> [text]", "same as /chat <user>"),
+    ("/say <room> [text]", "same as /chat room:<room>"),
+    ("text", "a line without a command goes to the current conversation"),
+    ("/join <room>", "join (or create) a room and show its recent messages"),
+    ("/leave [room]", "leave a room (default: the current one)"),
+    ("/rooms", "list the rooms"),
+    ("/members [room]", "list a room's members"),
+    ("/users", "list the users"),
+    ("/online", "list the users online"),
+    ("/conversations", "your conversations, with unread counts"),
+    ("/history [user|room:<room>] [n]", "the last n messages (default 20, at most 200)"),
+    ("/stats <user>", "whether a user is online, for how long, on which node"),
+    ("/popular [n]", "the most used words in rooms in the last minute"),
+    ("/whoami", "who and where you are connected"),
+    ("/logout", "end the session (forget the saved token) and quit"),
+    ("/quit", "quit (also Ctrl-D); the session is kept for next time"),
+    ("//text", "send a line that starts with /"),
+];
+
+/// Parses one line. `current` is the conversation a plain line goes to.
+pub fn parse(line: &str, current: Option<&Target>) -> Command {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Command::Nothing;
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return plain(line, current);
+    };
+    if rest.starts_with('/') {
+        return plain(rest, current);
+    }
+    let (word, args) = match rest.split_once(char::is_whitespace) {
+        Some((word, args)) => (word, args.trim_start()),
+        None => (rest, ""),
+    };
+    let (first, after_first) = match args.split_once(char::is_whitespace) {
+        Some((first, after)) => (first, after.trim_start()),
+        None => (args, ""),
+    };
+    let word = word.to_ascii_lowercase();
+    match word.as_str() {
+        "chat" | "msg" | "m" | "query" | "say" => {
+            let usage = match word.as_str() {
+                "say" => "/say <room> [text]",
+                "chat" => "/chat <user|room:room> [text]",
+                _ => "/msg <user> [text]",
+            };
+            let target = if word == "say" { Target::room(first) } else { Target::parse(first) };
+            match target {
+                None => Command::Usage(usage),
+                Some(target) if after_first.trim().is_empty() => Command::Switch(target),
+                Some(target) => Command::Send { target, text: after_first.to_owned() },
+            }
+        }
+        "join" | "j" => match Target::room(args) {
+            Some(room) if !args.contains(char::is_whitespace) => Command::Join(room.name().to_owned()),
+            _ => Command::Usage("/join <room>"),
+        },
+        "leave" | "part" => match (Target::room(args), current) {
+            (Some(room), _) if !args.contains(char::is_whitespace) => Command::Leave(room.name().to_owned()),
+            (None, Some(Target::Room(room))) => Command::Leave(room.clone()),
+            _ => Command::Usage("/leave <room>"),
+        },
+        "members" | "names" => match (Target::room(args), current) {
+            (Some(room), _) if !args.contains(char::is_whitespace) => Command::Members(room.name().to_owned()),
+            (None, Some(Target::Room(room))) => Command::Members(room.clone()),
+            _ => Command::Usage("/members <room>"),
+        },
+        "history" | "h" => history(first, after_first, current),
+        "stats" => match Target::parse(args) {
+            Some(Target::User(user)) if !args.contains(char::is_whitespace) => Command::Stats(user),
+            _ => Command::Usage("/stats <user>"),
+        },
+        "popular" => match number(args, 10, 100) {
+            Some(n) => Command::Popular(n),
+            None => Command::Usage("/popular [n]"),
+        },
+        "rooms" | "list" if args.is_empty() => Command::Rooms,
+        "users" if args.is_empty() => Command::Users,
+        "online" | "who" if args.is_empty() => Command::Online,
+        "conversations" | "convs" | "unread" if args.is_empty() => Command::Conversations,
+        "whoami" if args.is_empty() => Command::Whoami,
+        "help" | "?" => Command::Help,
+        "logout" if args.is_empty() => Command::Logout,
+        "quit" | "exit" | "q" => Command::Quit,
+        "rooms" | "list" => Command::Usage("/rooms"),
+        "users" => Command::Usage("/users"),
+        "online" | "who" => Command::Usage("/online"),
+        "conversations" | "convs" | "unread" => Command::Usage("/conversations"),
+        "whoami" => Command::Usage("/whoami"),
+        "logout" => Command::Usage("/logout"),
+        _ => Command::Unknown(format!("/{word}")),
+    }
+}
+
+fn plain(text: &str, current: Option<&Target>) -> Command {
+    match current {
+        Some(target) => Command::Send { target: target.clone(), text: text.to_owned() },
+        None => Command::NoConversation,
+    }
+}
+
+/// `/history [target] [n]`: the target defaults to the current conversation.
+fn history(first: &str, rest: &str, current: Option<&Target>) -> Command {
+    const USAGE: &str = "/history [user|room:room] [n]";
+    let (target, count) = if first.is_empty() {
+        (current.cloned(), "")
+    } else if first.parse::<u32>().is_ok() && rest.is_empty() {
+        (current.cloned(), first)
+    } else {
+        (Target::parse(first), rest)
+    };
+    match (target, number(count, HISTORY_DEFAULT, HISTORY_MAX)) {
+        (Some(target), Some(limit)) => Command::History { target, limit },
+        _ => Command::Usage(USAGE),
+    }
+}
+
+/// An optional count: `default` when empty, clamped to `1..=max`; `None` if not a number.
+fn number(text: &str, default: u32, max: u32) -> Option<u32> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Some(default);
+    }
+    text.parse::<u32>().ok().map(|n| n.clamp(1, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Target {
+        Target::User(name.into())
+    }
+
+    fn room(name: &str) -> Target {
+        Target::Room(name.into())
+    }
+
+    #[test]
+    fn chat_msg_and_say_send_and_switch() {
+        assert_eq!(parse("/chat bob hi there", None), Command::Send { target: user("bob"), text: "hi there".into() });
+        assert_eq!(parse("/chat room:Lobby hi", None), Command::Send { target: room("lobby"), text: "hi".into() });
+        assert_eq!(parse("/msg Bob  hi", None), Command::Send { target: user("bob"), text: "hi".into() });
+        assert_eq!(parse("/say lobby hi", None), Command::Send { target: room("lobby"), text: "hi".into() });
+        assert_eq!(parse("/say room:lobby hi", None), Command::Send { target: room("lobby"), text: "hi".into() });
+        assert_eq!(parse("/chat bob", None), Command::Switch(user("bob")));
+        assert_eq!(parse("/chat", None), Command::Usage("/chat <user|room:room> [text]"));
+    }
+
+    #[test]
+    fn a_plain_line_goes_to_the_current_conversation() {
+        assert_eq!(parse("hello", Some(&room("lobby"))), Command::Send { target: room("lobby"), text: "hello".into() });
+        assert_eq!(parse("hello", None), Command::NoConversation);
+        assert_eq!(parse("//slash", Some(&user("bob"))), Command::Send { target: user("bob"), text: "/slash".into() });
+        assert_eq!(parse("   ", Some(&user("bob"))), Command::Nothing);
+    }
+
+    #[test]
+    fn room_commands() {
+        assert_eq!(parse("/join Lobby", None), Command::Join("lobby".into()));
+        assert_eq!(parse("/join", None), Command::Usage("/join <room>"));
+        assert_eq!(parse("/join a b", None), Command::Usage("/join <room>"));
+        assert_eq!(parse("/leave room:lobby", None), Command::Leave("lobby".into()));
+        assert_eq!(parse("/leave", Some(&room("x"))), Command::Leave("x".into()));
+        assert_eq!(parse("/leave", Some(&user("bob"))), Command::Usage("/leave <room>"));
+        assert_eq!(parse("/rooms", None), Command::Rooms);
+    }
+
+    #[test]
+    fn history_takes_an_optional_target_and_count() {
+        assert_eq!(parse("/history bob 5", None), Command::History { target: user("bob"), limit: 5 });
+        assert_eq!(parse("/history room:lobby", None), Command::History { target: room("lobby"), limit: 20 });
+        assert_eq!(parse("/history 7", Some(&user("bob"))), Command::History { target: user("bob"), limit: 7 });
+        assert_eq!(parse("/history bob 5000", None), Command::History { target: user("bob"), limit: 200 });
+        assert_eq!(parse("/history", None), Command::Usage("/history [user|room:room] [n]"));
+        assert_eq!(parse("/history bob x", None), Command::Usage("/history [user|room:room] [n]"));
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(parse("/stats Bob", None), Command::Stats("bob".into()));
+        assert_eq!(parse("/stats", None), Command::Usage("/stats <user>"));
+        assert_eq!(parse("/popular", None), Command::Popular(10));
+        assert_eq!(parse("/popular 3", None), Command::Popular(3));
+        assert_eq!(parse("/whoami", None), Command::Whoami);
+        assert_eq!(parse("/users", None), Command::Users);
+        assert_eq!(parse("/quit", None), Command::Quit);
+        assert_eq!(parse("/frobnicate x", None), Command::Unknown("/frobnicate".into()));
+    }
+
+    #[test]
+    fn targets_and_conversation_ids() {
+        assert_eq!(user("bob").conv("alice"), "dm:alice:bob");
+        assert_eq!(user("alice").conv("bob"), "dm:alice:bob");
+        assert_eq!(room("lobby").conv("alice"), "room:lobby");
+        assert_eq!(Target::of_conv("dm:alice:bob", "alice"), Some(user("bob")));
+        assert_eq!(Target::of_conv("dm:alice:bob", "bob"), Some(user("alice")));
+        assert_eq!(Target::of_conv("dm:alice:alice", "alice"), Some(user("alice")));
+        assert_eq!(Target::of_conv("room:lobby", "alice"), Some(room("lobby")));
+        assert_eq!(Target::parse("#lobby"), Some(room("lobby")));
+        assert_eq!(Target::parse(" "), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! How things look: colours (none when stdout is not a terminal or `NO_COLOR` is set), ages,
+//! message lines, and making text from the network safe to print on a terminal.
+
+use std::io::IsTerminal;
+
+use owo_colors::{AnsiColors, OwoColorize, Style as Ansi};
+use serde_json::Value;
+
+/// Whether to colour, decided once.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Colours only on a terminal, and never when `NO_COLOR` is set to anything but "".
+    pub fn detect() -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+        Style { color: !no_color && std::io::stdout().is_terminal() }
+    }
+
+    pub fn plain() -> Style {
+        Style { color: false }
+    }
+
+    fn paint(&self, text: &str, style: Ansi) -> String {
+        if self.color {
+            text.style(style).to_string()
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// A user name, in a colour of its own (bold green for yourself).
+    pub fn user(&self, name: &str, me: &str) -> String {
+        if name == me {
+            return self.paint(name, Ansi::new().bold().green());
+        }
+        const PALETTE: [AnsiColors; 5] =
+            [AnsiColors::Cyan, AnsiColors::Magenta, AnsiColors::Yellow, AnsiColors::Blue, AnsiColors::BrightRed];
+        let hash = name.bytes().fold(5381u32, |hash, byte| hash.wrapping_mul(33) ^ u32::from(byte));
+        self.paint(name, Ansi::new().bold().color(PALETTE[hash as usize % PALETTE.len()]))
+    }
+
+    /// A conversation label such as `[room:lobby]`.
+    pub fn label(&self, text: &str) -> String {
+        self.paint(text, Ansi::new().blue())
+    }
+
+    /// Secondary text: ages, hints.
+    pub fn dim(&self, text: &str) -> String {
+        self.paint(text, Ansi::new().dimmed())
+    }
+
+    /// Connection and presence notices.
+    pub fn notice(&self, text: &str) -> String {
+        self.paint(text, Ansi::new().yellow())
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint(text, Ansi::new().bold())
+    }
+
+    /// `error: <message> (<code>)`, in red.
+    pub fn error(&self, code: &str, message: &str) -> String {
+        let text = if code.is_empty() { format!("error: {message}") } else { format!("error: {message} ({code})") };
+        self.paint(&clean(&text), Ansi::new().red())
+    }
+
+    /// An error of the server, from its error frame.
+    pub fn error_frame(&self, frame: &Value) -> String {
+        self.error(str_of(frame, "code"), str_of(frame, "message"))
+    }
+}
+
+pub fn str_of<'a>(frame: &'a Value, field: &str) -> &'a str {
+    frame[field].as_str().unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch, our clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How long ago `ts` was: `just now`, `42s ago`, `2m ago`, `3h ago`, `5d ago`.
+pub fn age(ts: u64, now: u64) -> String {
+    let secs = now.saturating_sub(ts) / 1000;
+    match secs {
+        0..=4 => "just now".to_owned(),
+        5..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86_399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// `1h 2m 3s`, `2m 3s` or `3s`, like the server's `online_for`.
+pub fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
+/// Text from the network made safe for a terminal: control characters (escape sequences could
+/// move the cursor, recolour or retitle the terminal) become `�`, continuation lines are indented.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' => out.push_str("    "),
+            c if c.is_control() || is_bidi_control(c) => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Bidirectional overrides and isolates can make a line read differently from what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// One message, as a line:
+/// - live: `alice: hi` (private, from the peer), `[room:lobby] alice: hi`, `alice → bob: hi` (a
+///   private message of yours sent from another device);
+/// - replayed (sync, history, join): the same with the age, `[room:lobby] alice (2m ago): hi`.
+pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u64>) -> String {
+    let from = clean(str_of(message, "from"));
+    let text = clean(str_of(message, "text"));
+    let mut line = String::new();
+    if let Some(room) = message["room"].as_str() {
+        line.push_str(&style.label(&format!("[room:{}]", clean(room))));
+        line.push(' ');
+        line.push_str(&style.user(&from, me));
+    } else {
+        line.push_str(&style.user(&from, me));
+        let to = clean(str_of(message, "to"));
+        if from == me {
+            line.push_str(" → ");
+            line.push_str(&style.user(&to, me));
+        }
+    }
+    if let Some(now) = replayed {
+        let ts = message["ts"].as_u64().unwrap_or(now);
+        line.push(' ');
+        line.push_str(&style.dim(&format!("({})", age(ts, now))));
+    }
+    line.push_str(": ");
+    line.push_str(&text);
+    line
+}
+
+/// A list of names, cut after `limit` with a count of the rest.
+pub fn name_list(names: &[String], limit: usize) -> String {
+    let mut text = names.iter().take(limit).map(|name| clean(name)).collect::<Vec<_>>().join(", ");
+    if names.len() > limit {
+        text.push_str(&format!(" and {} more", names.len() - limit));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ages_and_durations() {
+        assert_eq!(age(1_000_000, 1_002_000), "just now");
+        assert_eq!(age(1_000_000, 1_042_000), "42s ago");
+        assert_eq!(age(1_000_000, 1_000_000 + 150_000), "2m ago");
+        assert_eq!(age(0, 3 * 3_600_000 + 5), "3h ago");
+        assert_eq!(age(0, 50 * 3_600_000), "2d ago");
+        assert_eq!(age(2_000, 1_000), "just now", "a clock behind the server's");
+        assert_eq!(duration(3723), "1h 2m 3s");
+        assert_eq!(duration(123), "2m 3s");
+        assert_eq!(duration(3), "3s");
+    }
+
+    #[test]
+    fn message_lines() {
+        let style = Style::plain();
+        let live = json!({"conv": "dm:alice:bob", "from": "alice", "to": "bob", "text": "hi", "ts": 0});
+        assert_eq!(message_line(&style, &live, "bob", None), "alice: hi");
+        assert_eq!(message_line(&style, &live, "alice", None), "alice → bob: hi");
+        let room = json!({"conv": "room:lobby", "from": "alice", "room": "lobby", "text": "hi", "ts": 1_000});
+        assert_eq!(message_line(&style, &room, "bob", Some(121_000)), "[room:lobby] alice (2m ago): hi");
+    }
+
+    #[test]
+    fn text_from_the_network_cannot_drive_the_terminal() {
+        assert_eq!(clean("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
+        assert_eq!(clean("x\u{7}\u{202e}y"), "x\u{fffd}\u{fffd}y");
+        assert_eq!(clean("two\nlines"), "two\n    lines");
+    }
+}

@@ -1,0 +1,169 @@
+//! The terminal: a line editor (rustyline) on a thread of its own, and a printer thread that puts
+//! incoming lines above the prompt through rustyline's external printer, which redraws the prompt
+//! and the half-typed line below them.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rustyline::error::ReadlineError;
+use rustyline::{Config, DefaultEditor, ExternalPrinter};
+use tokio::sync::mpsc;
+
+use crate::commands::{self, Command, Target};
+
+/// What the editor thread hands to the client.
+#[derive(Debug)]
+pub enum Input {
+    Command(Command),
+    /// `/quit`, Ctrl-D or Ctrl-C.
+    Quit,
+}
+
+/// The current conversation: read by the editor for plain lines and the prompt, changed by it and
+/// by the client (after `/leave`).
+pub type Current = Arc<Mutex<Option<Target>>>;
+
+/// Prints lines, above the prompt while the editor runs.
+pub struct Printer {
+    lines: Option<std_mpsc::Sender<String>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Printer {
+    pub fn print(&self, line: impl Into<String>) {
+        if let Some(lines) = &self.lines {
+            let _ = lines.send(line.into());
+        }
+    }
+
+    /// Prints what is queued and stops the printer thread.
+    pub fn finish(&mut self) {
+        self.lines.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The terminal mode found at start, put back on the way out even if the editor thread is still
+/// in its raw mode (the process may end while it waits for a key).
+pub struct Restore {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl Restore {
+    pub fn capture() -> Restore {
+        let stdin = std::io::stdin();
+        let saved = if stdin.is_terminal() { nix::sys::termios::tcgetattr(&stdin).ok() } else { None };
+        Restore { saved }
+    }
+
+    pub fn restore(&self) {
+        if let Some(saved) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, saved);
+            let mut stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                // Bracketed paste off, in case the editor had it on.
+                let _ = stdout.write_all(b"\x1b[?2004l");
+                let _ = stdout.flush();
+            }
+        }
+    }
+}
+
+/// Turns the terminal's echo off while it lives. rpassword writes its prompt before it turns echo
+/// off itself, so keys typed as soon as the prompt shows (a quick typist, a paste, a test) would be
+/// echoed; with this around the prompts they never are.
+pub struct EchoOff {
+    tty: std::fs::File,
+    saved: nix::sys::termios::Termios,
+}
+
+impl EchoOff {
+    pub fn new() -> Option<EchoOff> {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+        let saved = tcgetattr(&tty).ok()?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        tcsetattr(&tty, SetArg::TCSANOW, &quiet).ok()?;
+        Some(EchoOff { tty, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(&self.tty, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Starts the editor and printer threads. Lines typed arrive on the returned receiver.
+pub fn start(current: Current) -> anyhow::Result<(Printer, mpsc::UnboundedReceiver<Input>)> {
+    let config = Config::builder().auto_add_history(false).max_history_size(1000)?.build();
+    let mut editor = DefaultEditor::with_config(config)?;
+    let (lines, line_queue) = std_mpsc::channel::<String>();
+    // Without a terminal on both sides rustyline has no external printer: print plainly then.
+    let external = editor.create_external_printer().ok();
+    let thread =
+        std::thread::Builder::new().name("chat-printer".into()).spawn(move || print_lines(line_queue, external))?;
+    let (inputs, input_queue) = mpsc::unbounded_channel();
+    std::thread::Builder::new().name("chat-editor".into()).spawn(move || edit(editor, current, inputs))?;
+    Ok((Printer { lines: Some(lines), thread: Some(thread) }, input_queue))
+}
+
+fn print_lines(queue: std_mpsc::Receiver<String>, mut external: Option<impl ExternalPrinter>) {
+    for mut line in queue {
+        if !line.ends_with('\n') {
+            line.push('\n');
+        }
+        if let Some(printer) = external.as_mut() {
+            if printer.print(line.clone()).is_ok() {
+                continue;
+            }
+            external = None;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(line.as_bytes());
+        let _ = stdout.flush();
+    }
+}
+
+/// The editor loop: reads lines with history and editing, parses them, hands them on.
+fn edit(mut editor: DefaultEditor, current: Current, inputs: mpsc::UnboundedSender<Input>) {
+    loop {
+        let prompt = match &*current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            Some(target) => format!("[{target}]> "),
+            None => "> ".to_owned(),
+        };
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => {
+                let _ = inputs.send(Input::Quit);
+                return;
+            }
+            Err(error) => {
+                eprintln!("error: reading the terminal: {error}");
+                let _ = inputs.send(Input::Quit);
+                return;
+            }
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        let command = {
+            let mut current = current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let command = commands::parse(&line, current.as_ref());
+            if let Some(target) = command.new_current() {
+                *current = Some(target);
+            }
+            command
+        };
+        let quit = command == Command::Quit || command == Command::Logout;
+        let input = if command == Command::Quit { Input::Quit } else { Input::Command(command) };
+        if inputs.send(input).is_err() || quit {
+            return;
+        }
+    }
+}
