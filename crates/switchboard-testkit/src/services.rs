@@ -291,3 +291,61 @@ pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// A real cluster for tests: `switchboard serve` processes `n1`..`nN` over one broker, sharing one
+/// fresh database, with open login and fast heartbeats. A failed test prints every node's log.
+pub struct ProcessCluster {
+    pub nodes: Vec<NodeProcess>,
+    pub broker: ServiceProcess,
+    _database: TestDatabase,
+}
+
+impl ProcessCluster {
+    /// Starts `size` nodes of `binary` (pass `env!("CARGO_BIN_EXE_switchboard")`) over `broker`,
+    /// each with `extra` flags added.
+    pub fn start(binary: &str, broker: ServiceProcess, size: usize, extra: &[&str]) -> ProcessCluster {
+        let database = TestDatabase::create();
+        let bus = broker.url();
+        let store = database.url();
+        let cluster_name = format!("c{}", free_port());
+        let mut args = vec![
+            "--bus",
+            bus.as_str(),
+            "--store",
+            store.as_str(),
+            "--cluster",
+            cluster_name.as_str(),
+            "--open-auth",
+            "--heartbeat-ms",
+            "200",
+        ];
+        args.extend_from_slice(extra);
+        let nodes = (1..=size).map(|index| NodeProcess::start(binary, &format!("n{index}"), &args)).collect();
+        ProcessCluster { nodes, broker, _database: database }
+    }
+
+    /// The WebSocket URL of node `index` (0-based).
+    pub fn url(&self, index: usize) -> String {
+        self.nodes[index].ws_url()
+    }
+
+    pub fn addr(&self, index: usize) -> SocketAddr {
+        self.nodes[index].addr()
+    }
+
+    /// One metric of node `index`'s `/metrics`.
+    pub async fn metric(&self, index: usize, name: &str) -> f64 {
+        let (_, body) = crate::server::http_get(self.addr(index), "/metrics").await;
+        crate::server::metric_value(&body, name).unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!("----- log of node {} -----\n{}", node.id, node.log_text());
+            }
+        }
+    }
+}

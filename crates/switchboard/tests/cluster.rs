@@ -4,50 +4,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchboard_testkit::services::{NodeProcess, ServiceProcess, TestDatabase};
+use switchboard_testkit::http_get;
+use switchboard_testkit::services::{ProcessCluster, ServiceProcess};
 use switchboard_testkit::TestClient;
-use switchboard_testkit::{http_get, metric_value};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
-
-struct Cluster {
-    nodes: Vec<NodeProcess>,
-    _broker: ServiceProcess,
-    _database: TestDatabase,
-}
-
-impl Cluster {
-    fn start(broker: ServiceProcess) -> Cluster {
-        let database = TestDatabase::create();
-        let bus = broker.url();
-        let store = database.url();
-        let cluster_name = format!("c{}", switchboard_testkit::services::free_port());
-        let args = [
-            "--bus",
-            bus.as_str(),
-            "--store",
-            store.as_str(),
-            "--cluster",
-            cluster_name.as_str(),
-            "--open-auth",
-            "--heartbeat-ms",
-            "200",
-            "--node-timeout-ms",
-            "1500",
-        ];
-        let nodes = ["n1", "n2", "n3"].iter().map(|id| NodeProcess::start(BINARY, id, &args)).collect();
-        Cluster { nodes, _broker: broker, _database: database }
-    }
-
-    fn url(&self, index: usize) -> String {
-        self.nodes[index].ws_url()
-    }
-
-    async fn metric(&self, index: usize, name: &str) -> f64 {
-        let (_, body) = http_get(self.nodes[index].addr(), "/metrics").await;
-        metric_value(&body, name).unwrap_or_else(|| panic!("metric {name} missing"))
-    }
-}
 
 /// Waits until the client's node counts `expected` connections of `user` across the cluster
 /// (bounded: it fails the test after 10 s).
@@ -63,7 +24,7 @@ async fn wait_for_connections(client: &mut TestClient, user: &str, expected: u64
     }
 }
 
-async fn three_nodes_act_as_one_server(cluster: Cluster) {
+async fn three_nodes_act_as_one_server(cluster: ProcessCluster) {
     // Accounts live in the shared store: register on one node, log in on another.
     let registered = TestClient::register(&cluster.url(0), "zoe", "password1").await;
     drop(registered);
@@ -128,7 +89,7 @@ async fn three_nodes_act_as_one_server(cluster: Cluster) {
     drop(zoe);
 }
 
-async fn routing_is_targeted(cluster: Cluster) {
+async fn routing_is_targeted(cluster: ProcessCluster) {
     let mut dave = TestClient::login_open(&cluster.url(0), "dave").await;
     let mut erin = TestClient::login_open(&cluster.url(1), "erin").await;
     let mut frank = TestClient::login_open(&cluster.url(2), "frank").await;
@@ -161,20 +122,33 @@ async fn routing_is_targeted(cluster: Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_redis_and_postgres_act_as_one_server() {
-    three_nodes_act_as_one_server(Cluster::start(ServiceProcess::redis())).await;
+    three_nodes_act_as_one_server(ProcessCluster::start(
+        BINARY,
+        ServiceProcess::redis(),
+        3,
+        &["--node-timeout-ms", "1500"],
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_nats_and_postgres_act_as_one_server() {
-    three_nodes_act_as_one_server(Cluster::start(ServiceProcess::nats())).await;
+    three_nodes_act_as_one_server(ProcessCluster::start(
+        BINARY,
+        ServiceProcess::nats(),
+        3,
+        &["--node-timeout-ms", "1500"],
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_routing_sends_nothing_to_a_node_without_interested_users() {
-    routing_is_targeted(Cluster::start(ServiceProcess::redis())).await;
+    routing_is_targeted(ProcessCluster::start(BINARY, ServiceProcess::redis(), 3, &["--node-timeout-ms", "1500"]))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_routing_sends_nothing_to_a_node_without_interested_users() {
-    routing_is_targeted(Cluster::start(ServiceProcess::nats())).await;
+    routing_is_targeted(ProcessCluster::start(BINARY, ServiceProcess::nats(), 3, &["--node-timeout-ms", "1500"])).await;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchboard_testkit::http_get;
 use switchboard_testkit::proxy::TcpProxy;
-use switchboard_testkit::services::{NodeProcess, ServiceProcess, TestDatabase};
+use switchboard_testkit::services::{NodeProcess, ProcessCluster, ServiceProcess, TestDatabase};
 use switchboard_testkit::TestClient;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -20,56 +20,12 @@ const CONVERGE: Duration = Duration::from_secs(10);
 /// Flags that keep the rate limit out of the way of the tests' bursts.
 const NO_RATE_LIMIT: [&str; 4] = ["--rate-per-sec", "100000", "--rate-burst", "100000"];
 
-struct Cluster {
-    nodes: Vec<NodeProcess>,
-    broker: ServiceProcess,
-    _database: TestDatabase,
-}
-
-impl Cluster {
-    /// Three nodes, n1 to n3, over `broker`, sharing a fresh database.
-    fn start(broker: ServiceProcess) -> Cluster {
-        let database = TestDatabase::create();
-        let bus = broker.url();
-        let store = database.url();
-        let cluster_name = format!("faults{}", switchboard_testkit::services::free_port());
-        let node_timeout = NODE_TIMEOUT.as_millis().to_string();
-        let mut args = vec![
-            "--bus",
-            bus.as_str(),
-            "--store",
-            store.as_str(),
-            "--cluster",
-            cluster_name.as_str(),
-            "--open-auth",
-            "--heartbeat-ms",
-            "200",
-            "--node-timeout-ms",
-            node_timeout.as_str(),
-        ];
-        args.extend(NO_RATE_LIMIT);
-        let nodes = ["n1", "n2", "n3"].iter().map(|id| NodeProcess::start(BINARY, id, &args)).collect();
-        Cluster { nodes, broker, _database: database }
-    }
-
-    fn url(&self, index: usize) -> String {
-        self.nodes[index].ws_url()
-    }
-
-    fn addr(&self, index: usize) -> SocketAddr {
-        self.nodes[index].addr()
-    }
-}
-
-impl Drop for Cluster {
-    /// A failed test shows what the nodes logged (the processes are killed by their own drops).
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for node in &self.nodes {
-                eprintln!("----- log of node {} -----\n{}", node.id, node.log_text());
-            }
-        }
-    }
+/// Three nodes over `broker`, with a short node timeout and no rate limit in the way.
+fn start_cluster(broker: ServiceProcess) -> ProcessCluster {
+    let node_timeout = NODE_TIMEOUT.as_millis().to_string();
+    let mut extra = vec!["--node-timeout-ms", node_timeout.as_str()];
+    extra.extend(NO_RATE_LIMIT);
+    ProcessCluster::start(BINARY, broker, 3, &extra)
 }
 
 /// Polls `stats` about `user` on the client's node until `check` accepts the answer (bounded).
@@ -183,7 +139,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     const LOST: u64 = 10;
     const IN_FLIGHT: u64 = 20;
     const BURST: u64 = LOST + IN_FLIGHT;
-    let mut cluster = Cluster::start(ServiceProcess::redis());
+    let mut cluster = start_cluster(ServiceProcess::redis());
     let mut watcher = TestClient::login_open(&cluster.url(0), "watcher").await;
     let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
     let bob = TestClient::login_open(&cluster.url(1), "bob").await;
@@ -348,7 +304,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
 /// reach only their own node; once the bus is back every node closes its clients with 1012, they
 /// resume and get what crossed the outage exactly once, and presence and the gateway heal.
 async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
-    let mut cluster = Cluster::start(broker);
+    let mut cluster = start_cluster(broker);
     let mut watcher = TestClient::login_open(&cluster.url(0), "watcher").await;
     let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
     let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
@@ -526,7 +482,7 @@ async fn postgres_unreachable_refuses_sends_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stalled_node_does_not_stall_the_others() {
     const ROUNDS: u64 = 100;
-    let cluster = Cluster::start(ServiceProcess::redis());
+    let cluster = start_cluster(ServiceProcess::redis());
     let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
     let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
     let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;

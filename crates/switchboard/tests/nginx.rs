@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchboard_testkit::http_get;
-use switchboard_testkit::services::{free_port, NodeProcess, ServiceProcess, TestDatabase};
+use switchboard_testkit::services::{free_port, ProcessCluster, ServiceProcess};
 use switchboard_testkit::TestClient;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -160,23 +160,8 @@ async fn wait_for_connections(client: &mut TestClient, user: &str, expected: u64
 async fn nginx_spreads_websocket_clients_over_three_nodes_that_act_as_one_server() {
     // Fail before starting anything when nginx is missing.
     nginx_binary();
-    let broker = ServiceProcess::redis();
-    let database = TestDatabase::create();
-    let bus = broker.url();
-    let store = database.url();
-    let cluster_name = format!("c{}", free_port());
-    let args = [
-        "--bus",
-        bus.as_str(),
-        "--store",
-        store.as_str(),
-        "--cluster",
-        cluster_name.as_str(),
-        "--open-auth",
-        "--heartbeat-ms",
-        "200",
-    ];
-    let nodes: Vec<NodeProcess> = ["n1", "n2", "n3"].iter().map(|id| NodeProcess::start(BINARY, id, &args)).collect();
+    let cluster = ProcessCluster::start(BINARY, ServiceProcess::redis(), 3, &[]);
+    let nodes = &cluster.nodes;
     let node_ports: Vec<u16> = nodes.iter().map(|node| node.port).collect();
     let nginx_port = free_port();
     let nginx = Nginx::start(&render_config(&node_ports, nginx_port), nginx_port);
@@ -249,5 +234,5 @@ async fn nginx_spreads_websocket_clients_over_three_nodes_that_act_as_one_server
 
     drop((alice, bob, clients));
     drop(nginx);
-    drop((nodes, broker, database));
+    drop(cluster);
 }
