@@ -1,11 +1,14 @@
 // The web client in a real browser against a running server (SWITCHBOARD_WEB_URL): private chat,
-// rooms, several tabs of one user, reloads, logout, long histories, the phone layout, and texts
-// that look like HTML.
+// rooms, several tabs of one user, reloads, logout, long histories, the phone layout, texts that
+// look like HTML, and where the page connects when the gateway (`/api/connect`) gives no usable
+// answer.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
+  connectedNode,
+  countGatewayRequests,
   exactly,
   launchBrowser,
   messageTexts,
@@ -47,6 +50,7 @@ test('the page and its files are served with their content types', async () => {
     ['/app.js', 'text/javascript'],
     ['/connection.js', 'text/javascript'],
     ['/dom.js', 'text/javascript'],
+    ['/gateway.js', 'text/javascript'],
     ['/style.css', 'text/css'],
   ]) {
     const response = await fetch(`${base}${path}`);
@@ -284,4 +288,36 @@ test('phone layout: one column, the list or the conversation with a back button'
   await phone.page.locator('#back-button').click();
   await sidebar.waitFor();
   assert.equal(await conversation.isVisible(), false);
+});
+
+test('the page connects where the gateway says, and to its own server when that fails', async () => {
+  // A standalone server's gateway names the server itself.
+  const plain = await device();
+  await register(plain.page, base, 'olga');
+  const wsUrl = `${base.replace(/^http/, 'ws')}/ws`;
+  assert.deepEqual(await connectedNode(plain.page), { node: 'n1', url: wsUrl });
+
+  // A gateway that names a URL no browser can use (a node listening on all interfaces without a
+  // --public-url), and one that names a node nobody can reach: the page ends up on its own server;
+  // for the unreachable node only after trying it once (and asking the gateway again).
+  const broken = await device();
+  const brokenOpened = [];
+  broken.page.on('websocket', (socket) => brokenOpened.push(socket.url()));
+  await broken.page.route('**/api/connect', (route) =>
+    route.fulfill({ json: { node: 'n1', url: 'ws://0.0.0.0:8080/ws', connections: 0 } }),
+  );
+  await register(broken.page, base, 'pete');
+  assert.deepEqual(await connectedNode(broken.page), { node: 'n1', url: wsUrl });
+  assert.deepEqual(brokenOpened, [wsUrl]);
+  const unreachable = await device();
+  const asked = countGatewayRequests(unreachable.page);
+  const opened = [];
+  unreachable.page.on('websocket', (socket) => opened.push(socket.url()));
+  await unreachable.page.route('**/api/connect', (route) =>
+    route.fulfill({ json: { node: 'n9', url: 'ws://127.0.0.1:9/ws', connections: 0 } }),
+  );
+  await register(unreachable.page, base, 'quinn');
+  assert.deepEqual(await connectedNode(unreachable.page), { node: 'n1', url: wsUrl });
+  assert.deepEqual(opened, ['ws://127.0.0.1:9/ws', wsUrl]);
+  assert.equal(asked.count, 2);
 });

@@ -4,6 +4,8 @@
 // Environment (set by crates/switchboard/tests/web_client.rs):
 //   SWITCHBOARD_WEB_URL          a running server to test against (http://127.0.0.1:PORT)
 //   SWITCHBOARD_BIN              the switchboard binary, for tests that run a server of their own
+//   SWITCHBOARD_WEB_BUS          a Redis for the cluster tests' nodes (redis://127.0.0.1:PORT)
+//   SWITCHBOARD_WEB_STORE        a PostgreSQL database for the cluster tests' nodes
 //   SWITCHBOARD_WEB_TMP          a scratch directory (data directories, server logs)
 //   SWITCHBOARD_WEB_SCREENSHOTS  where screenshots go
 //   CHROMIUM                     the browser (default /usr/bin/chromium)
@@ -96,6 +98,27 @@ export async function register(page, baseUrl, username, { action = 'register', p
 /** Waits until the status bar says the page is connected and synced. */
 export async function waitReady(page) {
   await page.locator('#status[data-state="ready"]').waitFor();
+}
+
+/**
+ * Where a ready page is connected: the node its status bar names (`connected to n2`, from the
+ * server's `session`) and the WebSocket URL its connection opened (the status text's title).
+ */
+export async function connectedNode(page) {
+  const status = page.locator('#status[data-state="ready"] #status-text');
+  const text = await status.textContent();
+  const match = /^connected to (.+)$/.exec(text);
+  if (!match) throw new Error(`the status bar says "${text}"`);
+  return { node: match[1], url: await status.getAttribute('title') };
+}
+
+/** Counts the page's requests to the gateway (`/api/connect`). */
+export function countGatewayRequests(page) {
+  const counter = { count: 0 };
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname === '/api/connect') counter.count += 1;
+  });
+  return counter;
 }
 
 export async function openDm(page, user) {
@@ -213,9 +236,11 @@ async function freePort() {
  * `kill()` / `start()`: a restarted server has the same address and the same SQLite store.
  */
 export class ServerProcess {
-  constructor({ nodeId = 'n1' } = {}) {
+  /** `args` are added to `serve`'s own (listen address, node id, data directory, grace period). */
+  constructor({ nodeId = 'n1', args = [] } = {}) {
     this.binary = requiredEnv('SWITCHBOARD_BIN');
     this.nodeId = nodeId;
+    this.args = args;
     this.dir = fs.mkdtempSync(path.join(scratchDir(), 'server-'));
     this.port = 0;
     this.child = null;
@@ -224,6 +249,11 @@ export class ServerProcess {
 
   get url() {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The WebSocket URL the node announces to the cluster (its default `--public-url`). */
+  get wsUrl() {
+    return `ws://127.0.0.1:${this.port}/ws`;
   }
 
   get log() {
@@ -247,7 +277,18 @@ export class ServerProcess {
     const log = fs.openSync(this.log, 'a');
     const child = spawn(
       this.binary,
-      ['serve', '--listen', `127.0.0.1:${this.port}`, '--node-id', this.nodeId, '--data-dir', path.join(this.dir, 'data'), '--shutdown-grace-secs', '3'],
+      [
+        'serve',
+        '--listen',
+        `127.0.0.1:${this.port}`,
+        '--node-id',
+        this.nodeId,
+        '--data-dir',
+        path.join(this.dir, 'data'),
+        '--shutdown-grace-secs',
+        '3',
+        ...this.args,
+      ],
       { stdio: ['ignore', log, log], env },
     );
     fs.closeSync(log);
@@ -286,5 +327,97 @@ export class ServerProcess {
     await this.exited;
     running.delete(this);
     this.child = null;
+  }
+}
+
+/** Node heartbeats in the test clusters, and the silence after which a node counts as dead. */
+const CLUSTER_HEARTBEAT_MS = 200;
+const CLUSTER_NODE_TIMEOUT_MS = 1500;
+let clusters = 0;
+
+/**
+ * Nodes `n1`..`nN` (`switchboard serve` processes) on the Redis and PostgreSQL database the Rust
+ * side started (SWITCHBOARD_WEB_BUS, SWITCHBOARD_WEB_STORE), under a cluster name of their own so
+ * that the clusters of several tests do not meet on the bus (they share the database: tests pick
+ * user names of their own). Each node announces its own address as its public URL.
+ */
+export class ClusterProcess {
+  constructor({ size = 3 } = {}) {
+    const name = `web${process.pid}c${++clusters}`;
+    const args = [
+      '--bus',
+      requiredEnv('SWITCHBOARD_WEB_BUS'),
+      '--store',
+      requiredEnv('SWITCHBOARD_WEB_STORE'),
+      '--cluster',
+      name,
+      '--heartbeat-ms',
+      String(CLUSTER_HEARTBEAT_MS),
+      '--node-timeout-ms',
+      String(CLUSTER_NODE_TIMEOUT_MS),
+    ];
+    this.nodes = Array.from({ length: size }, (_, index) => new ServerProcess({ nodeId: `n${index + 1}`, args }));
+  }
+
+  /** Starts every node and waits until each one's gateway lists them all. */
+  async start() {
+    for (const node of this.nodes) await node.start();
+    const everyone = this.nodes.map((node) => node.nodeId);
+    for (const node of this.nodes) await this.waitForLiveNodes(node, everyone);
+  }
+
+  node(nodeId) {
+    const node = this.nodes.find((candidate) => candidate.nodeId === nodeId);
+    if (!node) throw new Error(`no node ${nodeId} in this cluster`);
+    return node;
+  }
+
+  /** The ids of the live nodes `via`'s `/api/nodes` lists, sorted. */
+  async liveNodes(via) {
+    const response = await fetch(`${via.url}/api/nodes`);
+    const { nodes } = await response.json();
+    return nodes.map((node) => node.id).sort();
+  }
+
+  /** Waits until `via`'s gateway lists exactly the nodes `ids` (a dead node is forgotten). */
+  async waitForLiveNodes(via, ids) {
+    const wanted = [...ids].sort();
+    await pollUntil(`${via.nodeId} lists the nodes ${wanted.join(', ')}`, async () => {
+      const listed = await this.liveNodes(via);
+      return listed.length === wanted.length && listed.every((id, index) => id === wanted[index]);
+    });
+  }
+
+  /** `GET /api/connect` on `via`: `{node, url, connections}`. */
+  async gatewayChoice(via) {
+    const response = await fetch(`${via.url}/api/connect`);
+    if (response.status !== 200) throw new Error(`/api/connect on ${via.nodeId}: ${response.status}`);
+    return response.json();
+  }
+
+  /** Waits until `via`'s gateway answers something `predicate` accepts; returns that answer. */
+  async waitForGatewayChoice(via, what, predicate) {
+    let answer = null;
+    await pollUntil(`${via.nodeId}'s gateway names ${what}`, async () => {
+      answer = await this.gatewayChoice(via);
+      return predicate(answer);
+    });
+    return answer;
+  }
+
+  async kill() {
+    for (const node of this.nodes) await node.kill();
+  }
+}
+
+/**
+ * Polls `check` every 50 ms until it resolves true, for cluster state that no page shows (what a
+ * node's gateway answers); fails after WAIT_MS with `what`.
+ */
+async function pollUntil(what, check) {
+  const deadline = Date.now() + WAIT_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`never happened within ${WAIT_MS} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

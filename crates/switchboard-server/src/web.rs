@@ -44,13 +44,16 @@ const ASSETS: &[Asset] = &[
     asset("/app.js", JAVASCRIPT, include_bytes!("../web/app.js")),
     asset("/connection.js", JAVASCRIPT, include_bytes!("../web/connection.js")),
     asset("/dom.js", JAVASCRIPT, include_bytes!("../web/dom.js")),
+    asset("/gateway.js", JAVASCRIPT, include_bytes!("../web/gateway.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
-/// The page's Content-Security-Policy: its own scripts, styles and WebSocket only, so that even a
-/// rendering mistake cannot run injected script.
+/// The page's Content-Security-Policy: its own scripts and styles only, so that even a rendering
+/// mistake cannot run injected script. `connect-src` allows its own server (`/api/connect`, `/ws`)
+/// and WebSockets to any host: the gateway may send the page to another node of the cluster, whose
+/// URL (`--public-url`) is only known at run time and may change as nodes come and go.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The answer for `GET path` if `path` is one of the web client's files.
 pub fn serve(path: &str, request_headers: &HeaderMap) -> Option<HttpResponse> {
@@ -106,6 +109,7 @@ mod tests {
             ("/app.js", JAVASCRIPT),
             ("/connection.js", JAVASCRIPT),
             ("/dom.js", JAVASCRIPT),
+            ("/gateway.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

@@ -5,6 +5,7 @@
 // (textContent, text nodes): never as HTML.
 
 import { Connection } from './connection.js';
+import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
@@ -80,6 +81,8 @@ const state = {
 };
 
 let connection = null;
+/** Picks the node of every connect; remembers nodes that just failed across connections. */
+const gateway = new Gateway();
 
 function dmId(a, b) {
   return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
@@ -824,8 +827,7 @@ function submitLogin(kind) {
 
 function startConnection(overrides = {}) {
   connection?.stop();
-  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  connection = new Connection(`${scheme}//${location.host}/ws`, {
+  connection = new Connection(gateway, {
     loginFrame,
     onSession,
     onFrame,
@@ -957,10 +959,12 @@ function renderStatus() {
   clearTimeout(statusTimer);
   line.dataset.state = status.state;
   retry.hidden = true;
+  text.title = '';
   switch (status.state) {
     case 'ready':
     case 'syncing':
       text.textContent = `connected to ${status.node}`;
+      text.title = status.url ?? '';
       break;
     case 'connecting':
       text.textContent = status.closeCode ? 'reconnecting…' : 'connecting…';

@@ -1,13 +1,14 @@
-// The link to the server: one WebSocket at a time on /ws, speaking Switchboard's native protocol
-// (docs/protocol.md). It sends the login frame on every (re)connect, matches answers to requests by
-// `ref`, pings to notice a dead link, and reconnects by itself with backoff until it is stopped.
+// The link to the server: one WebSocket at a time, speaking Switchboard's native protocol
+// (docs/protocol.md). Before every (re)connect it asks the gateway which node to use (gateway.js);
+// it sends the login frame on every connect, matches answers to requests by `ref`, pings to notice
+// a dead link, and reconnects by itself with backoff until it is stopped.
 
 export const PROTOCOL = 1;
 
 /** First reconnect delay; it doubles on every failed attempt up to the maximum. */
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
-/** A connection that has not logged in after this long is given up and retried. */
+/** A connection that has not logged in this long after it was opened is given up and retried. */
 const LOGIN_TIMEOUT_MS = 15_000;
 /** While logged in, a `ping` request goes out this often; no `pong` in time means a dead link. */
 const PING_EVERY_MS = 25_000;
@@ -25,7 +26,8 @@ export class RequestError extends Error {
 /**
  * States, in `status.state`:
  * - `idle`: never started; `stopped`: stopped for good (logout, no session, incompatible server);
- * - `connecting`: the socket is opening or the login frame is on its way;
+ * - `connecting`: asking the gateway for a node, the socket is opening, or the login frame is on
+ *   its way;
  * - `syncing`: logged in (`session` received), missed messages are arriving;
  * - `ready`: `synced` received, live;
  * - `waiting`: the link is down, the next attempt is at `status.retryAt`;
@@ -33,7 +35,8 @@ export class RequestError extends Error {
  */
 export class Connection {
   /**
-   * @param {string} url the WebSocket URL
+   * @param {{choose(): Promise<{url: string}>, failed(url: string): void, succeeded(url: string): void}} gateway
+   *   picks the WebSocket URL before each connect (gateway.js) and hears how it went
    * @param {object} handlers
    *   loginFrame(): the login frame to send on each connect (`resume` with cursors, or `login`);
    *   onSession(session): a login succeeded;
@@ -42,11 +45,19 @@ export class Connection {
    *   onStatus(status): the state changed;
    *   onStopped(reason): stopped for good by the server's answer (not by `stop()`).
    */
-  constructor(url, handlers) {
-    this.url = url;
+  constructor(gateway, handlers) {
+    this.gateway = gateway;
     this.handlers = handlers;
     this.socket = null;
-    this.status = { state: 'idle', node: null, retryAt: 0, closeCode: null };
+    /** The URL of the current (or last) socket. */
+    this.url = null;
+    /** Counts connect attempts; a gateway answer for an attempt that is no longer current is dropped. */
+    this.attempt = 0;
+    /** True while the gateway is being asked (no socket yet). */
+    this.choosing = false;
+    /** The current socket logged in: a close before that is a failed connect. */
+    this.socketLoggedIn = false;
+    this.status = { state: 'idle', node: null, url: null, retryAt: 0, closeCode: null };
     /** Failed attempts since the last successful sync: the backoff exponent. */
     this.failures = 0;
     this.nextRef = 1;
@@ -73,25 +84,50 @@ export class Connection {
     return this.status.state === 'ready' || this.status.state === 'syncing';
   }
 
-  /** Connects (or reconnects) unless a connection is already up or opening. */
+  /**
+   * Connects (or reconnects) unless a connection is already up or opening: asks the gateway for the
+   * node to use, then opens the socket.
+   */
   start() {
-    if (this.socket) return;
+    if (this.socket || this.choosing) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    const attempt = ++this.attempt;
+    this.choosing = true;
+    this.setStatus({ state: 'connecting', retryAt: 0 });
+    this.gateway.choose().then(({ url }) => {
+      if (attempt !== this.attempt) return; // stopped (or restarted) meanwhile
+      this.choosing = false;
+      this.open(url);
+    });
+  }
+
+  open(url) {
+    this.url = url;
+    this.socketLoggedIn = false;
     let socket;
     try {
-      socket = new WebSocket(this.url);
+      socket = new WebSocket(url);
     } catch (error) {
-      console.warn('cannot open the websocket', error);
+      console.warn('cannot open the websocket', url, error);
+      this.gateway.failed(url);
       this.scheduleRetry();
       return;
     }
     this.socket = socket;
-    this.setStatus({ state: 'connecting', retryAt: 0 });
+    this.setStatus({ state: 'connecting', url, retryAt: 0 });
+    // The server closes a connection that does not log in within its auth timeout; this guards
+    // against a node that never answers the connect (dropped packets) or the login.
+    this.loginTimer = setTimeout(() => socket === this.socket && this.drop(), LOGIN_TIMEOUT_MS);
     socket.addEventListener('open', () => socket === this.socket && this.onOpen());
     socket.addEventListener('message', (event) => socket === this.socket && this.onMessage(event.data));
     socket.addEventListener('close', (event) => socket === this.socket && this.onClosed(event.code));
-    // An `error` event is always followed by `close`, which does the work.
+    // An `error` event is followed by `close`, which does the work; except when the browser blocked
+    // the connect (Chromium, for a URL the Content-Security-Policy refuses): then the socket is
+    // closed without a `close` event.
+    socket.addEventListener('error', () => {
+      setTimeout(() => socket === this.socket && socket.readyState === WebSocket.CLOSED && this.onClosed(1006), 0);
+    });
   }
 
   /** Skips the backoff wait (after the network came back, the tab became visible, or a click). */
@@ -103,6 +139,8 @@ export class Connection {
   stop() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.attempt += 1;
+    this.choosing = false;
     const socket = this.socket;
     this.socket = null;
     this.cleanUp();
@@ -148,13 +186,11 @@ export class Connection {
       this.stop();
       return;
     }
-    // The server closes a connection that does not log in within its auth timeout; this guards
-    // against a server that accepted the socket but never answers.
-    this.loginTimer = setTimeout(() => socket === this.socket && this.drop(), LOGIN_TIMEOUT_MS);
     this.request(frame).then(
       (session) => {
         if (socket !== this.socket) return;
         clearTimeout(this.loginTimer);
+        this.socketLoggedIn = true;
         this.setStatus({ state: 'syncing', node: session.node });
         this.handlers.onSession(session);
       },
@@ -162,7 +198,7 @@ export class Connection {
         if (socket !== this.socket || error.code === 'disconnected') return;
         clearTimeout(this.loginTimer);
         const decision = this.handlers.onLoginError(error);
-        if (decision === 'retry') this.drop(error.retryAfterMs ?? 0);
+        if (decision === 'retry') this.drop(error.retryAfterMs ?? 0, { nodeFailed: false });
         else this.stop();
       },
     );
@@ -195,6 +231,7 @@ export class Connection {
     }
     if (frame.type === 'synced') {
       this.failures = 0;
+      this.gateway.succeeded(this.url);
       this.setStatus({ state: 'ready' });
       this.schedulePing();
     }
@@ -204,6 +241,10 @@ export class Connection {
   onClosed(code) {
     this.socket = null;
     this.cleanUp();
+    // Refused, dropped (1006), or the node going away (1001, 1012): the next attempts avoid this
+    // node for a while, even if the gateway still names it. Other closes (4008 slow consumer, 4029
+    // flooding...) say nothing against the node.
+    if (!this.socketLoggedIn || [1001, 1006, 1012].includes(code)) this.gateway.failed(this.url);
     this.setStatus({ closeCode: code });
     // 1000 comes after our own logout (then `stop()` ran first and this is not reached) or in
     // answer to a close of ours; everything else (1012 restart, 4008 slow consumer, 4001 ping
@@ -211,11 +252,15 @@ export class Connection {
     this.scheduleRetry(code === 4029 ? BACKOFF_MAX_MS : 0);
   }
 
-  /** Abandons the current socket (dead link, login timeout) and schedules a new attempt. */
-  drop(minDelayMs = 0) {
+  /**
+   * Abandons the current socket and schedules a new attempt; `nodeFailed` (a dead link, a login
+   * timeout) makes the next attempt avoid this node, unlike a login the server asked to retry.
+   */
+  drop(minDelayMs = 0, { nodeFailed = true } = {}) {
     const socket = this.socket;
     this.socket = null;
     this.cleanUp();
+    if (socket && nodeFailed) this.gateway.failed(this.url);
     if (socket) socket.close(1000);
     this.scheduleRetry(minDelayMs);
   }

@@ -1,7 +1,9 @@
 //! `switchboard chat`, the terminal client, driven through a real pseudo-terminal: the tests type at
 //! its prompt and read what it prints (ANSI sequences stripped), and render the screen with a
 //! terminal emulator to check where things land (an incoming message above a half-typed line).
-//! The other side of every conversation is a `TestClient` speaking the protocol directly.
+//! The other side of a conversation is a `TestClient` speaking the protocol directly, or, on a
+//! cluster (`TestCluster`: two nodes on an in-process bus sharing a store), another terminal client
+//! on the other node.
 
 use std::io::{Read, Write};
 use std::num::NonZeroU16;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use serde_json::json;
 use switchboard_testkit::proxy::TcpProxy;
-use switchboard_testkit::{TestClient, TestServer};
+use switchboard_testkit::{TestClient, TestCluster, TestServer};
 use tokio::sync::mpsc;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -235,8 +237,13 @@ async fn token_of(url: &str, user: &str) -> String {
 
 /// Starts the chat client for `user` resuming `token`, and waits for its first prompt.
 async fn resumed(url: &str, user: &str, token: &str, config: &Path) -> Chat {
+    resumed_on(url, "n1", user, token, config).await
+}
+
+/// Like `resumed`, on a server whose node is `node`.
+async fn resumed_on(url: &str, node: &str, user: &str, token: &str, config: &Path) -> Chat {
     let mut chat = Chat::spawn(&["--url", url, "--user", user, "--token", token], config);
-    chat.expect(&format!("resumed the session of {user}, connected to node n1")).await;
+    chat.expect(&format!("resumed the session of {user}, connected to node {node}")).await;
     chat.expect("> ").await;
     chat
 }
@@ -515,4 +522,74 @@ async fn send_mode_sends_one_message_prints_its_seq_and_exits_0() {
 
     let delivered: Vec<_> = bob.drain_of_type("message").await.into_iter().map(|m| m["text"].clone()).collect();
     assert_eq!(delivered, vec![json!("deploy done")], "nothing else reached bob");
+}
+
+#[tokio::test]
+async fn two_clients_on_different_nodes_of_a_cluster_see_each_other_and_talk_in_private_and_in_a_room() {
+    let cluster = TestCluster::start(2).await;
+    let (on_n1, on_n2) = (cluster.url(0), cluster.url(1));
+    let alice_config = tempfile::tempdir().expect("temp dir");
+    let bob_config = tempfile::tempdir().expect("temp dir");
+    let alice_token = token_of(&on_n1, "alice").await;
+    let bob_token = token_of(&on_n2, "bob").await;
+
+    let mut alice = resumed_on(&on_n1, "n1", "alice", &alice_token, alice_config.path()).await;
+    let mut bob = Chat::spawn(&["--url", &on_n2, "--user", "bob", "--token", &bob_token], bob_config.path());
+    bob.expect("resumed the session of bob, connected to node n2").await;
+    // Each sees the other online: bob in the list sent at his login, alice as an event from n2.
+    bob.expect("online (1): alice").await;
+    bob.expect("> ").await;
+    alice.expect("bob is online").await;
+
+    alice.command("/users").await;
+    alice.expect("users (2, 2 online):").await;
+    alice.expect("alice (online)").await;
+    alice.expect("bob (online)").await;
+    alice.command("/stats bob").await;
+    let stats = alice.expect("(1 connection)").await;
+    assert!(stats.contains("bob is online for ") && stats.contains(" on node n2 "), "{stats}");
+    bob.command("/users").await;
+    bob.expect("users (2, 2 online):").await;
+    bob.expect("alice (online)").await;
+
+    // Private messages across the bus, both ways.
+    alice.command("/msg bob hello from n1").await;
+    bob.expect("alice: hello from n1").await;
+    bob.command("/msg alice hello back from n2").await;
+    alice.expect("bob: hello back from n2").await;
+
+    // A room created on n1 and joined on n2; plain lines go to it.
+    alice.command("/join crossing").await;
+    alice.expect("created and joined room:crossing: no messages yet").await;
+    bob.command("/join crossing").await;
+    bob.expect("joined room:crossing: no messages yet").await;
+    alice.expect("bob joined room:crossing").await;
+    bob.line("hello room, from n2");
+    alice.expect("[room:crossing] bob: hello room, from n2").await;
+    alice.line("hello bob, from n1");
+    bob.expect("[room:crossing] alice: hello bob, from n1").await;
+
+    // The send mode on n2 reaches alice's terminal on n1: a private message from a third user, and
+    // a room message from bob (who is also logged in interactively).
+    let carol_token = token_of(&on_n2, "carol").await;
+    let scripts = tempfile::tempdir().expect("temp dir");
+    let args = ["--url", &on_n2, "--user", "carol", "--token", &carol_token, "--send", "deploy done", "--to", "alice"];
+    let (status, stdout, stderr) = script(&args, "", scripts.path()).await;
+    assert_eq!(status, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.trim(), "sent: seq 1 in dm:alice:carol");
+    alice.expect("carol: deploy done").await;
+    let args =
+        ["--url", &on_n2, "--user", "bob", "--token", &bob_token, "--send", "from a script", "--to", "room:crossing"];
+    let (status, stdout, stderr) = script(&args, "", scripts.path()).await;
+    assert_eq!(status, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.trim(), "sent: seq 3 in room:crossing");
+    alice.expect("[room:crossing] bob: from a script").await;
+    bob.expect("[room:crossing] bob: from a script").await;
+
+    alice.command("/quit").await;
+    assert_eq!(alice.wait_exit().await, 0, "{}", alice.text);
+    // Alice's client is gone from n1: n2 tells bob.
+    bob.expect("alice is offline").await;
+    bob.command("/quit").await;
+    assert_eq!(bob.wait_exit().await, 0, "{}", bob.text);
 }

@@ -6,12 +6,16 @@
 //! and passes its URL in `SWITCHBOARD_WEB_URL`. The restart test needs to kill a server and start it
 //! again on the same port and data, so it runs a server of its own: this test passes the binary
 //! (`SWITCHBOARD_BIN`) and a scratch directory (`SWITCHBOARD_WEB_TMP`), and the JS side starts and
-//! stops `switchboard serve` itself. Screenshots (desktop and phone) go to
+//! stops `switchboard serve` itself. The cluster tests (`tests/web/cluster.test.mjs`) likewise run
+//! their own nodes, to kill one of them: this test starts a `redis-server` for their bus and creates
+//! a PostgreSQL database for their store, and passes them in `SWITCHBOARD_WEB_BUS` and
+//! `SWITCHBOARD_WEB_STORE`. Screenshots (desktop and phone) go to
 //! `target/tmp/web-client-screenshots`.
 //!
 //! Needs chromium (`apt-get install chromium`, as .ci/run does), node and npm; `npm ci` runs in
-//! `tests/web` when its node_modules is missing. A missing tool fails the test rather than skipping
-//! it, so the client is never left untested without anyone noticing.
+//! `tests/web` when its node_modules is missing; and, like the other cluster tests, `redis-server` on
+//! PATH and the PostgreSQL at 127.0.0.1:5432 (`SWITCHBOARD_TEST_POSTGRES`). A missing tool fails the
+//! test rather than skipping it, so the client is never left untested without anyone noticing.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -19,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard_testkit::services::NodeProcess;
+use switchboard_testkit::services::{NodeProcess, ServiceProcess, TestDatabase};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 /// The whole browser suite takes well under a minute on an idle machine; this bounds a hang.
@@ -115,6 +119,9 @@ fn web_client_in_chromium() {
     install_test_dependencies(&dir);
 
     let server = NodeProcess::start(BINARY, "n1", &["--store", "sqlite"]);
+    // Dropped after the run (declared before it): the cluster tests' nodes are gone by then.
+    let redis = ServiceProcess::redis();
+    let database = TestDatabase::create();
     let scratch = tempfile::tempdir().expect("scratch directory");
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-client-screenshots");
     let _ = std::fs::remove_dir_all(&screenshots);
@@ -128,6 +135,8 @@ fn web_client_in_chromium() {
             .current_dir(&dir)
             .env("SWITCHBOARD_WEB_URL", format!("http://127.0.0.1:{}", server.port))
             .env("SWITCHBOARD_BIN", BINARY)
+            .env("SWITCHBOARD_WEB_BUS", redis.url())
+            .env("SWITCHBOARD_WEB_STORE", database.url())
             .env("SWITCHBOARD_WEB_TMP", scratch.path())
             .env("SWITCHBOARD_WEB_SCREENSHOTS", &screenshots)
             .env("CHROMIUM", &chromium)
