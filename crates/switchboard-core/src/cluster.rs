@@ -33,8 +33,13 @@ pub enum BusHeader {
     /// A node's link to the cluster was interrupted (its bus link dropped, or the node itself was
     /// stalled past the node timeout) and is back. Receivers answer with their presence snapshot;
     /// when some of the sender's publications failed meanwhile, their clients may have missed
-    /// messages, so they ask them to resume.
-    LinkRestored { lost_publications: bool },
+    /// messages, so they ask them to resume: those connected by `last_lost_at` (the sender's clock,
+    /// ms) at most, as a later login's sync read what the lost publications carried.
+    LinkRestored {
+        lost_publications: bool,
+        #[serde(default)]
+        last_lost_at: i64,
+    },
     /// A node is alive; sent every heartbeat interval.
     Heartbeat { info: NodeInfo },
     /// A node is shutting down: forget its users now rather than at its timeout.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ use crate::session::Session;
 const BUS_OUTBOX_CAPACITY: usize = 65_536;
 /// Names per `online` frame.
 const ONLINE_CHUNK: usize = 1000;
+/// How far apart two nodes' clocks may be, for comparing one node's times with another's.
+const CLOCK_SKEW_MARGIN_MS: i64 = 250;
 
 /// A chat node. Cheap to clone: every clone is a handle on the same node.
 #[derive(Clone)]
@@ -68,7 +70,8 @@ pub struct NodeShared {
     bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
     /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
     /// are asked to resume, since they may have missed what this node could not publish.
-    lost_publications: Arc<AtomicBool>,
+    /// When a bus publication last failed (ms), 0 if none since the link was last restored.
+    lost_publications: Arc<AtomicI64>,
     /// Whether another node has ever been heard from. Until then this node is a cluster of one and
     /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
     peers_seen: AtomicBool,
@@ -102,7 +105,7 @@ impl ChatNode {
             pipeline: RwLock::new(Some(pipeline_sender)),
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
-            lost_publications: Arc::new(AtomicBool::new(false)),
+            lost_publications: Arc::new(AtomicI64::new(0)),
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),
@@ -206,7 +209,7 @@ impl ChatNode {
                 }
                 shared.remember_user(&username);
                 tracing::info!(user = %username, "user registered");
-                self.start_session(username, None, false, options, reference).await
+                self.start_session(username, None, false, false, options, reference).await
             }
             Request::Login { username, password, options } => {
                 let user_key = format!("user:{username}");
@@ -224,7 +227,7 @@ impl ChatNode {
                 }
                 shared.login_throttle.clear(&user_key);
                 shared.remember_user(&username);
-                self.start_session(username, None, false, options, reference).await
+                self.start_session(username, None, false, false, options, reference).await
             }
             Request::Resume { token, options } => {
                 shared.check_throttle(&ip_key, config.login_failures_per_ip, now)?;
@@ -235,7 +238,7 @@ impl ChatNode {
                     return Err(ChatError::InvalidToken);
                 };
                 shared.remember_user(&session.user);
-                self.start_session(session.user.clone(), Some((token, session)), true, options, reference).await
+                self.start_session(session.user.clone(), Some((token, session)), true, false, options, reference).await
             }
             Request::LoginJwt { jwt, options } => {
                 let Some(secret) = config.jwt_secret.as_deref() else {
@@ -249,45 +252,59 @@ impl ChatNode {
                         return Err(error);
                     }
                 };
-                shared.ensure_user(&username).await?;
-                self.start_session(username, None, false, options, reference).await
+                self.start_new_user_session(username, options, reference).await
             }
             Request::LoginOpen { username, options } => {
                 if !config.open_auth {
                     return Err(ChatError::AuthMethodDisabled("open login"));
                 }
-                shared.ensure_user(&username).await?;
-                self.start_session(username, None, false, options, reference).await
+                self.start_new_user_session(username, options, reference).await
             }
             _ => Err(ChatError::NotAuthenticated),
         }
     }
 
+    /// Opens a session for a JWT or open login, which create the user on first login.
+    async fn start_new_user_session(
+        &self,
+        user: String,
+        options: AuthOptions,
+        reference: Option<RefValue>,
+    ) -> Result<Session, ChatError> {
+        self.start_session(user, None, false, true, options, reference).await
+    }
+
     /// Opens a session: issues (or keeps) the token, registers the connection, and queues the
-    /// `session` answer, the online list and everything the user missed.
+    /// `session` answer, the online list and everything the user missed. `create_user` makes a
+    /// user without a password when the name is free (JWT and open logins).
     async fn start_session(
         &self,
         user: String,
         existing: Option<(String, SessionRecord)>,
         resumed: bool,
+        create_user: bool,
         options: AuthOptions,
         reference: Option<RefValue>,
     ) -> Result<Session, ChatError> {
         let shared = &self.shared;
         let now = now_millis();
-        let (token, record) = match existing {
-            Some(existing) => existing,
+        let create_user = existing.is_none() && create_user && !shared.known_users.read().contains(user.as_str());
+        let (token, record, new_record) = match existing {
+            Some((token, record)) => (token, record, false),
             None => {
                 let (token, token_hash) = auth::new_session_token();
                 let ttl = shared.config.session_ttl.as_millis() as i64;
                 let record = SessionRecord { token_hash, user: user.clone(), created_at: now, expires_at: now + ttl };
-                shared.store.create_session(&record).await?;
-                (token, record)
+                (token, record, true)
             }
         };
+        // One store round trip: the user (JWT and open logins create it), the token, the rooms.
         // Register first (holding live messages back), then read what to sync: a message committed
         // in between is then either in the sync or held, never neither.
-        let rooms = shared.store.rooms_of(&user).await?;
+        let rooms = shared.store.open_session(&user, create_user, new_record.then_some(&record), now).await?;
+        if create_user {
+            shared.remember_user(&user);
+        }
         let user: Arc<str> = Arc::from(user.as_str());
         let conn_id: ConnId = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection::new(
@@ -322,10 +339,7 @@ impl ChatNode {
         if options.presence {
             shared.push_online_list(&connection, None);
         }
-        let sync = match shared.store.conversations_of(&user).await {
-            Ok(conversations) => shared.collect_sync(&user, &conversations, &options.cursors).await,
-            Err(error) => Err(error.into()),
-        };
+        let sync = shared.collect_sync(&user, &options.cursors).await;
         let (missed, sent) = match sync {
             Ok(sync) => sync,
             Err(error) => {
@@ -409,14 +423,6 @@ impl NodeShared {
         if !self.known_users.read().contains(user) {
             self.known_users.write().insert(Arc::from(user));
         }
-    }
-
-    async fn ensure_user(&self, user: &str) -> Result<(), ChatError> {
-        if !self.known_users.read().contains(user) {
-            self.store.create_user(user, None, now_millis()).await?;
-            self.remember_user(user);
-        }
-        Ok(())
     }
 
     /// Whether a user exists; positive answers are cached, so a chat between known users never
@@ -585,36 +591,32 @@ impl NodeShared {
     async fn collect_sync(
         &self,
         user: &str,
-        conversations: &[switchboard_store::ConversationRecord],
         cursors: &BTreeMap<ConvId, u64>,
     ) -> Result<(Vec<WireFrame>, std::collections::HashMap<String, u64>), ChatError> {
         let limit = self.config.sync_limit_per_conv;
         let cursors: std::collections::HashMap<String, u64> =
             cursors.iter().map(|(conv, seq)| (conv.to_string(), *seq)).collect();
+        let reads = self.store.sync_read(user, &cursors, limit).await?;
         let mut entries = Vec::new();
         let mut frames = Vec::new();
-        let mut sent = std::collections::HashMap::new();
-        for conversation in conversations {
-            let from =
-                cursors.get(&conversation.conv).copied().unwrap_or(conversation.read_seq).min(conversation.last_seq);
-            sent.insert(conversation.conv.clone(), from);
-            if conversation.last_seq <= from {
-                continue;
+        let mut sent = std::collections::HashMap::with_capacity(reads.len());
+        for read in reads {
+            let conversation = read.conversation;
+            let newest = read.messages.last().map_or(read.from, |m| m.seq);
+            if conversation.last_seq > read.from {
+                entries.push(SyncEntry {
+                    conv: conversation.conv.clone(),
+                    last_seq: conversation.last_seq,
+                    read_seq: conversation.read_seq,
+                    from_seq: read.from,
+                    count: read.messages.len(),
+                    more: newest < conversation.last_seq,
+                });
             }
-            let messages = self.store.messages_after(&conversation.conv, from, limit).await?;
-            let newest = messages.last().map_or(from, |m| m.seq);
-            sent.insert(conversation.conv.clone(), newest);
-            entries.push(SyncEntry {
-                conv: conversation.conv.clone(),
-                last_seq: conversation.last_seq,
-                read_seq: conversation.read_seq,
-                from_seq: from,
-                count: messages.len(),
-                more: newest < conversation.last_seq,
-            });
-            for message in &messages {
+            for message in &read.messages {
                 frames.push(ServerFrame::Message(&pipeline::view_of(message)).encode());
             }
+            sent.insert(conversation.conv, newest);
         }
         let total = frames.len();
         let mut out = Vec::with_capacity(total + 2);
@@ -642,24 +644,30 @@ impl NodeShared {
     /// from the store.
     fn link_restored(&self, cause: &'static str) {
         tracing::info!(node = %self.config.node_id, cause, "cluster link restored");
-        let lost_publications = self.lost_publications.swap(false, Ordering::Relaxed);
-        self.publish(Topic::Cluster, &BusHeader::LinkRestored { lost_publications }, None);
+        let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
+        let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
+        self.publish(Topic::Cluster, &header, None);
         let users = self.presence.counts_of_node(&self.config.node_id);
         self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
         for room in self.hub.rooms_with_listeners() {
             self.subscribe_room(&room);
         }
-        self.ask_clients_to_resume();
+        self.ask_clients_to_resume(i64::MAX);
     }
 
     /// Messages that crossed the bus while a link was down never reached these connections: the
-    /// store has them, and a resume with cursors brings them back exactly once.
-    fn ask_clients_to_resume(&self) {
+    /// store has them, and a resume with cursors brings them back exactly once. Connections that
+    /// logged in after `missed_until` (ms) read those messages in their sync already.
+    fn ask_clients_to_resume(&self, missed_until: i64) {
         let connections = self.hub.all_connections();
-        tracing::info!(connections = connections.len(), "asking clients to resume after a cluster link outage");
+        let mut asked = 0;
         for connection in connections {
-            connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+            if connection.connected_at <= missed_until {
+                connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+                asked += 1;
+            }
         }
+        tracing::info!(connections = asked, "asking clients to resume after a cluster link outage");
     }
 
     /// Forgets a node and everything it held; its users go offline unless online elsewhere.
@@ -750,12 +758,14 @@ impl NodeShared {
                     self.announce_presence(&user, change);
                 }
             }
-            BusHeader::LinkRestored { lost_publications } => {
+            BusHeader::LinkRestored { lost_publications, last_lost_at } => {
                 let users = self.presence.counts_of_node(&self.config.node_id);
                 let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
                 self.publish(Topic::Node(message.from_node.clone()), &header, None);
                 if lost_publications {
-                    self.ask_clients_to_resume();
+                    // Unknown (0) means any time; the margin covers the nodes' clock skew.
+                    let missed_until = if last_lost_at > 0 { last_lost_at + CLOCK_SKEW_MARGIN_MS } else { i64::MAX };
+                    self.ask_clients_to_resume(missed_until);
                 }
             }
             BusHeader::Heartbeat { .. } => {}
@@ -781,14 +791,14 @@ impl NodeShared {
 async fn run_bus_publisher(
     bus: Arc<dyn Bus>,
     mut outbox: mpsc::Receiver<(Topic, bytes::Bytes)>,
-    lost_publications: Arc<AtomicBool>,
+    lost_publications: Arc<AtomicI64>,
 ) {
     let mut failures_in_a_row: u64 = 0;
     while let Some((topic, payload)) = outbox.recv().await {
         match bus.publish(topic, payload).await {
             Ok(()) => failures_in_a_row = 0,
             Err(error) => {
-                lost_publications.store(true, Ordering::Relaxed);
+                lost_publications.fetch_max(now_millis(), Ordering::Relaxed);
                 failures_in_a_row += 1;
                 // One line per outage, not one per message.
                 if failures_in_a_row == 1 {
@@ -842,7 +852,7 @@ async fn run_bus_listener(shared: std::sync::Weak<NodeShared>, mut incoming: mps
             BusEvent::Disconnected => {
                 // Publications queued inside the bus when the link broke may be gone without an
                 // error to show for it: count the outage itself as lost publications.
-                shared.lost_publications.store(true, Ordering::Relaxed);
+                shared.lost_publications.fetch_max(now_millis(), Ordering::Relaxed);
                 tracing::warn!(node = %shared.config.node_id, "bus link lost");
             }
         }

@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The database could not be reached or did not answer: nothing was written.
     #[error("store unavailable: {0}")]

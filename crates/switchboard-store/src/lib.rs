@@ -19,6 +19,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -51,6 +53,25 @@ pub trait Store: Send + Sync + 'static {
     /// Rooms a user is a member of, by name.
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>>;
 
+    /// What a login writes and then needs, in one call so a store can do it in one round trip:
+    /// creates the user (without a password) when `create_user` and the name is free, stores the
+    /// new `session` if any, and returns the rooms the user is a member of, by name.
+    async fn open_session(
+        &self,
+        user: &str,
+        create_user: bool,
+        session: Option<&SessionRecord>,
+        now: Millis,
+    ) -> StoreResult<Vec<String>> {
+        if create_user {
+            self.create_user(user, None, now).await?;
+        }
+        if let Some(session) = session {
+            self.create_session(session).await?;
+        }
+        self.rooms_of(user).await
+    }
+
     /// Makes a batch of messages durable in one transaction and returns one outcome per message,
     /// in order. Each new message gets the next `seq` of its conversation (1, 2, 3... gap-free, in
     /// batch order). A message whose (sender, idempotency key) was stored before, in an earlier
@@ -64,6 +85,23 @@ pub trait Store: Send + Sync + 'static {
     /// The user's private conversations that have messages, and the rooms they are a member of
     /// (with `last_seq` 0 when a room has no message yet), each with the user's read marker.
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>>;
+    /// What a login syncs, in one call so a store can read it in one round trip: the user's
+    /// conversations (as [`Store::conversations_of`]), each with the seq the sync starts after
+    /// (the `cursors` entry, else the read marker, at most `last_seq`) and up to `limit` messages
+    /// after it.
+    async fn sync_read(&self, user: &str, cursors: &HashMap<String, u64>, limit: u32) -> StoreResult<Vec<SyncRead>> {
+        let mut reads = Vec::new();
+        for conversation in self.conversations_of(user).await? {
+            let from = sync_start(&conversation, cursors);
+            let messages = if conversation.last_seq > from {
+                self.messages_after(&conversation.conv, from, limit).await?
+            } else {
+                Vec::new()
+            };
+            reads.push(SyncRead { conversation, from, messages });
+        }
+        Ok(reads)
+    }
     /// The newest seq of one conversation (0 when it has none).
     async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
     /// Moves the user's read marker forward (never back); returns the marker now stored.
@@ -76,4 +114,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and closes; called once on shutdown.
     async fn close(&self);
+}
+
+/// Where a sync of `conversation` starts: after the client's cursor, else after the read marker,
+/// and never past the newest message.
+pub fn sync_start(conversation: &ConversationRecord, cursors: &HashMap<String, u64>) -> u64 {
+    cursors.get(&conversation.conv).copied().unwrap_or(conversation.read_seq).min(conversation.last_seq)
 }

@@ -558,6 +558,36 @@ impl Store for PostgresStore {
         Ok(rooms)
     }
 
+    async fn open_session(
+        &self,
+        user: &str,
+        create_user: bool,
+        session: Option<&SessionRecord>,
+        now: Millis,
+    ) -> StoreResult<Vec<String>> {
+        // One statement, so one round trip and all or nothing.
+        let rooms = sqlx::query_scalar::<_, String>(
+            "WITH new_user AS ( \
+                 INSERT INTO users (name, password_hash, created_at) SELECT $1, NULL, $2 WHERE $3 \
+                 ON CONFLICT (name) DO NOTHING \
+             ), new_session AS ( \
+                 INSERT INTO sessions (token_hash, \"user\", created_at, expires_at) \
+                 SELECT $4::text, $1, $5, $6 WHERE $4::text IS NOT NULL \
+             ) \
+             SELECT room FROM room_members WHERE \"user\" = $1 ORDER BY room",
+        )
+        .bind(user)
+        .bind(now)
+        .bind(create_user)
+        .bind(session.map(|session| session.token_hash.as_str()))
+        .bind(session.map_or(now, |session| session.created_at))
+        .bind(session.map_or(now, |session| session.expires_at))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rooms)
+    }
+
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>> {
         if batch.is_empty() {
             return Ok(Vec::new());

@@ -78,3 +78,13 @@ pub struct ConversationRecord {
     /// The user's read marker (0 when never set).
     pub read_seq: u64,
 }
+
+/// One conversation of a login's sync: where it starts and what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRead {
+    pub conversation: ConversationRecord,
+    /// The seq the sync starts after.
+    pub from: u64,
+    /// Messages after `from`, ascending, at most the limit asked for.
+    pub messages: Vec<StoredMessage>,
+}

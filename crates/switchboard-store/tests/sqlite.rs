@@ -35,15 +35,14 @@ async fn a_failed_batch_stores_nothing_and_the_next_one_recovers() {
     store.append(&[in_room("lobby", "alice", "one", None)]).await.unwrap();
 
     // Another process takes seq 2 behind the store's back, so its cached head is stale.
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-    let other = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::query(
-        "INSERT INTO messages (conv, seq, id, sender, text, ts) VALUES ('room:lobby', 2, 'x', 'eve', 'sneaky', 1)",
-    )
-    .execute(&other)
-    .await
-    .unwrap();
-    other.close().await;
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute(
+            "INSERT INTO messages (conv, seq, id, sender, text, ts) VALUES ('room:lobby', 2, 'x', 'eve', 'sneaky', 1)",
+            [],
+        )
+        .unwrap();
+    drop(other);
 
     let failed =
         store.append(&[in_room("attic", "alice", "lost", Some("k")), in_room("lobby", "alice", "two", None)]).await;

@@ -277,6 +277,8 @@ macro_rules! conformance_suite {
             a_nul_character_does_not_fail_the_batch,
             concurrent_appends_keep_seqs_gap_free,
             health_answers_while_open,
+            open_session_creates_the_user_once_stores_the_token_and_lists_rooms,
+            sync_read_starts_after_the_cursor_else_the_read_marker,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -678,6 +680,47 @@ pub mod conformance {
     pub async fn health_answers_while_open(fixture: &dyn Fixture) {
         let store = fixture.open().await;
         store.health().await.unwrap();
+        store.close().await;
+    }
+
+    pub async fn open_session_creates_the_user_once_stores_the_token_and_lists_rooms(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let session =
+            |hash: &str| SessionRecord { token_hash: hash.into(), user: "zoe".into(), created_at: 1, expires_at: 9 };
+        assert!(store.open_session("zoe", true, Some(&session("t1")), 5).await.unwrap().is_empty());
+        assert_eq!(store.user("zoe").await.unwrap().unwrap().created_at, 5);
+        assert_eq!(store.session("t1").await.unwrap(), Some(session("t1")));
+        store.create_room("attic", "zoe", 6).await.unwrap();
+        store.add_member("attic", "zoe", 6).await.unwrap();
+        // A second login neither fails on the existing user nor changes it.
+        let rooms = store.open_session("zoe", true, Some(&session("t2")), 7).await.unwrap();
+        assert_eq!(rooms, ["attic"]);
+        assert_eq!(store.user("zoe").await.unwrap().unwrap().created_at, 5);
+        // A resume stores nothing new; a reused token fails and leaves no user behind.
+        assert_eq!(store.open_session("zoe", false, None, 8).await.unwrap(), ["attic"]);
+        assert!(store.open_session("yan", true, Some(&session("t2")), 8).await.is_err());
+        assert!(store.user("yan").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    pub async fn sync_read_starts_after_the_cursor_else_the_read_marker(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        store
+            .append(&[dm("amy", "bob", "1", None), dm("bob", "amy", "2", None), dm("amy", "bob", "3", None)])
+            .await
+            .unwrap();
+        store.add_member("lobby", "bob", 1).await.unwrap();
+        store.append(&[in_room("lobby", "amy", "r1", None), in_room("lobby", "amy", "r2", None)]).await.unwrap();
+        store.set_read("bob", "dm:amy:bob", 1).await.unwrap();
+        let cursors = HashMap::from([("room:lobby".to_string(), 1), ("dm:amy:bob".to_string(), 99)]);
+        let reads = store.sync_read("bob", &cursors, 10).await.unwrap();
+        let summary: Vec<(String, u64, Vec<u64>)> =
+            reads.iter().map(|read| (read.conversation.conv.clone(), read.from, seqs(&read.messages))).collect();
+        // The cursor beyond the newest message is capped at it.
+        assert_eq!(summary, [("dm:amy:bob".into(), 3, vec![]), ("room:lobby".into(), 1, vec![2])]);
+        let reads = store.sync_read("bob", &HashMap::new(), 1).await.unwrap();
+        let summary: Vec<(u64, Vec<u64>)> = reads.iter().map(|read| (read.from, seqs(&read.messages))).collect();
+        assert_eq!(summary, [(1, vec![2]), (0, vec![1])]);
         store.close().await;
     }
 }
