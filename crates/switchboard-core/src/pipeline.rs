@@ -110,5 +110,6 @@ pub fn view_of(message: &StoredMessage) -> MessageView<'_> {
         room: message.room.as_deref(),
         text: &message.text,
         ts: message.ts,
+        key: message.key.as_deref(),
     }
 }

@@ -46,6 +46,10 @@ pub struct MessageView<'a> {
     pub text: &'a str,
     /// Server time of acceptance, milliseconds since the Unix epoch.
     pub ts: i64,
+    /// The sender's idempotency key, if the send had one: lets the sender's devices match a
+    /// message (live or recovered) to the send they are waiting on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -325,9 +329,11 @@ mod tests {
             room: None,
             text: "<b>x</b>",
             ts: 9,
+            key: Some("k-1"),
         };
         let value: serde_json::Value = serde_json::from_slice(&ServerFrame::Message(&view).encode().payload()).unwrap();
         assert_eq!(value["type"], "message");
+        assert_eq!(value["key"], "k-1");
         assert_eq!(value["seq"], 4);
         assert!(value.get("room").is_none());
     }

@@ -206,12 +206,24 @@ function loadOutbox(user) {
  * messages start it (everything from the first of them on is held); `history before` pages pass
  * false, they are older than what is held.
  */
+/**
+ * A message of ours carrying the key of a pending send (its ack was lost to a reconnect): the send
+ * is done, so it must neither show twice nor be sent again.
+ */
+function settleOutbox(key) {
+  const entry = state.outbox.get(key);
+  if (!entry || entry.inFlight) return;
+  state.outbox.delete(key);
+  saveOutbox();
+}
+
 function ingest(convId, messages, { pickup = true } = {}) {
   const conv = conversation(convId);
   let added = 0;
   let minSeq = Infinity;
   for (const message of messages) {
     minSeq = Math.min(minSeq, message.seq);
+    if (message.from === state.me && message.key) settleOutbox(message.key);
     if (conv.messages.has(message.seq)) continue;
     conv.messages.set(message.seq, message);
     added += 1;

@@ -51,6 +51,7 @@ struct MessageRow {
     room: Option<String>,
     text: String,
     ts: Millis,
+    idem_key: Option<String>,
 }
 
 impl From<MessageRow> for StoredMessage {
@@ -64,15 +65,9 @@ impl From<MessageRow> for StoredMessage {
             room: row.room,
             text: row.text,
             ts: row.ts,
+            key: row.idem_key,
         }
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyedRow {
-    #[sqlx(flatten)]
-    message: MessageRow,
-    idem_key: String,
 }
 
 /// A message of the batch with the text and key as they are stored.
@@ -193,6 +188,7 @@ impl PostgresStore {
                         room: message.room.clone(),
                         text: item.text.clone().into_owned(),
                         ts: message.ts,
+                        key: item.key.as_deref().map(str::to_owned),
                     })
                 }
             };
@@ -217,7 +213,7 @@ async fn originals_of(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = sqlx::query_as::<_, KeyedRow>(
+    let rows = sqlx::query_as::<_, MessageRow>(
         "SELECT m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
          FROM UNNEST($1::text[], $2::text[]) AS k (sender, idem_key) \
          JOIN messages m ON m.sender = k.sender AND m.idem_key = k.idem_key \
@@ -229,7 +225,10 @@ async fn originals_of(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|row| ((row.message.sender.clone(), row.idem_key), StoredMessage::from(row.message)))
+        .filter_map(|row| {
+            let key = row.idem_key.clone()?;
+            Some(((row.sender.clone(), key), StoredMessage::from(row)))
+        })
         .collect())
 }
 
@@ -615,7 +614,7 @@ impl Store for PostgresStore {
 
     async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
         let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT conv, seq, id, sender, recipient, room, text, ts FROM messages \
+            "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages \
              WHERE conv = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(conv)
@@ -630,7 +629,7 @@ impl Store for PostgresStore {
     async fn messages_before(&self, conv: &str, before: Option<u64>, limit: u32) -> StoreResult<Vec<StoredMessage>> {
         let rows = sqlx::query_as::<_, MessageRow>(
             "SELECT * FROM ( \
-                 SELECT conv, seq, id, sender, recipient, room, text, ts FROM messages \
+                 SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages \
                  WHERE conv = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3 \
              ) AS newest ORDER BY seq",
         )

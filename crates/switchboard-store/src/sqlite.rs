@@ -402,7 +402,7 @@ fn dm_participants(conv: &str) -> Option<(&str, &str)> {
     conv.strip_prefix("dm:")?.split_once(':')
 }
 
-const MESSAGE_COLUMNS: &str = "conv, seq, id, sender, recipient, room, text, ts";
+const MESSAGE_COLUMNS: &str = "conv, seq, id, sender, recipient, room, text, ts, idem_key";
 
 fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
@@ -414,6 +414,7 @@ fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         room: row.get(5)?,
         text: row.get(6)?,
         ts: row.get(7)?,
+        key: row.get(8)?,
     })
 }
 
@@ -454,7 +455,7 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut moved: HashMap<String, ConvHead> = HashMap::new();
     let mut by_key = conn.prepare_cached(
-        "SELECT conv, seq, id, sender, recipient, room, text, ts FROM messages WHERE sender = ?1 AND idem_key = ?2",
+        "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages WHERE sender = ?1 AND idem_key = ?2",
     )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
@@ -482,6 +483,7 @@ fn write_batch(
             room: message.room.clone(),
             text: message.text.clone(),
             ts: message.ts,
+            key: message.idempotency_key.clone(),
         };
         insert.execute(params![
             stored.conv,

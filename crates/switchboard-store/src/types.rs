@@ -52,6 +52,8 @@ pub struct StoredMessage {
     pub room: Option<String>,
     pub text: String,
     pub ts: Millis,
+    /// The sender's idempotency key, if the send had one.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,12 @@ async fn a_message_reaches_every_device_of_both_users_and_the_sender_gets_an_ack
     assert_eq!(at_bob["id"], ack["id"]);
     let at_laptop = alice_laptop.next_of_type("message").await;
     assert_eq!(at_laptop["seq"], 1);
+    assert_eq!(at_laptop["key"], "k1", "the sender's devices can match the message to its send");
+    let unkeyed = bob.request(json!({"type": "send", "to": "alice", "text": "no key"})).await;
+    assert_eq!(unkeyed["type"], "ack", "{unkeyed}");
+    let at_laptop = alice_laptop.next_of_type("message").await;
+    assert!(at_laptop.get("key").is_none(), "a send without a key has none: {at_laptop}");
+    alice_phone.next_of_type("message").await;
     let echoes = alice_phone.drain_of_type("message").await;
     assert!(echoes.is_empty(), "the sending connection gets the ack, not the message: {echoes:?}");
 }
