@@ -73,18 +73,9 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
         AppendOutcome::Stored(message) => (message, false),
         AppendOutcome::Duplicate(message) => (message, true),
     };
-    if duplicate {
-        shared.metrics.messages_duplicate.fetch_add(1, Relaxed);
-    } else {
-        shared.metrics.messages_stored.fetch_add(1, Relaxed);
-        let reached = shared.fan_out(message, origin.as_ref().map(|o| o.connection.id));
-        shared.metrics.deliveries.fetch_add(reached as u64, Relaxed);
-        shared.metrics.delivery_latency.observe(received_at.elapsed());
-        if message.room.is_some() {
-            // Only room talk is counted: words of private conversations must not leak.
-            shared.popular.record(&message.text, (message.ts / 1000) as u64);
-        }
-    }
+    // The ack goes first: queued behind a room's fan-out, it would wait for every recipient's
+    // connection to be written.
+    let sender = origin.as_ref().map(|o| o.connection.id);
     if let Some(origin) = origin {
         let conv = message.conv.as_str();
         let ack = ServerFrame::Ack {
@@ -96,6 +87,18 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
             duplicate,
         };
         origin.connection.push(ack.encode());
+    }
+    if duplicate {
+        shared.metrics.messages_duplicate.fetch_add(1, Relaxed);
+    } else {
+        shared.metrics.messages_stored.fetch_add(1, Relaxed);
+        let reached = shared.fan_out(message, sender);
+        shared.metrics.deliveries.fetch_add(reached as u64, Relaxed);
+        shared.metrics.delivery_latency.observe(received_at.elapsed());
+        if message.room.is_some() {
+            // Only room talk is counted: words of private conversations must not leak.
+            shared.popular.record(&message.text, (message.ts / 1000) as u64);
+        }
     }
 }
 
