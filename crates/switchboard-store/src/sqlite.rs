@@ -34,10 +34,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
 /// reread from the primary key.
 const MAX_CACHED_HEADS: usize = 100_000;
-/// Page cache per connection, KiB.
-const CACHE_KIB: i64 = 16 * 1024;
-/// Reads of the database file go through a memory map of at most this much.
-const MMAP_BYTES: i64 = 256 << 20;
 /// 16 MB of 4 KiB pages.
 const WAL_CHECKPOINT_PAGES: u32 = 4096;
 /// Bounds how long the first caller of a group commit waits for the ones behind it.
@@ -252,10 +248,6 @@ fn configure(conn: &Connection, options: SqliteOptions) -> rusqlite::Result<()> 
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "synchronous", if options.synchronous_full { "FULL" } else { "NORMAL" })?;
-    // Hot pages (each active conversation's newest leaf) stay cached instead of being read back
-    // with a syscall on every batch.
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
