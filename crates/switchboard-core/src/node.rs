@@ -819,16 +819,15 @@ async fn run_cluster_upkeep(shared: std::sync::Weak<NodeShared>) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heartbeat: Option<Instant> = None;
-    let mut last_tick = Instant::now();
     loop {
         ticker.tick().await;
         let Some(shared) = shared.upgrade() else { return };
         let now = Instant::now();
-        let silent_for = now.duration_since(last_tick);
-        last_tick = now;
+        // The others judge this node by its last heartbeat, not by when it last ran.
+        let silent_for = last_heartbeat.map_or(Duration::ZERO, |at| now.duration_since(at));
         if silent_for > shared.config.node_timeout && shared.has_peers() {
-            // This node did not run for longer than the node timeout (stopped, swapped out,
-            // frozen): the others have declared it dead and routed around it.
+            // This node sent nothing for longer than the node timeout (stopped, swapped out,
+            // frozen): the others may have declared it dead and routed around it.
             tracing::warn!(stalled_ms = silent_for.as_millis() as u64, "this node was stalled");
             shared.link_restored("node stalled");
         }
