@@ -348,7 +348,7 @@ impl ChatNode {
                 return Err(error);
             }
         };
-        connection.finish_sync(missed, |conv| sent.get(conv).copied().unwrap_or(0));
+        connection.finish_sync(missed, sent);
         tracing::debug!(user = %user, conn = conn_id, resumed, "session started");
         Ok(Session::new(self.clone(), connection, record.token_hash))
     }

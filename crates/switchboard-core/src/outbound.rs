@@ -5,7 +5,7 @@
 //! emptied and marked overflowed, and the transport closes the connection as a slow consumer:
 //! everything it missed is in the store and comes back when the client resumes with its cursors.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -39,6 +39,10 @@ struct QueueState {
     /// While the connection is catching up, live messages wait here so that they can be put
     /// after the missed ones and those already sent dropped.
     syncing: Option<Vec<SequencedFrame>>,
+    /// After the sync, per conversation, the newest seq it carried: a message committed before the
+    /// sync read the store can still be handed over live after the sync ended, and must not reach
+    /// the client twice. Sorted by conversation; empty for a user without conversations.
+    synced: Box<[(Box<str>, u64)]>,
     /// Room over the bounds granted to a sync's frames until they are written, so that a large
     /// catch-up does not count as a slow reader.
     sync_allowance_frames: usize,
@@ -102,7 +106,8 @@ impl Connection {
         true
     }
 
-    /// Queues a conversation message; while the connection syncs it is held back instead.
+    /// Queues a conversation message; while the connection syncs it is held back instead, and one
+    /// the sync carried already is dropped.
     pub fn push_message(&self, conv: &str, seq: u64, frame: WireFrame) -> bool {
         {
             let mut state = self.state.lock();
@@ -117,6 +122,11 @@ impl Connection {
                 self.ready.notify_one();
                 return false;
             }
+            if let Ok(index) = state.synced.binary_search_by(|(synced, _)| (**synced).cmp(conv)) {
+                if seq <= state.synced[index].1 {
+                    return true;
+                }
+            }
         }
         self.push(frame)
     }
@@ -128,10 +138,11 @@ impl Connection {
 
     /// Ends the sync: after what is queued already (the `session` answer and any events), queues
     /// the missed messages, then the held-back live ones that were not among them; from then on
-    /// live messages flow straight into the queue. `sent` tells, per conversation, the newest seq
-    /// the client now has. The sync may exceed the queue bound once: it is bounded by
-    /// `sync_limit_per_conv` instead.
-    pub fn finish_sync(&self, missed: Vec<WireFrame>, sent: impl Fn(&str) -> u64) {
+    /// live messages flow straight into the queue, but for those the sync covered. `sent` tells,
+    /// per conversation, the newest seq the client now has. The sync may exceed the queue bound
+    /// once: it is bounded by `sync_limit_per_conv` instead.
+    pub fn finish_sync(&self, missed: Vec<WireFrame>, sent: HashMap<String, u64>) {
+        let sent_of = |conv: &str| sent.get(conv).copied().unwrap_or(0);
         {
             let mut state = self.state.lock();
             let held = state.syncing.take().unwrap_or_default();
@@ -141,7 +152,7 @@ impl Connection {
                 state.frames.push_back(frame);
             }
             for item in held {
-                if item.seq > sent(&item.conv) {
+                if item.seq > sent_of(&item.conv) {
                     added += item.frame.len();
                     state.frames.push_back(item.frame);
                 }
@@ -149,6 +160,10 @@ impl Connection {
             state.bytes += added;
             state.sync_allowance_frames = state.frames.len();
             state.sync_allowance_bytes = state.bytes;
+            let mut synced: Vec<(Box<str>, u64)> =
+                sent.into_iter().filter(|&(_, seq)| seq > 0).map(|(conv, seq)| (conv.into_boxed_str(), seq)).collect();
+            synced.sort_unstable();
+            state.synced = synced.into_boxed_slice();
         }
         self.ready.notify_one();
     }
@@ -243,7 +258,7 @@ mod tests {
     fn a_large_sync_does_not_count_as_a_slow_reader() {
         let connection = Connection::new(1, "a".into(), 0, 2, 1 << 20);
         connection.begin_sync();
-        connection.finish_sync((0..5).map(|i| frame(&i.to_string())).collect(), |_| 0);
+        connection.finish_sync((0..5).map(|i| frame(&i.to_string())).collect(), HashMap::new());
         assert!(connection.push(frame("live")), "the sync's own size must not overflow the queue");
         let mut out = Vec::new();
         assert_eq!(connection.drain_into(&mut out, 10), QueueStatus::Open);
@@ -261,9 +276,13 @@ mod tests {
         connection.push(frame("event"));
         connection.push_message(conv, 5, frame("live-5"));
         connection.push_message(conv, 6, frame("live-6"));
-        connection.finish_sync(vec![frame("missed-4"), frame("missed-5")], |_| 5);
+        connection.finish_sync(vec![frame("missed-4"), frame("missed-5")], HashMap::from([(conv.to_owned(), 5)]));
         assert_eq!(drain(&connection), ["event", "missed-4", "missed-5", "live-6"]);
         connection.push_message(conv, 7, frame("live-7"));
         assert_eq!(drain(&connection), ["live-7"]);
+        // Committed before the sync read it, handed over live only after the sync ended.
+        connection.push_message(conv, 5, frame("late-5"));
+        connection.push_message("room:other", 1, frame("other-1"));
+        assert_eq!(drain(&connection), ["other-1"], "the sync carried seq 5 already");
     }
 }
