@@ -3,36 +3,211 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::metrics::{self, Scrape};
 use crate::report::{Histogram, Reasons};
 
-/// A client connection (plain `ws://`, no TLS).
-pub type WsStream = WebSocketStream<TcpStream>;
+/// How the load generator talks to a server.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Switchboard's JSON frames, one per WebSocket text message (`ws://host:port/ws`).
+    #[default]
+    Native,
+    /// The same JSON frames carried as one Socket.IO 4 event, `42["frame",{...}]`, over Engine.IO
+    /// v4 on a WebSocket (`ws://host:port/socket.io/?EIO=4&transport=websocket`): for the
+    /// Socket.IO peer server in `bench/peers`.
+    #[value(name = "socketio")]
+    SocketIo,
+}
+
+/// A client connection (plain `ws://`, no TLS): a WebSocket that yields and takes the native
+/// protocol's JSON frames as text messages whatever the [`Protocol`]. With [`Protocol::SocketIo`]
+/// it unwraps incoming `42["frame",{...}]` packets, wraps outgoing text messages, and answers
+/// Engine.IO pings (`2`) with pongs (`3`) while it is read; with [`Protocol::Native`] it passes
+/// everything straight through.
+pub struct WsStream {
+    inner: WebSocketStream<TcpStream>,
+    protocol: Protocol,
+    /// Engine.IO pongs not yet written.
+    pongs_due: u32,
+    /// Pongs written but not yet flushed.
+    flush_due: bool,
+}
+
+impl WsStream {
+    fn new(inner: WebSocketStream<TcpStream>, protocol: Protocol) -> Self {
+        WsStream { inner, protocol, pongs_due: 0, flush_due: false }
+    }
+
+    /// Sends a close frame (the WebSocket's own, whatever the protocol) and flushes it.
+    pub async fn close(&mut self, msg: Option<CloseFrame<'_>>) -> Result<(), tungstenite::Error> {
+        self.inner.close(msg).await
+    }
+
+    pub fn get_ref(&self) -> &TcpStream {
+        self.inner.get_ref()
+    }
+
+    pub fn get_mut(&mut self) -> &mut TcpStream {
+        self.inner.get_mut()
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Writes and flushes the pongs due, as far as the socket takes them now.
+    fn poll_pongs(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), tungstenite::Error>> {
+        while self.pongs_due > 0 {
+            ready!(Pin::new(&mut self.inner).poll_ready(cx))?;
+            Pin::new(&mut self.inner).start_send(Message::text(socketio::PONG))?;
+            self.pongs_due -= 1;
+            self.flush_due = true;
+        }
+        if self.flush_due {
+            ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+            self.flush_due = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Stream for WsStream {
+    type Item = Result<Message, tungstenite::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.protocol == Protocol::Native {
+            return Pin::new(&mut this.inner).poll_next(cx);
+        }
+        loop {
+            if let Poll::Ready(Err(error)) = this.poll_pongs(cx) {
+                return Poll::Ready(Some(Err(error)));
+            }
+            let text = match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(Message::Text(text))) => text,
+                other => return Poll::Ready(other),
+            };
+            match socketio::decode(text) {
+                socketio::Packet::Frame(frame) => return Poll::Ready(Some(Ok(Message::Text(frame)))),
+                socketio::Packet::Ping => this.pongs_due += 1,
+                socketio::Packet::Closed => return Poll::Ready(Some(Ok(Message::Close(None)))),
+                socketio::Packet::Other => {}
+            }
+        }
+    }
+}
+
+impl Sink<Message> for WsStream {
+    type Error = tungstenite::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        let item = match (this.protocol, item) {
+            (Protocol::SocketIo, Message::Text(text)) => Message::Text(socketio::encode(&text)),
+            (_, item) => item,
+        };
+        Pin::new(&mut this.inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
+/// Engine.IO v4 / Socket.IO 4 packets, as far as the load generator needs them: the native
+/// protocol's frames travel as the one argument of a `frame` event on the default namespace.
+pub mod socketio {
+    /// The path and query of a Socket.IO connection over a WebSocket from the start.
+    pub const PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+    /// Socket.IO CONNECT to the default namespace, without auth.
+    pub const CONNECT: &str = "40";
+    pub const PONG: &str = "3";
+    /// An EVENT packet named `frame`, up to its argument.
+    const FRAME_PREFIX: &str = "42[\"frame\",";
+
+    /// What one Engine.IO text message holds.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Packet {
+        /// A `frame` event: its argument, a native protocol frame.
+        Frame(String),
+        /// An Engine.IO ping, to be answered with [`PONG`].
+        Ping,
+        /// Engine.IO close (`1`), Socket.IO DISCONNECT (`41`) or CONNECT_ERROR (`44...`).
+        Closed,
+        /// Anything else (pongs, other events, the open and connect packets).
+        Other,
+    }
+
+    /// Reads a packet, reusing the message's buffer for a frame.
+    pub fn decode(mut text: String) -> Packet {
+        if text.len() > FRAME_PREFIX.len() && text.starts_with(FRAME_PREFIX) && text.ends_with(']') {
+            text.truncate(text.len() - 1);
+            text.drain(..FRAME_PREFIX.len());
+            return Packet::Frame(text);
+        }
+        match text.as_str() {
+            "2" => Packet::Ping,
+            "1" | "41" => Packet::Closed,
+            other if other.starts_with("44") => Packet::Closed,
+            _ => Packet::Other,
+        }
+    }
+
+    /// A native frame (a JSON object) as a `frame` event.
+    pub fn encode(frame: &str) -> String {
+        let mut packet = String::with_capacity(FRAME_PREFIX.len() + frame.len() + 1);
+        packet.push_str(FRAME_PREFIX);
+        packet.push_str(frame);
+        packet.push(']');
+        packet
+    }
+}
 
 /// The server to load: a `ws://host[:port]/path` URL, resolved once.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The WebSocket URL, as given.
+    /// The WebSocket URL connections open: as given, or for [`Protocol::SocketIo`] the Socket.IO
+    /// endpoint on the same host and port (unless the given URL already is one).
     pub url: String,
     /// `host:port` as written in the URL (the HTTP `Host`).
     pub authority: String,
     /// The resolved address every connection goes to.
     pub addr: SocketAddr,
+    /// How connections talk to it.
+    pub protocol: Protocol,
 }
 
 impl Target {
-    /// Parses and resolves a `ws://` URL.
+    /// Parses and resolves a `ws://` URL, for the native protocol.
     pub async fn resolve(url: &str) -> anyhow::Result<Self> {
+        Self::resolve_as(url, Protocol::Native).await
+    }
+
+    /// Parses and resolves a `ws://` URL, for `protocol`. `/metrics` is scraped from the same
+    /// host and port whatever the path.
+    pub async fn resolve_as(url: &str, protocol: Protocol) -> anyhow::Result<Self> {
         let (host, port) = split_ws_url(url)?;
         let addr = tokio::net::lookup_host((host.as_str(), port))
             .await
@@ -40,7 +215,13 @@ impl Target {
             .min_by_key(|addr| !addr.is_ipv4()) // prefer IPv4
             .with_context(|| format!("{host} has no address"))?;
         let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-        Ok(Target { url: url.to_string(), authority, addr })
+        let url = match protocol {
+            Protocol::SocketIo if !ws_url_path(url).starts_with("/socket.io/") => {
+                format!("ws://{authority}{}", socketio::PATH)
+            }
+            _ => url.to_string(),
+        };
+        Ok(Target { url, authority, addr, protocol })
     }
 
     /// The source addresses to spread connections over: `127.0.0.1` .. `127.0.0.<count>`, to get
@@ -58,6 +239,12 @@ impl Target {
         }
         Ok((1..=count).map(|last| Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last as u8)))).collect())
     }
+}
+
+/// The path (and query) of a `ws://` URL, empty if none.
+fn ws_url_path(url: &str) -> &str {
+    let rest = url.strip_prefix("ws://").unwrap_or(url);
+    rest.find(['/', '?', '#']).map_or("", |start| &rest[start..])
 }
 
 /// Splits `ws://host[:port][/path]` into host and port (default 80).
@@ -157,7 +344,40 @@ pub async fn open(target: &Target, source: Option<IpAddr>) -> Result<WsStream, F
     let (ws, _response) = tokio_tungstenite::client_async(target.url.as_str(), stream)
         .await
         .map_err(|error| Failure::new(Stage::Upgrade, ws_reason(&error)))?;
+    let mut ws = WsStream::new(ws, target.protocol);
+    if target.protocol == Protocol::SocketIo {
+        socketio_connect(&mut ws.inner).await?;
+    }
     Ok(ws)
+}
+
+/// The Socket.IO handshake on an open WebSocket: the server's Engine.IO open packet (`0{...}`),
+/// our CONNECT to the default namespace (`40`), the server's (`40{"sid":...}`).
+async fn socketio_connect(ws: &mut WebSocketStream<TcpStream>) -> Result<(), Failure> {
+    let failed = |reason: String| Failure::new(Stage::Upgrade, format!("socket.io: {reason}"));
+    let mut opened = false;
+    loop {
+        let text = match ws.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => return Err(failed("closed during the handshake".into())),
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(failed(ws_reason(&error))),
+        };
+        let reply = if text.starts_with('0') && !opened {
+            opened = true;
+            socketio::CONNECT
+        } else if text.starts_with(socketio::CONNECT) && opened {
+            return Ok(());
+        } else if text == "2" {
+            socketio::PONG
+        } else if text.starts_with("44") {
+            let reason: String = text.chars().skip(2).take(120).collect();
+            return Err(failed(format!("connect_error {reason}")));
+        } else {
+            continue;
+        };
+        ws.send(Message::text(reply)).await.map_err(|error| failed(ws_reason(&error)))?;
+    }
 }
 
 /// How to log in.
@@ -292,9 +512,27 @@ pub struct LoadArgs {
     /// Also print all figures as one JSON line on stdout (the human summary then goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// How clients talk to the servers: `native` (Switchboard's frames on the --url path) or
+    /// `socketio` (the same frames as Socket.IO events, for the Socket.IO peer in bench/peers;
+    /// the path becomes /socket.io/).
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    pub protocol: Protocol,
+    /// A Redis broker (`redis://host:port`) whose CPU (`INFO`: used_cpu_sys + used_cpu_user) is
+    /// read with the nodes' /metrics, so that the window's `server.broker_cpu_seconds` covers it.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
 }
 
 impl LoadArgs {
+    /// The `--url` nodes for `--protocol`, with the `--broker` to scrape alongside them.
+    pub async fn nodes(&self) -> anyhow::Result<Nodes> {
+        let mut nodes = Nodes::resolve_as(&self.urls, self.sources, self.protocol).await?;
+        if let Some(broker) = &self.broker {
+            nodes.broker = Some(metrics::redis_authority(broker)?);
+        }
+        Ok(nodes)
+    }
+
     /// `--user-prefix`, or `{scenario}-{tag}` with a tag that differs from run to run.
     pub fn prefix(&self, scenario: &str, connections: u64) -> anyhow::Result<String> {
         let prefix = self.user_prefix.clone().unwrap_or_else(|| format!("{scenario}-{}", run_tag()));
@@ -322,14 +560,21 @@ pub fn run_tag() -> String {
 pub struct Nodes {
     pub targets: Vec<Target>,
     sources: Vec<Vec<Option<IpAddr>>>,
+    /// `host:port` of a Redis broker scraped with the nodes by [`Nodes::scrape`].
+    pub broker: Option<String>,
 }
 
 impl Nodes {
+    /// The nodes of `urls`, for the native protocol.
     pub async fn resolve(urls: &[String], sources: u32) -> anyhow::Result<Self> {
+        Self::resolve_as(urls, sources, Protocol::Native).await
+    }
+
+    pub async fn resolve_as(urls: &[String], sources: u32, protocol: Protocol) -> anyhow::Result<Self> {
         let mut targets: Vec<Target> = Vec::with_capacity(urls.len());
         let mut per_target = Vec::with_capacity(urls.len());
         for url in urls {
-            let target = Target::resolve(url).await?;
+            let target = Target::resolve_as(url, protocol).await?;
             if let Some(other) = targets.iter().find(|other| other.addr == target.addr) {
                 bail!("{url} and {} are the same node ({})", other.url, target.addr);
             }
@@ -339,7 +584,25 @@ impl Nodes {
         if targets.is_empty() {
             bail!("no --url given");
         }
-        Ok(Nodes { targets, sources: per_target })
+        Ok(Nodes { targets, sources: per_target, broker: None })
+    }
+
+    /// Scrapes every node's /metrics and the broker's `INFO` at once: the nodes' scrapes in order,
+    /// then the broker's (marked as such, so that [`metrics::ServerDelta::between`] keeps its
+    /// CPU apart). A node that fails is `None`, with a warning naming `when`.
+    pub async fn scrape(&self, when: &str) -> Vec<Option<Scrape>> {
+        let broker = async {
+            let broker = self.broker.as_deref()?;
+            Some(metrics::scrape_redis(broker).await.unwrap_or_else(|error| {
+                eprintln!("warning: reading INFO of the broker {broker} {when} failed: {error:#}");
+                Scrape::broker_failed()
+            }))
+        };
+        let (mut scrapes, broker) = tokio::join!(metrics::scrape_nodes(&self.targets, when), broker);
+        if let Some(broker) = broker {
+            scrapes.push(Some(broker));
+        }
+        scrapes
     }
 
     pub fn len(&self) -> usize {
@@ -668,6 +931,93 @@ mod tests {
         assert_eq!(nodes.assign_sources(&[0, 1, 0, 1, 0]), [ip(1), ip(1), ip(2), ip(2), ip(1)]);
         let twice = [urls[0].clone(), "ws://127.0.0.1:1/other".to_string()];
         assert!(Nodes::resolve(&twice, 1).await.is_err());
+    }
+
+    #[test]
+    fn socketio_packets_wrap_native_frames() {
+        let frame = r#"{"type":"send","to":"b","text":"sb 1 2 3","ref":2}"#;
+        let packet = socketio::encode(frame);
+        assert_eq!(packet, format!(r#"42["frame",{frame}]"#));
+        assert_eq!(socketio::decode(packet), socketio::Packet::Frame(frame.to_string()));
+        assert_eq!(socketio::decode("2".into()), socketio::Packet::Ping);
+        assert_eq!(socketio::decode("41".into()), socketio::Packet::Closed);
+        assert_eq!(socketio::decode(r#"44{"message":"no"}"#.into()), socketio::Packet::Closed);
+        assert_eq!(socketio::decode("3".into()), socketio::Packet::Other);
+        assert_eq!(socketio::decode(r#"42["other",{}]"#.into()), socketio::Packet::Other);
+        assert_eq!(socketio::decode(r#"42["frame","#.into()), socketio::Packet::Other);
+    }
+
+    #[tokio::test]
+    async fn load_options_take_a_protocol_and_a_broker() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["bench", "--jwt-secret", "s"], args].concat());
+        let defaults = parse(&[]).unwrap().load;
+        assert_eq!((defaults.protocol, defaults.broker.as_deref()), (Protocol::Native, None));
+        let load =
+            parse(&["--protocol", "socketio", "--broker", "redis://127.0.0.1:16391", "--url", "ws://127.0.0.1:3/x"])
+                .unwrap()
+                .load;
+        assert_eq!(load.protocol, Protocol::SocketIo);
+        let nodes = load.nodes().await.unwrap();
+        assert_eq!(nodes.targets[0].url, "ws://127.0.0.1:3/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(nodes.broker.as_deref(), Some("127.0.0.1:16391"));
+        assert!(parse(&["--protocol", "grpc"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn socketio_targets_connect_to_the_socketio_path() {
+        let native = Target::resolve("ws://127.0.0.1:3000/ws").await.unwrap();
+        assert_eq!((native.url.as_str(), native.protocol), ("ws://127.0.0.1:3000/ws", Protocol::Native));
+        let socketio = Target::resolve_as("ws://127.0.0.1:3000/ws", Protocol::SocketIo).await.unwrap();
+        assert_eq!(socketio.url, "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(socketio.authority, "127.0.0.1:3000");
+        let bare = Target::resolve_as("ws://127.0.0.1:3000", Protocol::SocketIo).await.unwrap();
+        assert_eq!(bare.url, socketio.url);
+        let given = "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket&x=1";
+        assert_eq!(Target::resolve_as(given, Protocol::SocketIo).await.unwrap().url, given);
+    }
+
+    /// A stand-in Socket.IO server: the Engine.IO and Socket.IO handshakes, a ping, a `frame`
+    /// event each way.
+    #[tokio::test]
+    async fn socketio_connections_handshake_answer_pings_and_carry_frames() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            ws.send(Message::text(r#"0{"sid":"e","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#))
+                .await
+                .unwrap();
+            let mut texts = Vec::new();
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else { continue };
+                texts.push(text.clone());
+                match text.as_str() {
+                    "40" => {
+                        ws.send(Message::text(r#"40{"sid":"s"}"#)).await.unwrap();
+                        ws.send(Message::text("2")).await.unwrap();
+                        ws.send(Message::text(r#"42["frame",{"type":"hello","protocol":1}]"#)).await.unwrap();
+                    }
+                    "3" => {}
+                    _ => break,
+                }
+            }
+            texts
+        });
+        let target = Target::resolve_as(&format!("ws://127.0.0.1:{port}/ws"), Protocol::SocketIo).await.unwrap();
+        let mut ws = open(&target, None).await.unwrap();
+        assert_eq!(ws.protocol(), Protocol::SocketIo);
+        let hello = text_frame(ws.next().await).unwrap().unwrap();
+        assert_eq!(hello, r#"{"type":"hello","protocol":1}"#);
+        ws.send(Message::text(r#"{"type":"ping","ref":1}"#)).await.unwrap();
+        let texts = server.await.unwrap();
+        assert_eq!(texts, ["40", "3", r#"42["frame",{"type":"ping","ref":1}]"#]);
     }
 
     #[tokio::test]

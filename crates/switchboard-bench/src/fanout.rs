@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::frame::{self, Probe};
-use crate::client::{text_frame, Clock, Connector, Failure, LoadArgs, Nodes, Stage, Target, WsStream};
+use crate::client::{text_frame, Clock, Connector, Failure, LoadArgs, Stage, Target, WsStream};
 use crate::metrics::{self, ServerDelta};
 use crate::report::{self, Histogram, Latency, Reasons};
 
@@ -54,6 +54,8 @@ pub struct FanoutArgs {
     /// The room. Default: `fanout-{tag}` with a tag of this run (a fresh room every run).
     #[arg(long)]
     pub room: Option<String>,
+    #[command(flatten)]
+    pub floor: crate::floor::FloorOption,
 }
 
 impl FanoutArgs {
@@ -85,6 +87,8 @@ pub struct FanoutReport {
     pub join_events: u64,
     pub join_secs: f64,
     pub steps: Vec<StepReport>,
+    /// This machine's floor (the steps compare their server CPU with it).
+    pub floor: Option<crate::floor::FloorCost>,
     pub errors: BTreeMap<String, u64>,
     pub drops: BTreeMap<String, u64>,
     pub bench_rss_bytes: Option<u64>,
@@ -118,6 +122,9 @@ pub struct StepReport {
     pub ack_latency: Option<Latency>,
     pub server: ServerDelta,
     pub server_cpu_secs_per_million_deliveries: Option<f64>,
+    /// The same as a multiple of a delivery's socket work at the floor: one write, plus the send's
+    /// read and the ack's write shared by the `members − 1` deliveries.
+    pub server_cpu_floor_multiple: Option<f64>,
     pub bus_messages_per_delivery: Option<f64>,
     pub bench_cpu_secs: Option<f64>,
     pub bench_cpu_us_per_delivery: Option<f64>,
@@ -220,7 +227,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     if args.senders > args.members {
         bail!("--senders ({}) cannot exceed --members ({})", args.senders, args.members);
     }
-    let nodes = Nodes::resolve(&load.urls, load.sources).await?;
+    let floor = args.floor.cost().await?;
+    let nodes = load.nodes().await?;
     let members = u64::from(args.members);
     let prefix = load.prefix("fanout", members)?;
     let room = args.room.clone().unwrap_or_else(|| format!("fanout-{}", crate::client::run_tag()));
@@ -293,10 +301,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let mut windows: Vec<(ServerDelta, Option<f64>)> = Vec::with_capacity(rates.len());
     for step in 0..rates.len() {
         tokio::time::sleep_until(clock.instant(shared.steps.measure_from(start, step))).await;
-        let before = metrics::scrape_nodes(&nodes.targets, "at a window's start").await;
+        let before = nodes.scrape("at a window's start").await;
         let cpu_before = report::own_cpu_seconds();
         tokio::time::sleep_until(clock.instant(shared.steps.end(start, step))).await;
-        let after = metrics::scrape_nodes(&nodes.targets, "at a window's end").await;
+        let after = nodes.scrape("at a window's end").await;
         let cpu = report::own_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
         windows.push((ServerDelta::between(&before, &after), cpu));
     }
@@ -333,6 +341,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             let kept_up = sent as f64 >= rate * duration * KEPT_UP_SENT - f64::from(args.senders)
                 && delivered_ratio.is_some_and(|ratio| ratio >= KEPT_UP_DELIVERED)
                 && arrived_ratio.is_some_and(|ratio| ratio >= KEPT_UP_ARRIVED);
+            let cpu_per_million = server.cpu_per_million(server.deliveries.unwrap_or(arrived as f64));
+            let share = 1.0 / (members - 1) as f64;
             StepReport {
                 rate,
                 sent,
@@ -350,8 +360,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
                 kept_up,
                 latency: tally.latency.latency(),
                 ack_latency: tally.ack_latency.latency(),
-                server_cpu_secs_per_million_deliveries: server
-                    .cpu_per_million(server.deliveries.unwrap_or(arrived as f64)),
+                server_cpu_secs_per_million_deliveries: cpu_per_million,
+                server_cpu_floor_multiple: floor.and_then(|floor| floor.multiple(cpu_per_million, share, 1.0 + share)),
                 bus_messages_per_delivery: server.bus_per_delivery(),
                 server,
                 bench_cpu_secs: bench_cpu,
@@ -374,6 +384,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         join_events: shared.join_events.load(Ordering::Relaxed),
         join_secs: join_secs.as_secs_f64(),
         steps,
+        floor,
         errors: shared.errors.snapshot(),
         drops: shared.drops.snapshot(),
         bench_rss_bytes: bench_rss,
@@ -725,9 +736,10 @@ pub fn summary(report: &FanoutReport) -> String {
         let _ = writeln!(out, "    send -> ack      {}", report::latency_line(step.ack_latency.as_ref()));
         let _ = writeln!(
             out,
-            "    server CPU       {} s, {} s per million deliveries (all nodes); deliveries {}",
+            "    server CPU       {} s, {} s per million deliveries{} (all nodes); deliveries {}",
             num(step.server.cpu_seconds, ""),
             num(step.server_cpu_secs_per_million_deliveries, ""),
+            crate::floor::times(step.server_cpu_floor_multiple),
             report::or_na(step.server.deliveries, |value| format!("{value:.0}")),
         );
         let rss: Vec<String> =

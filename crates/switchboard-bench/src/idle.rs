@@ -57,6 +57,9 @@ pub struct IdleArgs {
     /// Also print all figures as one JSON line on stdout (the human summary then goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// How clients talk to the server: `native`, or `socketio` for the Socket.IO peer in bench/peers.
+    #[arg(long, value_enum, default_value_t = client::Protocol::Native)]
+    pub protocol: client::Protocol,
 }
 
 /// Everything `idle` measured; the `--json` line.
@@ -136,7 +139,7 @@ struct Shared {
 
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     client::check_user_prefix(&args.user_prefix, args.connections.saturating_sub(1).to_string().len().max(6))?;
-    let target = Target::resolve(&args.url).await?;
+    let target = Target::resolve_as(&args.url, args.protocol).await?;
     let sources = target.sources(args.sources)?;
     if let Some(limit) = crate::open_files_limit() {
         if limit < u64::from(args.connections) + 64 {

@@ -1,6 +1,7 @@
 //! Switchboard's load generator: `switchboard bench <scenario> [options]`.
 //!
-//! Each scenario lives in its own module ([`idle`], [`pm`], [`fanout`]); the shared pieces are
+//! Each scenario lives in its own module ([`idle`], [`pm`], [`fanout`], [`storm`], [`presence`],
+//! [`floor`]); the shared pieces are
 //! - [`client`]: parsing the target URL, opening WebSocket connections (optionally from one of
 //!   several loopback source addresses) and logging in, the options and connection handling of
 //!   the message scenarios, and reading the few fields they need from raw frames;
@@ -9,16 +10,24 @@
 //!   and formatting helpers.
 #![forbid(unsafe_code)]
 
+pub mod chart;
 pub mod client;
 pub mod fanout;
+pub mod floor;
 pub mod idle;
 pub mod metrics;
 pub mod pm;
+pub mod presence;
 pub mod report;
+pub mod storm;
 
+pub use chart::ChartArgs;
 pub use fanout::FanoutArgs;
+pub use floor::FloorArgs;
 pub use idle::IdleArgs;
 pub use pm::PmArgs;
+pub use presence::PresenceArgs;
+pub use storm::StormArgs;
 
 /// `switchboard bench <scenario>`.
 #[derive(clap::Args, Debug)]
@@ -39,6 +48,19 @@ pub enum Scenario {
     /// Members of one room, some of them sending at a total rate (or several stepped rates):
     /// deliveries per second, whether the rate is kept up, latency, server cost per delivery.
     Fanout(FanoutArgs),
+    /// Many clients drop at once and reconnect with their cursors while private messages keep
+    /// flowing: time until all have synced and recovered every missed message, lost and doubled
+    /// messages, server CPU of the storm.
+    Storm(StormArgs),
+    /// Users coming online and going offline at a rate, watched by connections with presence on:
+    /// how fast the watchers see it, missed events, server cost per event.
+    Presence(PresenceArgs),
+    /// This machine's floor: the CPU of bare socket writes and reads on many loopback TCP
+    /// connections, the kernel's share of every delivery, to compare the server's costs with.
+    Floor(FloorArgs),
+    /// No server: SVG charts (for docs/benchmarks.md) of the JSON lines the other scenarios print
+    /// with `--json`, as collected by scripts/bench-peers.sh.
+    Chart(ChartArgs),
 }
 
 /// Runs one scenario against a running server.
@@ -48,6 +70,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Idle(args) => idle::run(args).await,
         Scenario::Pm(args) => pm::run(args).await,
         Scenario::Fanout(args) => fanout::run(args).await,
+        Scenario::Storm(args) => storm::run(args).await,
+        Scenario::Presence(args) => presence::run(args).await,
+        Scenario::Floor(args) => floor::run(args).await,
+        Scenario::Chart(args) => chart::run(args),
     }
 }
 
@@ -158,5 +184,76 @@ mod tests {
         };
         assert_eq!(fanout.rates(), [7.0]);
         assert!(Cli::try_parse_from(["switchboard", "bench", "fanout", "--jwt-secret", "s", "--steps", "1,x"]).is_err());
+    }
+
+    fn bench(args: &[&str]) -> Result<Scenario, clap::Error> {
+        let argv = ["switchboard", "bench"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|Cli { command: Command::Bench(bench) }| bench.scenario)
+    }
+
+    #[test]
+    fn the_storm_scenario_parses_with_defaults() {
+        let Ok(Scenario::Storm(storm)) = bench(&["storm", "--jwt-secret", "s", "--clients", "18000", "--sources", "8"])
+        else {
+            panic!("not storm")
+        };
+        assert_eq!((storm.clients, storm.senders, storm.rate, storm.down_ms), (18000, 4, 500.0, 1000));
+        assert_eq!((storm.load.sources, storm.load.concurrency, storm.load.warmup_secs), (8, 128, 2));
+        assert!(bench(&["storm", "--jwt-secret", "s", "--clients", "0"]).is_err());
+        assert!(bench(&["storm", "--jwt-secret", "s", "--rate", "-1"]).is_err());
+    }
+
+    #[test]
+    fn the_presence_scenario_sizes_its_pool() {
+        let Ok(Scenario::Presence(presence)) =
+            bench(&["presence", "--jwt-secret", "s", "--url", "ws://127.0.0.1:1/ws", "--url", "ws://127.0.0.1:2/ws"])
+        else {
+            panic!("not presence")
+        };
+        assert_eq!((presence.watchers, presence.rate, presence.online_ms), (100, 20.0, 1000));
+        assert_eq!(presence.load.urls.len(), 2);
+        // 20 users/s, each online 1 s and reused 2 s later at the earliest.
+        assert_eq!(presence.pool(), 61);
+        assert!(!presence.floor.floor && presence.floor.floor_us.is_none());
+        let Ok(Scenario::Presence(presence)) = bench(&["presence", "--jwt-secret", "s", "--floor-us", "6.5"]) else {
+            panic!("not presence")
+        };
+        assert_eq!((presence.floor.floor_us, presence.floor.floor_read_us), (Some(6.5), None));
+        assert!(bench(&["presence", "--jwt-secret", "s", "--floor", "--floor-us", "6"]).is_err());
+        assert!(bench(&["presence", "--jwt-secret", "s", "--floor-read-us", "6"]).is_err());
+    }
+
+    #[test]
+    fn the_floor_scenario_needs_no_server() {
+        let Ok(Scenario::Floor(floor)) = bench(&["floor", "--size", "1024", "--json"]) else { panic!("not floor") };
+        assert_eq!((floor.connections, floor.size, floor.batch, floor.duration_secs), (1000, 1024, 8, 2));
+        assert!(floor.json);
+        assert!(bench(&["floor", "--batch", "1"]).is_err());
+        assert!(bench(&["floor", "--connections", "20000"]).is_err());
+    }
+
+    #[test]
+    fn the_chart_subcommand_takes_several_inputs() {
+        let Ok(Scenario::Chart(chart)) =
+            bench(&["chart", "--input", "a.jsonl", "--input", "b.jsonl", "--floor-us", "4.5"])
+        else {
+            panic!("not chart")
+        };
+        assert_eq!(chart.inputs, [std::path::PathBuf::from("a.jsonl"), "b.jsonl".into()]);
+        assert_eq!(
+            (chart.out_dir.to_str(), chart.floor_us, chart.system.as_str()),
+            (Some("docs/charts"), Some(4.5), "switchboard")
+        );
+        assert!(bench(&["chart"]).is_err());
+        assert!(bench(&["chart", "--input", "a.jsonl", "--floor-us", "0"]).is_err());
+        assert!(bench(&["chart", "--input", "a.jsonl", "--floor-read-us", "4"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_given_floor_is_taken_as_is() {
+        let given = floor::FloorOption { floor: false, floor_us: Some(6.0), floor_read_us: Some(5.0) };
+        let cost = given.cost().await.unwrap().unwrap();
+        assert_eq!((cost.write_us, cost.read_us), (6.0, 5.0));
+        assert!(floor::FloorOption::default().cost().await.unwrap().is_none());
     }
 }

@@ -16,9 +16,9 @@ use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::frame::{self, Probe};
-use crate::client::{text_frame, Clock, Connector, LoadArgs, Nodes, WsStream};
+use crate::client::{text_frame, Clock, Connector, LoadArgs, WsStream};
 use crate::metrics::{self, ServerDelta};
-use crate::report::{self, Histogram, Latency, Reasons};
+use crate::report::{self, BitSet, Histogram, Latency, Reasons};
 
 /// How long after the connect phase the first message goes out (every task is ready by then).
 const START_DELAY: Duration = Duration::from_millis(200);
@@ -37,6 +37,8 @@ pub struct PmArgs {
     /// i/rate seconds after pair 0).
     #[arg(long, default_value_t = 1000.0, value_parser = crate::positive_rate)]
     pub rate: f64,
+    #[command(flatten)]
+    pub floor: crate::floor::FloorOption,
 }
 
 /// Everything `pm` measured; the `--json` line. Message counts are of the messages sent within the
@@ -81,6 +83,10 @@ pub struct PmReport {
     /// The servers over the measured window, summed over the nodes.
     pub server: ServerDelta,
     pub server_cpu_secs_per_million_messages: Option<f64>,
+    /// This machine's floor, and the server's CPU per message as a multiple of a message's socket
+    /// work at the floor (one read and two writes: the send, the delivery, the ack).
+    pub floor: Option<crate::floor::FloorCost>,
+    pub server_cpu_floor_multiple: Option<f64>,
     pub bus_messages_per_delivery: Option<f64>,
     pub bench_cpu_secs: Option<f64>,
     pub bench_cpu_us_per_received_message: Option<f64>,
@@ -136,27 +142,6 @@ impl Shared {
     }
 }
 
-/// A set of small integers.
-#[derive(Debug, Default)]
-struct BitSet(Vec<u64>);
-
-impl BitSet {
-    /// Adds `i`; `false` if it was there already.
-    fn insert(&mut self, i: u32) -> bool {
-        let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
-        if word >= self.0.len() {
-            self.0.resize(word + 1, 0);
-        }
-        let new = self.0[word] & bit == 0;
-        self.0[word] |= bit;
-        new
-    }
-
-    fn contains(&self, i: u32) -> bool {
-        self.0.get((i / 64) as usize).is_some_and(|word| word & (1u64 << (i % 64)) != 0)
-    }
-}
-
 /// What a sender ends with.
 #[derive(Default)]
 struct Sent {
@@ -181,7 +166,8 @@ struct Received {
 
 pub async fn run(args: PmArgs) -> anyhow::Result<()> {
     let load = &args.load;
-    let nodes = Nodes::resolve(&load.urls, load.sources).await?;
+    let floor = args.floor.cost().await?;
+    let nodes = load.nodes().await?;
     let connections = 2 * u64::from(args.pairs);
     let prefix = load.prefix("pm", connections)?;
     if let Some(limit) = crate::open_files_limit() {
@@ -259,11 +245,9 @@ pub async fn run(args: PmArgs) -> anyhow::Result<()> {
     let progress = tokio::spawn(print_progress(shared.clone(), window, progress_rx));
 
     tokio::time::sleep_until(clock.instant(window.measure_from)).await;
-    let (before, cpu_before) =
-        (metrics::scrape_nodes(&nodes.targets, "at the window's start").await, report::own_cpu_seconds());
+    let (before, cpu_before) = (nodes.scrape("at the window's start").await, report::own_cpu_seconds());
     tokio::time::sleep_until(clock.instant(window.measure_to)).await;
-    let (after, cpu_after) =
-        (metrics::scrape_nodes(&nodes.targets, "at the window's end").await, report::own_cpu_seconds());
+    let (after, cpu_after) = (nodes.scrape("at the window's end").await, report::own_cpu_seconds());
     let bench_rss = report::own_rss_bytes();
 
     // Grace: until every message has its answer and every acknowledged one has arrived.
@@ -307,6 +291,8 @@ pub async fn run(args: PmArgs) -> anyhow::Result<()> {
     client_close(open).await;
 
     let server = ServerDelta::between(&before, &after);
+    // A message's socket work: read the send, write the delivery, write the ack.
+    let floor_multiple = floor.and_then(|floor| floor.multiple(server.cpu_per_million(sent as f64), 1.0, 2.0));
     let duration = load.duration_secs as f64;
     let bench_cpu = cpu_after.zip(cpu_before).map(|(after, before)| after - before);
     let arrived = shared.arrived_in_window.load(Ordering::Relaxed);
@@ -337,6 +323,8 @@ pub async fn run(args: PmArgs) -> anyhow::Result<()> {
         errors: shared.errors.snapshot(),
         drops: shared.drops.snapshot(),
         server_cpu_secs_per_million_messages: server.cpu_per_million(sent as f64),
+        server_cpu_floor_multiple: floor_multiple,
+        floor,
         bus_messages_per_delivery: server.bus_per_delivery(),
         server,
         bench_cpu_secs: bench_cpu,
@@ -596,9 +584,10 @@ pub fn summary(report: &PmReport) -> String {
     let _ = writeln!(out, "  send -> ack        {}", report::latency_line(report.ack_latency.as_ref()));
     let _ = writeln!(
         out,
-        "  server CPU         {} s in the window, {} s per million messages (all nodes)",
+        "  server CPU         {} s in the window, {} s per million messages{} (all nodes)",
         num(report.server.cpu_seconds, ""),
         num(report.server_cpu_secs_per_million_messages, ""),
+        crate::floor::times(report.server_cpu_floor_multiple),
     );
     let rss: Vec<String> =
         report.server.rss_bytes.iter().map(|rss| report::or_na(*rss, |rss| report::bytes(rss as f64))).collect();
@@ -630,16 +619,6 @@ pub fn summary(report: &PmReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bit_sets_tell_new_from_seen() {
-        let mut set = BitSet::default();
-        assert!(set.insert(3));
-        assert!(!set.insert(3));
-        assert!(set.insert(200));
-        assert!(set.contains(3) && set.contains(200));
-        assert!(!set.contains(4) && !set.contains(10_000));
-    }
 
     #[test]
     fn pairs_are_paced_evenly_until_the_window_ends() {

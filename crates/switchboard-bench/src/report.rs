@@ -161,14 +161,30 @@ pub fn own_rss_bytes() -> Option<u64> {
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat` (utime and stime,
 /// in clock ticks of 1/100 s).
 pub fn own_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(stat_cpu_ticks("/proc/self/stat")? as f64 / 100.0)
+}
+
+/// CPU time (user + system) the calling thread has used so far, in nanoseconds: the time on a CPU
+/// of `/proc/thread-self/schedstat` (nanosecond resolution), else utime + stime of
+/// `/proc/thread-self/stat` (10 ms resolution).
+pub fn thread_cpu_nanos() -> Option<u64> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok();
+    if let Some(nanos) = schedstat.and_then(|text| text.split_whitespace().next()?.parse().ok()) {
+        return Some(nanos);
+    }
+    Some(stat_cpu_ticks("/proc/thread-self/stat")? * 10_000_000)
+}
+
+/// utime + stime, in clock ticks of 1/100 s, of a `/proc/.../stat` file.
+fn stat_cpu_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
     let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
     // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
     // majflt, cmajflt, utime (14), stime (15).
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some(utime + stime)
 }
 
 /// Prints the human summary on stdout, or with `json` the summary on stderr and `report` as one
@@ -186,6 +202,37 @@ pub fn print<T: Serialize>(summary: &str, report: &T, json: bool) -> anyhow::Res
 /// `a / b` when `b` is positive.
 pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+/// A set of small integers (message seqs), one bit each.
+#[derive(Debug, Default, Clone)]
+pub struct BitSet(Vec<u64>);
+
+impl BitSet {
+    /// Adds `i`; `false` if it was there already.
+    pub fn insert(&mut self, i: u32) -> bool {
+        let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        let new = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        new
+    }
+
+    pub fn contains(&self, i: u32) -> bool {
+        self.0.get((i / 64) as usize).is_some_and(|word| word & (1u64 << (i % 64)) != 0)
+    }
+
+    /// Empties the set, keeping its memory.
+    pub fn clear(&mut self) {
+        self.0.iter_mut().for_each(|word| *word = 0);
+    }
+
+    /// How many of `from..=to` are in the set.
+    pub fn count_in(&self, from: u32, to: u32) -> u64 {
+        (from..=to).filter(|&i| self.contains(i)).count() as u64
+    }
 }
 
 /// Reasons (failures, errors, drops) counted by their text. Rare events: a mutex is fine.
@@ -228,6 +275,16 @@ pub fn write_reasons(out: &mut String, title: &str, reasons: &BTreeMap<String, u
     }
 }
 
+/// Appends the server errors and the connections lost, with a hint when the server's rate limit
+/// answered.
+pub fn write_errors_and_drops(out: &mut String, errors: &BTreeMap<String, u64>, drops: &BTreeMap<String, u64>) {
+    write_reasons(out, "server errors", errors);
+    write_reasons(out, "connections lost", drops);
+    if errors.contains_key("rate_limited") {
+        out.push_str("  (rate_limited: start the server with --rate-per-sec 1000000 --rate-burst 1000000)\n");
+    }
+}
+
 /// `p50 1.2 ms  p90 ...` or `n/a`.
 pub fn latency_line(latency: Option<&Latency>) -> String {
     match latency {
@@ -237,6 +294,22 @@ pub fn latency_line(latency: Option<&Latency>) -> String {
         ),
         None => "n/a (no samples)".to_string(),
     }
+}
+
+/// A value with two decimals and a unit (`1.25 ms`), or `n/a`.
+pub fn two_decimals(value: Option<f64>, unit: &str) -> String {
+    or_na(value, |value| format!("{value:.2}{unit}"))
+}
+
+/// Each node's RSS: `12.3 MiB, 11.0 MiB` (`n/a` for a node not scraped).
+pub fn rss_list(rss: &[Option<u64>]) -> String {
+    let each: Vec<String> = rss.iter().map(|rss| or_na(*rss, |rss| bytes(rss as f64))).collect();
+    each.join(", ")
+}
+
+/// A connect phase: `18004 in 7.72 s, handshake p50 ...`.
+pub fn connect_line(connections: u64, secs: f64, handshake: Option<&Latency>) -> String {
+    format!("{connections} in {secs:.2} s, handshake {}", latency_line(handshake))
 }
 
 /// `12.3 MiB`, `512 B`, `-1.5 MiB`.
@@ -308,7 +381,25 @@ mod tests {
     fn own_cpu_is_known_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(own_cpu_seconds().unwrap() >= 0.0);
+            let before = thread_cpu_nanos().unwrap();
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < Duration::from_millis(30) {}
+            assert!(thread_cpu_nanos().unwrap() > before);
         }
+    }
+
+    #[test]
+    fn bit_sets_tell_new_from_seen() {
+        let mut set = BitSet::default();
+        assert!(set.insert(3));
+        assert!(!set.insert(3));
+        assert!(set.insert(200));
+        assert!(set.contains(3) && set.contains(200));
+        assert!(!set.contains(4) && !set.contains(10_000));
+        assert_eq!(set.count_in(0, 300), 2);
+        assert_eq!(set.count_in(4, 199), 0);
+        set.clear();
+        assert!(!set.contains(3) && set.insert(3));
     }
 
     #[test]
@@ -316,6 +407,10 @@ mod tests {
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(4096.0), "4.0 KiB");
         assert_eq!(bytes(-3.0 * 1024.0 * 1024.0), "-3.0 MiB");
+        assert_eq!(rss_list(&[Some(2048), None]), "2.0 KiB, n/a");
+        assert_eq!(two_decimals(Some(1.0 / 3.0), " ms"), "0.33 ms");
+        assert_eq!(two_decimals(None, " ms"), "n/a");
+        assert_eq!(connect_line(3, 0.5, None), "3 in 0.50 s, handshake n/a (no samples)");
     }
 
     #[test]
