@@ -138,7 +138,7 @@ if [[ ${1:-} == table ]]; then
 fi
 
 SERVERS=${SERVERS:-switchboard ws socketio}
-SCENARIOS=${SCENARIOS:-idle fanout pm pm2 fanout2}
+SCENARIOS=${SCENARIOS:-floor idle fanout pm pm2 fanout2 pm2nats storm storm2 presence presence2}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-18000}
 IDLE_SOURCES=${IDLE_SOURCES:-8}
 IDLE_CONCURRENCY=${IDLE_CONCURRENCY:-128}
@@ -156,6 +156,12 @@ PM2_RATES=${PM2_RATES:-1000 4000}
 WARMUP_SECS=${WARMUP_SECS:-2}
 DURATION_SECS=${DURATION_SECS:-8}
 GRACE_SECS=${GRACE_SECS:-5}
+# Switchboard only (the peers keep no history to resume from): storm and presence.
+STORM_CLIENTS=${STORM_CLIENTS:-18000}
+STORM_RATE=${STORM_RATE:-1000}
+STORM_DOWN_MS=${STORM_DOWN_MS:-1000}
+PRESENCE_WATCHERS=${PRESENCE_WATCHERS:-1000}
+PRESENCE_RATES=${PRESENCE_RATES:-10 50}
 POSTGRES=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 RESULTS=${1:-bench/peers/results/peers-$(date +%Y%m%d-%H%M%S).jsonl}
 BIN=target/release/switchboard
@@ -199,16 +205,35 @@ start_redis() {
     REDIS_URL_OF_RUN=redis://127.0.0.1:$port
 }
 
-# Starts `nodes` (1 or 2) nodes of `server`; sets URLS (bench --url flags), PROTOCOL and BROKER.
-start_server() { # server nodes
+# A NATS server of our own on a free port; sets NATS_URL_OF_RUN.
+start_nats() {
+    local port
+    port=$(free_port)
+    nats-server -a 127.0.0.1 -p "$port" >"$LOGS/nats-$port.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+    NATS_URL_OF_RUN=nats://127.0.0.1:$port
+}
+
+# Starts `nodes` (1 or 2) nodes of `server` over a `bus_kind` (redis, or nats for Switchboard);
+# sets URLS (bench --url flags), PROTOCOL, BROKER and BUS_KIND.
+start_server() { # server nodes [bus_kind]
     local server=$1 nodes=$2 bus="" n port database
+    BUS_KIND=none
     URLS=()
     BROKER=()
     PROTOCOL=native
     if ((nodes > 1)); then
-        start_redis
-        bus=$REDIS_URL_OF_RUN
-        BROKER=(--broker "$bus")
+        BUS_KIND=${3:-redis}
+        if [[ $BUS_KIND == nats ]]; then
+            start_nats
+            bus=$NATS_URL_OF_RUN
+        else
+            start_redis
+            bus=$REDIS_URL_OF_RUN
+            # The bench reads Redis's own CPU (broker included); NATS's is not read.
+            BROKER=(--broker "$bus")
+        fi
     fi
     if [[ $server == switchboard && $nodes -gt 1 ]]; then
         database=bench_peers_$$_${#DATABASES[@]}
@@ -262,14 +287,14 @@ record() { # server case nodes args...
         echo "   (failed: $server $case)" >&2
         return 0
     fi
-    SERVER=$server CASE=$case NODES=$nodes LINE=$line LOAD=$load python3 -c '
+    SERVER=$server CASE=$case NODES=$nodes LINE=$line LOAD=$load BUS_KIND=${BUS_KIND:-none} python3 -c '
 import json, os, datetime
 report = json.loads(os.environ["LINE"])
 nodes = int(os.environ["NODES"])
 server = os.environ["SERVER"]
 store = {"switchboard": "sqlite" if nodes == 1 else "postgres"}.get(server, "none")
 tags = {"system": server, "case": os.environ["CASE"], "nodes": nodes, "store": store,
-        "bus": "redis" if nodes > 1 else "none", "loadavg_before": float(os.environ["LOAD"]),
+        "bus": os.environ["BUS_KIND"], "loadavg_before": float(os.environ["LOAD"]),
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 print(json.dumps({**tags, **report}))' >>"$RESULTS"
 }
@@ -284,7 +309,15 @@ echo "results: $RESULTS" >&2
 COMMON=(--jwt-secret "$SECRET" --warmup-secs "$WARMUP_SECS" --duration-secs "$DURATION_SECS" --grace-secs "$GRACE_SECS")
 
 for scenario in $SCENARIOS; do
+    if [[ $scenario == floor ]]; then
+        BUS_KIND=none
+        record machine "floor" 1 floor
+        continue
+    fi
     for server in $SERVERS; do
+        if [[ $server != switchboard && $scenario =~ ^(pm2nats|storm|storm2|presence|presence2)$ ]]; then
+            continue
+        fi
         case $scenario in
             idle)
                 start_server "$server" 1
@@ -317,7 +350,32 @@ for scenario in $SCENARIOS; do
                     --protocol "$PROTOCOL" "${COMMON[@]}" --members "$FANOUT2_MEMBERS" --senders "$FANOUT2_SENDERS" \
                     --steps "$FANOUT2_STEPS"
                 ;;
-            *) echo "unknown scenario $scenario (idle fanout pm pm2 fanout2)" >&2; exit 2 ;;
+            pm2nats)
+                start_server "$server" 2 nats
+                for rate in $PM2_RATES; do
+                    record "$server" "pm $PM2_PAIRS pairs @ $rate/s, 2 nodes, NATS" 2 pm "${URLS[@]}" \
+                        "${COMMON[@]}" --pairs "$PM2_PAIRS" --rate "$rate"
+                done
+                ;;
+            storm | storm2)
+                nodes=1
+                [[ $scenario == storm2 ]] && nodes=2
+                start_server "$server" "$nodes"
+                record "$server" "storm $STORM_CLIENTS clients, $nodes node(s)" "$nodes" storm "${URLS[@]}" "${BROKER[@]}" \
+                    --jwt-secret "$SECRET" --clients "$STORM_CLIENTS" --sources "$IDLE_SOURCES" --senders 4 \
+                    --rate "$STORM_RATE" --down-ms "$STORM_DOWN_MS" --duration-secs 5
+                ;;
+            presence | presence2)
+                nodes=1
+                [[ $scenario == presence2 ]] && nodes=2
+                start_server "$server" "$nodes"
+                for rate in $PRESENCE_RATES; do
+                    record "$server" "presence $PRESENCE_WATCHERS watchers @ $rate/s, $nodes node(s)" "$nodes" presence \
+                        "${URLS[@]}" "${BROKER[@]}" --jwt-secret "$SECRET" --watchers "$PRESENCE_WATCHERS" \
+                        --rate "$rate" --online-ms 2000 --duration-secs "$DURATION_SECS"
+                done
+                ;;
+            *) echo "unknown scenario $scenario (floor idle fanout pm pm2 fanout2 pm2nats storm storm2 presence presence2)" >&2; exit 2 ;;
         esac
         stop_all
     done

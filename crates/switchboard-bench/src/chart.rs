@@ -304,6 +304,11 @@ pub fn parse_line(line: &str, default_system: &str) -> Result<Option<Run>, Strin
     let case = match tags.case {
         Some(case) => match case.strip_prefix(&format!("{scenario} ")).map(str::trim) {
             Some(rest) if rest.parse::<f64>().is_ok() => own_case,
+            // "1000 pairs @ 4000/s, 1 node": the rate and nodes tell cases apart, and long labels
+            // run into each other under grouped bars.
+            Some(rest) if scenario == "pm" && rest.contains(" @ ") => {
+                rest.split_once(" @ ").map_or(rest, |(_, after)| after).to_string()
+            }
             Some(rest) if !rest.is_empty() => rest.to_string(),
             _ => case,
         },
