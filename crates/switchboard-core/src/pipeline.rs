@@ -33,7 +33,7 @@ pub struct Origin {
 
 pub(crate) async fn run_writer(shared: Arc<NodeShared>, mut pending: mpsc::Receiver<PendingMessage>) {
     let batch_max = shared.config.batch_max.max(1);
-    let mut messages: Vec<NewMessage> = Vec::with_capacity(batch_max);
+    let mut messages: Vec<NewMessage> = Vec::new();
     let mut meta: Vec<(Option<Origin>, Instant)> = Vec::with_capacity(batch_max);
     while let Some(first) = pending.recv().await {
         messages.push(first.message);
@@ -43,7 +43,10 @@ pub(crate) async fn run_writer(shared: Arc<NodeShared>, mut pending: mpsc::Recei
             messages.push(next.message);
             meta.push((next.origin, next.received_at));
         }
-        match shared.store.append(&messages).await {
+        // Handed to the store, which may write it on another thread; the next batch starts anew.
+        let batch = std::mem::take(&mut messages);
+        let batch_len = batch.len();
+        match shared.store.append(batch).await {
             Ok(outcomes) => {
                 shared.metrics.store_batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for (outcome, (origin, received_at)) in outcomes.iter().zip(meta.drain(..)) {
@@ -52,7 +55,7 @@ pub(crate) async fn run_writer(shared: Arc<NodeShared>, mut pending: mpsc::Recei
             }
             Err(error) => {
                 shared.metrics.store_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(%error, batch = messages.len(), "message batch not stored");
+                tracing::warn!(%error, batch = batch_len, "message batch not stored");
                 let error = ChatError::Store(error);
                 for (origin, _) in meta.drain(..) {
                     if let Some(origin) = origin {
@@ -61,7 +64,6 @@ pub(crate) async fn run_writer(shared: Arc<NodeShared>, mut pending: mpsc::Recei
                 }
             }
         }
-        messages.clear();
         meta.clear();
     }
     tracing::debug!("message pipeline drained");

@@ -76,8 +76,9 @@ pub trait Store: Send + Sync + 'static {
     /// in order. Each new message gets the next `seq` of its conversation (1, 2, 3... gap-free, in
     /// batch order). A message whose (sender, idempotency key) was stored before, in an earlier
     /// batch or earlier in this one, is not stored again: its outcome is `Duplicate` with the
-    /// original. On `Err` nothing of the batch is stored.
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>>;
+    /// original. On `Err` nothing of the batch is stored. The batch is handed over, so a store
+    /// that writes on another thread takes it along without copying every message.
+    async fn append(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<AppendOutcome>>;
     /// Messages with `seq > after`, ascending, at most `limit`.
     async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
     /// The newest `limit` messages with `seq < before` (all when `before` is None), ascending.

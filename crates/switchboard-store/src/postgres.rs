@@ -587,7 +587,7 @@ impl Store for PostgresStore {
         Ok(rooms)
     }
 
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>> {
+    async fn append(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<AppendOutcome>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

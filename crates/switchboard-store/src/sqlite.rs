@@ -745,11 +745,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>> {
+    async fn append(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<AppendOutcome>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = batch.to_vec();
         self.write(move |worker| match write_batch(worker, &batch) {
             Ok((outcomes, moved)) => {
                 if worker.heads.len() + moved.len() > MAX_CACHED_HEADS {

@@ -47,7 +47,7 @@ async fn two_nodes_appending_to_one_conversation_get_gap_free_unique_seqs() {
                             message
                         })
                         .collect();
-                    for outcome in node.append(&batch).await.unwrap() {
+                    for outcome in node.append(batch).await.unwrap() {
                         seen.push(stored(&outcome).clone());
                     }
                     sent += size;
@@ -122,7 +122,7 @@ async fn one_idempotency_key_sent_through_both_nodes_at_once_is_stored_once() {
                         in_room("lobby", "bob", &format!("r{round}-n{node_number}-s{sender}-after"), None),
                     ];
                     start.wait().await;
-                    node.append(&batch).await.unwrap()
+                    node.append(batch.to_vec()).await.unwrap()
                 }));
             }
         }
@@ -149,7 +149,7 @@ async fn one_idempotency_key_sent_through_both_nodes_at_once_is_stored_once() {
         assert_eq!(seqs(&lobby), (1..=lobby_total).collect::<Vec<_>>());
     }
     // And later, through either node, the key stays taken.
-    let again = nodes[1].append(&[dm("alice", "bob", "late retry", Some("key-0"))]).await.unwrap();
+    let again = nodes[1].append(vec![dm("alice", "bob", "late retry", Some("key-0"))]).await.unwrap();
     assert_eq!(duplicate(&again[0]).seq, 1);
     for node in nodes {
         node.close().await;
@@ -162,7 +162,7 @@ async fn nodes_starting_together_on_a_new_database_both_migrate() {
     let url = postgres.database.url();
     let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
     let (one, two) = (one.unwrap(), two.unwrap());
-    one.append(&[in_room("lobby", "alice", "from one", None)]).await.unwrap();
+    one.append(vec![in_room("lobby", "alice", "from one", None)]).await.unwrap();
     assert_eq!(texts_of(&two, "room:lobby").await, ["from one"]);
     one.close().await;
     two.close().await;
@@ -172,7 +172,7 @@ async fn nodes_starting_together_on_a_new_database_both_migrate() {
 async fn a_failed_batch_stores_nothing_and_gives_its_seqs_back() {
     let postgres = Postgres::new().await;
     let store = postgres.connect().await;
-    store.append(&[in_room("lobby", "alice", "one", None)]).await.unwrap();
+    store.append(vec![in_room("lobby", "alice", "one", None)]).await.unwrap();
 
     // Somebody takes seq 2 behind the store's back: the batch fails on the primary key, after
     // taking seqs and inserting the attic's message.
@@ -184,7 +184,7 @@ async fn a_failed_batch_stores_nothing_and_gives_its_seqs_back() {
     .await
     .unwrap();
     let batch = [in_room("attic", "alice", "lost", Some("k")), in_room("lobby", "alice", "two", None)];
-    match store.append(&batch).await {
+    match store.append(batch.to_vec()).await {
         Err(StoreError::Database(_)) => {}
         Err(error) => panic!("expected a database error, got {error}"),
         Ok(outcomes) => panic!("expected a database error, got {outcomes:?}"),
@@ -196,7 +196,7 @@ async fn a_failed_batch_stores_nothing_and_gives_its_seqs_back() {
 
     sqlx::query("DELETE FROM messages WHERE id = 'x'").execute(&other).await.unwrap();
     other.close().await;
-    let retried = store.append(&batch).await.unwrap();
+    let retried = store.append(batch.to_vec()).await.unwrap();
     assert_eq!(stored(&retried[0]).seq, 1);
     assert_eq!(stored(&retried[1]).seq, 2);
     assert_eq!(texts_of(&store, "room:lobby").await, ["one", "two"]);
@@ -209,7 +209,7 @@ async fn a_nul_character_is_stored_as_a_replacement_character() {
     let store = postgres.connect().await;
     let mut message = dm("alice", "bob", "a\0b", Some("k\0"));
     message.id = "id-nul".into();
-    let outcomes = store.append(&[message]).await.unwrap();
+    let outcomes = store.append(vec![message]).await.unwrap();
     assert_eq!(stored(&outcomes[0]).text, "a\u{FFFD}b");
     assert_eq!(texts_of(&store, "dm:alice:bob").await, ["a\u{FFFD}b"]);
     store.close().await;
@@ -253,6 +253,9 @@ async fn a_closed_store_is_unavailable() {
     store.health().await.unwrap();
     store.close().await;
     assert!(matches!(store.health().await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.append(&[in_room("lobby", "alice", "late", None)]).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.append(vec![in_room("lobby", "alice", "late", None)]).await,
+        Err(StoreError::Unavailable(_))
+    ));
     assert!(matches!(store.last_seq("room:lobby").await, Err(StoreError::Unavailable(_))));
 }

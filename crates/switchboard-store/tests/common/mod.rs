@@ -231,7 +231,7 @@ pub async fn append_concurrently(stores: &[Arc<dyn Store>], tasks: usize, batche
                         }
                     })
                     .collect();
-                for outcome in store.append(&batch).await.unwrap() {
+                for outcome in store.append(batch).await.unwrap() {
                     let message = stored(&outcome);
                     seen.push((message.conv.clone(), message.seq));
                 }
@@ -300,7 +300,7 @@ pub mod conformance {
     pub async fn seqs_are_gap_free_per_conversation_across_batches(fixture: &dyn Fixture) {
         let store = fixture.open().await;
         let first = store
-            .append(&[
+            .append(vec![
                 dm("alice", "bob", "m1", None),
                 in_room("lobby", "alice", "r1", None),
                 dm("bob", "alice", "m2", None),
@@ -317,7 +317,7 @@ pub mod conformance {
         );
 
         let second = store
-            .append(&[
+            .append(vec![
                 in_room("lobby", "carol", "r3", None),
                 dm("alice", "bob", "m3", None),
                 in_room("lobby", "alice", "r4", None),
@@ -325,7 +325,7 @@ pub mod conformance {
             .await
             .unwrap();
         assert_eq!(second.iter().map(|outcome| stored(outcome).seq).collect::<Vec<_>>(), [3, 3, 4]);
-        assert!(store.append(&[]).await.unwrap().is_empty());
+        assert!(store.append(vec![]).await.unwrap().is_empty());
 
         assert_eq!(seqs(&store.messages_after("dm:alice:bob", 0, 100).await.unwrap()), [1, 2, 3]);
         assert_eq!(seqs(&store.messages_after("room:lobby", 0, 100).await.unwrap()), [1, 2, 3, 4]);
@@ -348,11 +348,11 @@ pub mod conformance {
 
     pub async fn duplicate_idempotency_key_returns_the_original_and_consumes_no_seq(fixture: &dyn Fixture) {
         let store = fixture.open().await;
-        let first = store.append(&[dm("alice", "bob", "hello", Some("k1"))]).await.unwrap();
+        let first = store.append(vec![dm("alice", "bob", "hello", Some("k1"))]).await.unwrap();
         let original = stored(&first[0]).clone();
 
         let second = store
-            .append(&[
+            .append(vec![
                 dm("alice", "bob", "hello again", Some("k1")),
                 dm("alice", "bob", "no key", None),
                 dm("alice", "bob", "keyed", Some("k2")),
@@ -371,12 +371,12 @@ pub mod conformance {
 
         assert_eq!(texts_of(&*store, "dm:alice:bob").await, ["hello", "no key", "keyed", "same key, other sender"]);
         assert_eq!(store.last_seq("room:lobby").await.unwrap(), 0);
-        let third = store.append(&[dm("bob", "alice", "next", None)]).await.unwrap();
+        let third = store.append(vec![dm("bob", "alice", "next", None)]).await.unwrap();
         assert_eq!(stored(&third[0]).seq, 5);
 
         // A batch of nothing but duplicates, one of them of a message earlier in the batch.
         let fourth = store
-            .append(&[
+            .append(vec![
                 dm("alice", "bob", "k2 again", Some("k2")),
                 in_room("lobby", "carol", "new key", Some("k3")),
                 in_room("lobby", "carol", "new key again", Some("k3")),
@@ -388,7 +388,7 @@ pub mod conformance {
         assert_eq!(stored(&fourth[1]).seq, 1);
         assert_eq!(duplicate(&fourth[2]), stored(&fourth[1]));
         assert_eq!(duplicate(&fourth[3]), stored(&second[4]));
-        let fifth = store.append(&[dm("alice", "bob", "k2 once more", Some("k2"))]).await.unwrap();
+        let fifth = store.append(vec![dm("alice", "bob", "k2 once more", Some("k2"))]).await.unwrap();
         assert_eq!(duplicate(&fifth[0]), stored(&second[2]));
         assert_eq!(store.last_seq("dm:alice:bob").await.unwrap(), 5);
         assert_eq!(store.last_seq("room:lobby").await.unwrap(), 1);
@@ -408,7 +408,7 @@ pub mod conformance {
             assert!(store.create_room("lobby", "alice", 6).await.unwrap());
             assert!(store.add_member("lobby", "alice", 7).await.unwrap());
             store
-                .append(&[
+                .append(vec![
                     in_room("lobby", "alice", "one", Some("k1")),
                     in_room("lobby", "alice", "two", None),
                     dm("alice", "bob", "hi", None),
@@ -429,7 +429,7 @@ pub mod conformance {
         assert_eq!(store.last_seq("room:lobby").await.unwrap(), 2);
 
         let after = store
-            .append(&[
+            .append(vec![
                 in_room("lobby", "alice", "three", None),
                 in_room("lobby", "alice", "one retried", Some("k1")),
                 dm("bob", "alice", "back", None),
@@ -451,19 +451,19 @@ pub mod conformance {
         // Dropped without close, as after a crash of the process: committed appends survive.
         {
             let store = fixture.open().await;
-            store.append(&[in_room("lobby", "alice", "four", None)]).await.unwrap();
+            store.append(vec![in_room("lobby", "alice", "four", None)]).await.unwrap();
         }
         let store = fixture.open().await;
         assert_eq!(texts_of(&*store, "room:lobby").await, ["one", "two", "three", "four"]);
-        assert_eq!(stored(&store.append(&[in_room("lobby", "bob", "five", None)]).await.unwrap()[0]).seq, 5);
+        assert_eq!(stored(&store.append(vec![in_room("lobby", "bob", "five", None)]).await.unwrap()[0]).seq, 5);
         store.close().await;
     }
 
     pub async fn paging_stops_exactly_at_the_bounds(fixture: &dyn Fixture) {
         let store = fixture.open().await;
         let batch: Vec<NewMessage> = (1..=10).map(|n| in_room("lobby", "alice", &format!("m{n}"), None)).collect();
-        store.append(&batch).await.unwrap();
-        store.append(&[in_room("other", "alice", "elsewhere", None)]).await.unwrap();
+        store.append(batch).await.unwrap();
+        store.append(vec![in_room("other", "alice", "elsewhere", None)]).await.unwrap();
 
         let conv = "room:lobby";
         assert_eq!(seqs(&store.messages_after(conv, 0, 3).await.unwrap()), [1, 2, 3]);
@@ -496,7 +496,7 @@ pub mod conformance {
         store.add_member("lobby", "bob", 2).await.unwrap();
         store.add_member("quiet", "alice", 2).await.unwrap();
         store
-            .append(&[
+            .append(vec![
                 dm("alice", "bob", "a", None),
                 dm("bob", "alice", "bb", None),
                 dm("carol", "alice", "ccc", None),
@@ -533,12 +533,12 @@ pub mod conformance {
         // The newest message sets last_ts, also when it is older than the one before.
         let mut late = dm("bob", "alice", "late", None);
         late.ts = 500;
-        store.append(&[dm("alice", "bob", "on time", None), late]).await.unwrap();
+        store.append(vec![dm("alice", "bob", "on time", None), late]).await.unwrap();
         store.remove_member("lobby", "bob").await.unwrap();
         assert_eq!(store.conversations_of("bob").await.unwrap(), [record("dm:alice:bob", 4, 500, 0)]);
 
         // Byte order: '.', '-' and digits before '_', then letters.
-        store.append(&[dm("alice", "bo_b", "x", None), dm("alice", "bo.b", "y", None)]).await.unwrap();
+        store.append(vec![dm("alice", "bo_b", "x", None), dm("alice", "bo.b", "y", None)]).await.unwrap();
         store.add_member("quiet", "bo_b", 3).await.unwrap();
         let convs: Vec<String> =
             store.conversations_of("alice").await.unwrap().into_iter().map(|record| record.conv).collect();
@@ -654,7 +654,7 @@ pub mod conformance {
         let mut nul = in_room("lobby", "mallory", "nul \0 inside", Some("key \0"));
         nul.id = "id-nul".into();
         let outcomes = store
-            .append(&[in_room("lobby", "alice", "before", None), nul, in_room("lobby", "bob", "after", None)])
+            .append(vec![in_room("lobby", "alice", "before", None), nul, in_room("lobby", "bob", "after", None)])
             .await
             .unwrap();
         assert_eq!(outcomes.iter().map(|outcome| stored(outcome).seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -666,7 +666,7 @@ pub mod conformance {
         // Stored exactly by SQLite, as U+FFFD by PostgreSQL.
         assert!(texts[1] == "nul \0 inside" || texts[1] == "nul \u{FFFD} inside", "{:?}", texts[1]);
 
-        let again = store.append(&[in_room("lobby", "mallory", "retried", Some("key \0"))]).await.unwrap();
+        let again = store.append(vec![in_room("lobby", "mallory", "retried", Some("key \0"))]).await.unwrap();
         assert_eq!(duplicate(&again[0]), stored(&outcomes[1]));
         store.close().await;
     }
@@ -706,11 +706,11 @@ pub mod conformance {
     pub async fn sync_read_starts_after_the_cursor_else_the_read_marker(fixture: &dyn Fixture) {
         let store = fixture.open().await;
         store
-            .append(&[dm("amy", "bob", "1", None), dm("bob", "amy", "2", None), dm("amy", "bob", "3", None)])
+            .append(vec![dm("amy", "bob", "1", None), dm("bob", "amy", "2", None), dm("amy", "bob", "3", None)])
             .await
             .unwrap();
         store.add_member("lobby", "bob", 1).await.unwrap();
-        store.append(&[in_room("lobby", "amy", "r1", None), in_room("lobby", "amy", "r2", None)]).await.unwrap();
+        store.append(vec![in_room("lobby", "amy", "r1", None), in_room("lobby", "amy", "r2", None)]).await.unwrap();
         store.set_read("bob", "dm:amy:bob", 1).await.unwrap();
         let cursors = HashMap::from([("room:lobby".to_string(), 1), ("dm:amy:bob".to_string(), 99)]);
         let reads = store.sync_read("bob", &cursors, 10).await.unwrap();
