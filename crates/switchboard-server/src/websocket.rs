@@ -1,14 +1,16 @@
 //! One task per WebSocket connection.
 //!
 //! The task `select!`s over the socket becoming readable, the connection's outbound queue, a ping
-//! timer and shutdown. It reads with `try_read` into a stack buffer and keeps a heap buffer only
+//! timer and shutdown. It reads into a stack buffer and keeps a heap buffer only
 //! while a frame is incomplete, so an idle connection holds no read or write buffer at all.
 //! Queued frames are written together with one vectored write.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +18,7 @@ use switchboard_core::outbound::QueueStatus;
 use switchboard_core::{Flow, Session};
 use switchboard_protocol::ws::{DecodeError, Decoder, Incoming, WireFrame};
 use switchboard_protocol::{CloseCode, ErrorCode};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -26,7 +29,7 @@ const QUEUE_OVERFLOWED: &str = "outbound queue overflowed";
 
 /// Frames written with one vectored write at most.
 const WRITE_BATCH: usize = 64;
-/// Bytes read per `try_read` (on the stack, not kept).
+/// Bytes read per read call (on the stack, not kept).
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a connection ends.
@@ -262,23 +265,28 @@ impl Socket {
         }
     }
 
-    /// Reads whatever the socket has, without waiting.
+    /// Reads whatever the socket has, without waiting. Through `poll_read`, which marks the socket
+    /// drained after a short read: the next wait goes to epoll instead of a read that would only
+    /// say `WouldBlock`.
     fn read_available(&mut self) -> Result<(), End> {
         let mut chunk = [0u8; READ_CHUNK];
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         loop {
-            match self.stream.try_read(&mut chunk) {
-                Ok(0) => return Err(End::Gone),
-                Ok(read) => {
-                    self.pending.extend_from_slice(&chunk[..read]);
+            let mut buffer = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.stream).poll_read(&mut context, &mut buffer) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Err(End::Gone),
+                Poll::Ready(Ok(())) => {
+                    let read = buffer.filled().len();
+                    self.pending.extend_from_slice(buffer.filled());
                     self.last_heard = Instant::now();
                     self.ping_sent = false;
                     if read < READ_CHUNK {
                         return Ok(());
                     }
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(End::Gone),
+                Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(_)) => return Err(End::Gone),
             }
         }
     }

@@ -7,12 +7,19 @@
 //! The writer commits whatever queued up while it was busy in one transaction (group commit),
 //! each call inside its own savepoint, so a burst of logins or batches costs a few commits, and a
 //! call that fails rolls back only its own work. Every caller hears back only after the commit.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync of each) run on a
+//! thread of their own, so a commit does not wait for one: the writer only copies the few frames
+//! committed since the checkpointer's last pass once the WAL is long, so that its next transaction
+//! starts the WAL over. Should writes outpace the checkpointer anyway, the writer waits for a
+//! checkpoint of its own once the WAL is twice that long: the WAL file stays bounded.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -34,8 +41,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
 /// reread from the primary key.
 const MAX_CACHED_HEADS: usize = 100_000;
-/// 16 MB of 4 KiB pages.
-const WAL_CHECKPOINT_PAGES: u32 = 4096;
+/// 16 MB of 4 KiB pages: once the WAL is this long and checkpointed, it starts over.
+const WAL_RESTART_FRAMES: u64 = 4096;
+/// The WAL length (bytes) at which the writer stops to checkpoint it itself, waiting for the
+/// checkpointer and readers if need be.
+const WAL_HARD_LIMIT_BYTES: u64 = 2 * WAL_RESTART_FRAMES * 4096;
+/// How often the checkpointer copies the WAL into the database while writes go on: rarer
+/// checkpoints write a hot page once for many commits.
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(200);
 /// Bounds how long the first caller of a group commit waits for the ones behind it.
 const MAX_CALLS_PER_COMMIT: usize = 512;
 
@@ -63,12 +76,32 @@ struct Worker {
     moved_in_transaction: Vec<String>,
     /// Set by `close`: fold the WAL into the database file after this commit.
     checkpoint_requested: bool,
+    /// On the writer of a database file: tells the checkpointer there are new frames.
+    checkpointer: Option<CheckpointerLink>,
 }
 
 impl Worker {
     fn new(conn: Connection) -> Self {
-        Worker { conn, heads: HashMap::new(), moved_in_transaction: Vec::new(), checkpoint_requested: false }
+        Worker {
+            conn,
+            heads: HashMap::new(),
+            moved_in_transaction: Vec::new(),
+            checkpoint_requested: false,
+            checkpointer: None,
+        }
     }
+}
+
+/// The writer's side of the checkpointer thread.
+struct CheckpointerLink {
+    /// One pending nudge is enough: a checkpoint takes every frame committed before it starts.
+    nudge: mpsc::SyncSender<()>,
+    /// Set when the checkpointer has copied a long WAL: the writer copies what was committed since
+    /// (a few frames), which lets its next transaction start the WAL over.
+    restart_due: Arc<AtomicBool>,
+    /// The WAL file, whose length the writer watches: with `journal_size_limit` set, SQLite cuts it
+    /// back when it starts over, so its length is the WAL's since then.
+    wal_path: PathBuf,
 }
 
 /// A call queued for a store thread.
@@ -164,12 +197,17 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(setup)?;
         configure(&writer, options).map_err(setup)?;
         writer.pragma_update(None, "journal_mode", "WAL").map_err(setup)?;
-        // Checkpoints run on the writer when the WAL grows past this many pages: rarer, larger
-        // checkpoints write each hot page once per checkpoint rather than once per 4 MB.
-        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(setup)?;
+        // The checkpointer thread does it, off the commit path; the writer bounds the WAL itself.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(setup)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_RESTART_FRAMES * 4096).map_err(setup)?;
         migrate(&mut writer)?;
         let mut threads = Vec::new();
-        let writer_queue = spawn_writer(writer, &mut threads)?;
+        let checkpointer_conn = Connection::open(path).map_err(setup)?;
+        configure(&checkpointer_conn, options).map_err(setup)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let checkpointer = spawn_checkpointer(checkpointer_conn, PathBuf::from(wal_path), &mut threads)?;
+        let writer_queue = spawn_writer(writer, Some(checkpointer), &mut threads)?;
         // Opened after the writer switched the file to WAL, which is persistent: readers must not
         // try to change the journal mode themselves, as that needs an exclusive lock.
         let (reader_queue, calls) = mpsc::channel::<Box<dyn Call>>();
@@ -200,7 +238,7 @@ impl SqliteStore {
         configure(&conn, SqliteOptions::default()).map_err(setup)?;
         migrate(&mut conn)?;
         let mut threads = Vec::new();
-        let queue = spawn_writer(conn, &mut threads)?;
+        let queue = spawn_writer(conn, None, &mut threads)?;
         Ok(SqliteStore {
             writer: RwLock::new(Some(queue.clone())),
             reader: RwLock::new(Some(queue)),
@@ -284,9 +322,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn spawn_writer(conn: Connection, threads: &mut Vec<thread::JoinHandle<()>>) -> Result<Queue, StoreError> {
+fn spawn_writer(
+    conn: Connection,
+    checkpointer: Option<CheckpointerLink>,
+    threads: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<Queue, StoreError> {
     let (queue, calls) = mpsc::channel::<Box<dyn Call>>();
-    let worker = Worker::new(conn);
+    let mut worker = Worker::new(conn);
+    worker.checkpointer = checkpointer;
     let handle = thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || run_writer(worker, calls))
@@ -343,6 +386,72 @@ fn run_writer(mut worker: Worker, calls: mpsc::Receiver<Box<dyn Call>>) {
         }
         for answer in answers.drain(..) {
             answer.send(commit.as_ref().map(|_| ()));
+        }
+        // After the answers, so that no caller waits for it.
+        if let Some(checkpointer) = &worker.checkpointer {
+            let wal_bytes = std::fs::metadata(&checkpointer.wal_path).map_or(0, |meta| meta.len());
+            // RESTART waits (up to the busy timeout) for the checkpointer and for readers, so that
+            // the next transaction starts the WAL over.
+            let mode = if wal_bytes >= WAL_HARD_LIMIT_BYTES {
+                Some("RESTART")
+            } else if checkpointer.restart_due.swap(false, Ordering::Relaxed) {
+                Some("PASSIVE")
+            } else {
+                None
+            };
+            if let Some(mode) = mode {
+                let pragma = format!("PRAGMA wal_checkpoint({mode})");
+                if let Err(error) = worker.conn.query_row(&pragma, [], |_| Ok(())) {
+                    tracing::warn!(%error, mode, "wal checkpoint failed");
+                }
+            }
+            let _ = checkpointer.nudge.try_send(());
+        }
+    }
+}
+
+fn spawn_checkpointer(
+    conn: Connection,
+    wal_path: PathBuf,
+    threads: &mut Vec<thread::JoinHandle<()>>,
+) -> Result<CheckpointerLink, StoreError> {
+    let (nudge, nudges) = mpsc::sync_channel(1);
+    let restart_due = Arc::new(AtomicBool::new(false));
+    let link = CheckpointerLink { nudge, restart_due: restart_due.clone(), wal_path };
+    let handle = thread::Builder::new()
+        .name("sqlite-checkpointer".into())
+        .spawn(move || run_checkpointer(conn, &nudges, &restart_due))
+        .map_err(|error| StoreError::Setup(format!("cannot start a store thread: {error}")))?;
+    threads.push(handle);
+    Ok(link)
+}
+
+/// Copies committed frames into the database file while nudged, at most once per period; stops
+/// when the writer goes.
+fn run_checkpointer(conn: Connection, nudges: &mpsc::Receiver<()>, restart_due: &AtomicBool) {
+    let mut nudged = nudges.recv().is_ok();
+    while nudged {
+        // (busy, frames in the WAL, frames copied); busy: another checkpoint or a writer's lock.
+        let outcome = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)));
+        match outcome {
+            Ok((0, frames)) if frames as u64 >= WAL_RESTART_FRAMES => restart_due.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "wal checkpoint failed"),
+        }
+        // Nudges that come meanwhile count as one, taken once the period is over.
+        let period_end = Instant::now() + CHECKPOINT_PERIOD;
+        nudged = false;
+        loop {
+            let left = period_end.saturating_duration_since(Instant::now());
+            match nudges.recv_timeout(left) {
+                Ok(()) => nudged = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !nudged {
+            nudged = nudges.recv().is_ok();
         }
     }
 }

@@ -2,17 +2,27 @@
 //! binaries on PATH on free ports (so tests can kill and restart them), and a database of its own
 //! on the machine's PostgreSQL (created for the test, dropped after).
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before in this process: tests run
+/// side by side, and one that kills its broker leaves the port free until it starts it again, when
+/// another test's new broker must not have taken it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("free port");
+        if HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on `port` (bounded: a service that does not come
@@ -94,6 +104,8 @@ impl ServiceProcess {
             .unwrap_or_else(|error| panic!("cannot start {} (is it on PATH?): {error}", self.program));
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
+        let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+        assert!(exited.is_none(), "{} on port {} exited ({exited:?}): is the port taken?", self.name, self.port);
     }
 
     /// Kills the process (SIGKILL) and waits until it is gone.
