@@ -17,6 +17,8 @@ const INBOX_CAPACITY: usize = 65_536;
 #[derive(Default, Clone)]
 pub struct InProcessBroker {
     inner: Arc<RwLock<BrokerState>>,
+    /// Messages for nodes whose delivery is held (a test's slow node), in order.
+    held: Arc<Mutex<HashMap<String, Vec<BusEvent>>>>,
 }
 
 #[derive(Default)]
@@ -43,6 +45,41 @@ impl InProcessBroker {
             node_id: node_id.to_owned(),
             incoming: Mutex::new(Some(receiver)),
             counters: BusCounters::default(),
+        }
+    }
+
+    /// Holds back what is published to `node_id` until [`release`](Self::release): the node is as
+    /// slow as a test needs it to be, which is how tests open the windows between nodes.
+    pub fn hold(&self, node_id: &str) {
+        self.held.lock().entry(node_id.to_owned()).or_default();
+    }
+
+    /// Delivers what was held for `node_id`, in order, and stops holding.
+    pub fn release(&self, node_id: &str) {
+        let inbox = self.inner.read().inboxes.get(node_id).cloned();
+        let mut held = self.held.lock();
+        let Some(events) = held.remove(node_id) else { return };
+        let Some(inbox) = inbox else { return };
+        for event in events {
+            if inbox.try_send(event).is_err() {
+                tracing::warn!(node = node_id, "held bus message dropped: inbox full or gone");
+            }
+        }
+    }
+
+    /// Delivers one event to a node, or holds it.
+    fn deliver(&self, node_id: &str, inbox: &mpsc::Sender<BusEvent>, event: BusEvent) -> Result<(), BusError> {
+        let mut held = self.held.lock();
+        if let Some(events) = held.get_mut(node_id) {
+            if events.len() >= INBOX_CAPACITY {
+                return Err(BusError::Full { node: node_id.to_owned() });
+            }
+            events.push(event);
+            return Ok(());
+        }
+        match inbox.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(BusError::Full { node: node_id.to_owned() }),
         }
     }
 
@@ -77,7 +114,7 @@ impl Bus for InProcessBus {
     }
 
     async fn publish(&self, topic: Topic, payload: Bytes) -> Result<(), BusError> {
-        let targets: Vec<mpsc::Sender<BusEvent>> = {
+        let targets: Vec<(String, mpsc::Sender<BusEvent>)> = {
             let state = self.broker.inner.read();
             let Some(nodes) = state.subscribers.get(&topic) else {
                 return Ok(());
@@ -85,21 +122,18 @@ impl Bus for InProcessBus {
             nodes
                 .iter()
                 .filter(|node| **node != self.node_id)
-                .filter_map(|node| state.inboxes.get(node).cloned())
+                .filter_map(|node| state.inboxes.get(node).map(|inbox| (node.clone(), inbox.clone())))
                 .collect()
         };
         let mut full = None;
-        for target in targets {
+        for (node, inbox) in targets {
             let message =
                 BusMessage { from_node: self.node_id.clone(), topic: topic.clone(), payload: payload.clone() };
-            match target.try_send(BusEvent::Message(message)) {
+            match self.broker.deliver(&node, &inbox, BusEvent::Message(message)) {
                 Ok(()) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    full = Some(BusError::Full { node: format!("{topic:?}") });
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(error) => full = Some(error),
             }
         }
         match full {

@@ -46,6 +46,10 @@ pub enum BusHeader {
     NodeLeft,
     /// A user joined or left a room on another node: their connections here follow.
     Membership { user: String, room: String, joined: bool },
+    /// Asks every node to answer once it has handled what the sender published before it.
+    Fence { round: u64 },
+    /// The answer to a fence, to the node that sent it.
+    FenceAnswer { round: u64 },
 }
 
 /// What a node tells the cluster about itself, and what the gateway lists.
@@ -103,6 +107,11 @@ impl NodeDirectory {
             nodes.remove(id);
         }
         dead
+    }
+
+    /// Every node heard from and not expired, with or without a heartbeat yet.
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.lock().keys().cloned().collect()
     }
 
     pub fn remove(&self, node: &str) -> bool {

@@ -233,6 +233,10 @@ impl LocalHub {
     }
 
     /// Rooms with a listener here, for resubscribing after a bus reconnect.
+    pub fn has_listeners(&self, room: &str) -> bool {
+        self.rooms.read().get(room).is_some_and(|listeners| !listeners.is_empty())
+    }
+
     pub fn rooms_with_listeners(&self) -> Vec<Arc<str>> {
         self.rooms.read().keys().cloned().collect()
     }

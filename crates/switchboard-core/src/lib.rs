@@ -4,7 +4,8 @@
 //! - [`session`]: a logged-in connection; turns a checked request into work, as its user only.
 //! - [`pipeline`]: batches messages into the store, then fans each one out once it is durable.
 //! - [`hub`]: the connections on this node, by user and by room, and what they receive.
-//! - [`cluster`]: what crosses the bus to other nodes, and what comes back.
+//! - [`cluster`]: what crosses the bus to other nodes, and what comes back; [`fence`] makes a
+//!   login wait until the other nodes know of it, [`subscriptions`] keeps room topics in step.
 //! - [`outbound`]: each connection's bounded queue of encoded frames.
 //!
 //! Around it: [`node::ChatNode`] ties the parts together; [`auth`] (passwords, session tokens,
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod filter;
 pub mod hub;
 pub mod metrics;
@@ -27,6 +29,7 @@ pub mod popular;
 pub mod presence;
 pub mod ratelimit;
 pub mod session;
+pub mod subscriptions;
 
 pub use config::ChatConfig;
 pub use error::ChatError;

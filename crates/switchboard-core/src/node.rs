@@ -20,6 +20,7 @@ use crate::auth;
 use crate::cluster::{self, BusHeader, NodeDirectory, NodeInfo};
 use crate::config::ChatConfig;
 use crate::error::ChatError;
+use crate::fence::{self, Fences};
 use crate::filter::WordFilter;
 use crate::hub::LocalHub;
 use crate::metrics::ChatMetrics;
@@ -30,6 +31,7 @@ use crate::popular::PopularWords;
 use crate::presence::{PresenceChange, PresenceTable};
 use crate::ratelimit::{LoginThrottle, TokenBucket};
 use crate::session::Session;
+use crate::subscriptions::RoomSubscriptions;
 
 /// Bus publications waiting to go out; past this the oldest work is refused, not buffered.
 const BUS_OUTBOX_CAPACITY: usize = 65_536;
@@ -71,7 +73,10 @@ pub struct NodeShared {
     /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
     /// are asked to resume, since they may have missed what this node could not publish.
     /// When a bus publication last failed (ms), 0 if none since the link was last restored.
-    lost_publications: Arc<AtomicI64>,
+    pub(crate) lost_publications: Arc<AtomicI64>,
+    /// Rooms this node listens to on the bus.
+    pub(crate) room_subscriptions: Arc<RoomSubscriptions>,
+    pub(crate) fences: Fences,
     /// Whether another node has ever been heard from. Until then this node is a cluster of one and
     /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
     peers_seen: AtomicBool,
@@ -86,6 +91,7 @@ impl ChatNode {
         let (pipeline_sender, pipeline_receiver) = mpsc::channel(config.pipeline_capacity.max(1));
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
+        let (fences, fence_inbox) = Fences::new();
         let shared = Arc::new(NodeShared {
             filter: WordFilter::new(&config.bad_words),
             popular: PopularWords::new(config.popular_window_secs),
@@ -106,6 +112,8 @@ impl ChatNode {
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
+            room_subscriptions: Arc::new(RoomSubscriptions::default()),
+            fences,
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),
@@ -115,7 +123,9 @@ impl ChatNode {
             tokio::spawn(run_bus_publisher(shared.bus.clone(), bus_receiver, shared.lost_publications.clone()));
         let listener = tokio::spawn(run_bus_listener(Arc::downgrade(&shared), incoming));
         let upkeep = tokio::spawn(run_cluster_upkeep(Arc::downgrade(&shared)));
-        shared.tasks.lock().extend([publisher, listener, upkeep]);
+        let subscriptions = tokio::spawn(RoomSubscriptions::run(Arc::downgrade(&shared)));
+        let fences = tokio::spawn(fence::run_fences(Arc::downgrade(&shared), fence_inbox));
+        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences]);
         shared.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
         Ok(ChatNode { shared })
     }
@@ -329,7 +339,7 @@ impl ChatNode {
         connection.begin_sync();
         let registration = shared.hub.register(&connection, &rooms, options.presence);
         for room in &registration.rooms_changed {
-            shared.subscribe_room(room);
+            shared.room_listeners_changed(room);
         }
         shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
         shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -339,6 +349,7 @@ impl ChatNode {
         if options.presence {
             shared.push_online_list(&connection, None);
         }
+        shared.catch_up_with_cluster().await;
         let sync = shared.collect_sync(&user, &options.cursors).await;
         let (missed, sent) = match sync {
             Ok(sync) => sync,
@@ -477,24 +488,24 @@ impl NodeShared {
         self.metrics.bus_sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn subscribe_room(&self, room: &str) {
-        let bus = self.bus.clone();
-        let topic = Topic::Room(room.to_owned());
-        tokio::spawn(async move {
-            if let Err(error) = bus.subscribe(topic).await {
-                tracing::warn!(%error, "room subscription failed");
-            }
-        });
+    /// The room got its first listener here, or lost its last: its bus subscription follows.
+    pub(crate) fn room_listeners_changed(&self, room: &str) {
+        self.room_subscriptions.touch(room);
     }
 
-    pub(crate) fn unsubscribe_room(&self, room: &str) {
-        let bus = self.bus.clone();
-        let topic = Topic::Room(room.to_owned());
-        tokio::spawn(async move {
-            if let Err(error) = bus.unsubscribe(topic).await {
-                tracing::warn!(%error, "room unsubscription failed");
-            }
-        });
+    /// Before a new connection's sync read: once this returns, whatever another node commits
+    /// reaches this connection over the bus (its rooms are subscribed, and every live node has
+    /// applied its presence), so the sync and the live stream leave no gap between them.
+    async fn catch_up_with_cluster(&self) {
+        if !self.has_peers() {
+            return;
+        }
+        let wait = async {
+            tokio::join!(self.room_subscriptions.settled(), self.fences.pass());
+        };
+        if tokio::time::timeout(self.config.node_timeout, wait).await.is_err() {
+            tracing::warn!("the cluster did not catch up with a new connection in time; syncing anyway");
+        }
     }
 
     /// Fans a durable message out: to local connections (but the sending one) and to the other
@@ -631,7 +642,7 @@ impl NodeShared {
     pub(crate) fn end_connection(&self, connection: &Arc<Connection>) {
         let registration = self.hub.unregister(connection);
         for room in &registration.rooms_changed {
-            self.unsubscribe_room(room);
+            self.room_listeners_changed(room);
         }
         self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         self.local_presence_changed(&connection.user);
@@ -650,7 +661,7 @@ impl NodeShared {
         let users = self.presence.counts_of_node(&self.config.node_id);
         self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
         for room in self.hub.rooms_with_listeners() {
-            self.subscribe_room(&room);
+            self.room_listeners_changed(&room);
         }
         self.ask_clients_to_resume(i64::MAX);
     }
@@ -771,14 +782,15 @@ impl NodeShared {
             BusHeader::Heartbeat { .. } => {}
             BusHeader::NodeLeft => self.forget_node(from),
             BusHeader::Membership { user, room, joined } => {
-                if joined {
-                    if self.hub.join_room(&user, &room) {
-                        self.subscribe_room(&room);
-                    }
-                } else if self.hub.leave_room(&user, &room) {
-                    self.unsubscribe_room(&room);
+                let changed = if joined { self.hub.join_room(&user, &room) } else { self.hub.leave_room(&user, &room) };
+                if changed {
+                    self.room_listeners_changed(&room);
                 }
             }
+            BusHeader::Fence { round } => {
+                self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
+            }
+            BusHeader::FenceAnswer { round } => self.fences.answered(from, round),
             BusHeader::NodeJoined => {
                 let users = self.presence.counts_of_node(&self.config.node_id);
                 let header = BusHeader::PresenceSnapshot { users, since: now_millis() };

@@ -256,7 +256,7 @@ impl Session {
                 let left = ServerFrame::MemberLeft { room: &room, user: me }.encode();
                 shared.event_to_room(&room, &left, None);
                 if shared.hub.leave_room(me, &room) {
-                    shared.unsubscribe_room(&room);
+                    shared.room_listeners_changed(&room);
                 }
                 shared.publish_membership(me, &room, false);
                 self.reply(ServerFrame::Ok { reference, of: "leave" });
@@ -408,7 +408,7 @@ impl Session {
         let me: &str = &self.connection.user;
         let newly = shared.store.add_member(room, me, now_millis()).await?;
         if shared.hub.join_room(me, room) {
-            shared.subscribe_room(room);
+            shared.room_listeners_changed(room);
         }
         shared.publish_membership(me, room, true);
         if newly {

@@ -148,6 +148,8 @@ pub fn metric_value(body: &str, name: &str) -> Option<f64> {
 /// for fast tests (the fault tests use separate processes instead).
 pub struct TestCluster {
     pub nodes: Vec<TestServer>,
+    /// Their bus: tests hold a node's deliveries back with it.
+    pub broker: InProcessBroker,
 }
 
 impl TestCluster {
@@ -174,7 +176,7 @@ impl TestCluster {
                 .await;
             nodes.push(node);
         }
-        TestCluster { nodes }
+        TestCluster { nodes, broker }
     }
 
     /// The WebSocket URL of node `index` (0-based).

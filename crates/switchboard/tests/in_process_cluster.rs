@@ -74,3 +74,65 @@ async fn room_messages_reach_members_on_every_node_and_nodes_without_members_get
     let received_after = nodes[2].metric("switchboard_bus_messages_received_total").await;
     assert_eq!(received_after - received_before, 1.0, "n3 got the private message and nothing of the room");
 }
+
+/// Both nodes have heard from each other: each holds a user the other announced.
+async fn introduce(cluster: &TestCluster) -> (TestClient, TestClient) {
+    let mut on_n1 = TestClient::login_open(&cluster.url(0), "watcher1").await;
+    let mut on_n2 = TestClient::login_open(&cluster.url(1), "watcher2").await;
+    on_n1.next_about("user_online", "watcher2").await;
+    let online = on_n2.next_of_type("online").await;
+    assert_eq!(online["users"], json!(["watcher1", "watcher2"]), "n2 knows of n1's user: {online}");
+    (on_n1, on_n2)
+}
+
+async fn holds_connection_of(server: &switchboard_testkit::TestServer, user: &str) -> bool {
+    server.node().connections().iter().any(|connection| &*connection.user == user)
+}
+
+/// A login on n2 reads its sync while n1 may not have heard of it yet: n1 would then route a
+/// message committed after that read nowhere. The login waits until n1 has caught up instead.
+#[tokio::test]
+async fn a_login_misses_nothing_committed_on_a_node_that_has_not_heard_of_it_yet() {
+    let cluster = TestCluster::start(2).await;
+    let (_watcher1, _watcher2) = introduce(&cluster).await;
+    let mut alice = TestClient::login_open_quiet(&cluster.url(0), "alice").await;
+    cluster.broker.hold("n1");
+    let n2_url = cluster.url(1);
+    let login =
+        tokio::spawn(
+            async move { TestClient::login_with(&n2_url, json!({"type": "login_open", "username": "bob"})).await },
+        );
+    switchboard_testkit::eventually("n2 holds bob's connection", switchboard_testkit::WAIT, || {
+        holds_connection_of(&cluster.nodes[1], "bob")
+    })
+    .await;
+    let ack = alice.request(json!({"type": "send", "to": "bob", "text": "while n1 lagged"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    cluster.broker.release("n1");
+
+    let mut bob = login.await.unwrap();
+    let message = bob.next_of_type("message").await;
+    assert_eq!(message["text"], "while n1 lagged");
+    assert_eq!(message["seq"], ack["seq"]);
+    let again = alice.request(json!({"type": "send", "to": "bob", "text": "after"})).await;
+    let next = bob.next_of_type("message").await;
+    assert_eq!(next["seq"], again["seq"], "the first message came once, then the live one: {next}");
+}
+
+/// A node that never answers (stuck, but still heard from) delays logins elsewhere by the node
+/// timeout at most, not for ever.
+#[tokio::test]
+async fn a_node_that_never_answers_does_not_stop_logins_elsewhere() {
+    let cluster = TestCluster::start_with(2, |config| {
+        config.heartbeat_interval = std::time::Duration::from_millis(200);
+        config.node_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let (_watcher1, _watcher2) = introduce(&cluster).await;
+    cluster.broker.hold("n1");
+    let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
+    assert_eq!(bob.session["node"], "n2");
+    let sync = bob.next_of_type("sync").await;
+    assert_eq!(sync["conversations"], json!([]), "{sync}");
+    cluster.broker.release("n1");
+}
