@@ -493,6 +493,16 @@ impl NodeShared {
         self.room_subscriptions.touch(room);
     }
 
+    /// Returns once the room subscriptions asked for so far are in place on the bus.
+    pub(crate) async fn room_subscriptions_settled(&self) {
+        if !self.has_peers() {
+            return;
+        }
+        if tokio::time::timeout(self.config.node_timeout, self.room_subscriptions.settled()).await.is_err() {
+            tracing::warn!("room subscriptions did not settle in time");
+        }
+    }
+
     /// Before a new connection's sync read: once this returns, whatever another node commits
     /// reaches this connection over the bus (its rooms are subscribed, and every live node has
     /// applied its presence), so the sync and the live stream leave no gap between them.

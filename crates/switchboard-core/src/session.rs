@@ -415,6 +415,9 @@ impl Session {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
             shared.event_to_room(room, &joined, None);
         }
+        // Subscribed before the history read: a room message committed elsewhere after the read
+        // reaches this node.
+        shared.room_subscriptions_settled().await;
         let conv = ConvId::room(room).to_string();
         let history = shared.store.messages_before(&conv, None, shared.config.join_history).await?;
         if newly {
