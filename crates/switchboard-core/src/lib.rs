@@ -8,7 +8,10 @@
 //!   login wait until the other nodes know of it, [`subscriptions`] keeps room topics in step.
 //! - [`outbound`]: each connection's bounded queue of encoded frames.
 //!
-//! Around it: [`node::ChatNode`] ties the parts together; [`auth`] (passwords, session tokens,
+//! - `delivery`: where a durable message or an event goes, here and on other nodes; `link`: this
+//!   node's side of the bus (publications, what it hears, heartbeats, dead nodes).
+//!
+//! Around it: [`node::ChatNode`] holds the parts together and `login` lets connections in; [`auth`] (passwords, session tokens,
 //! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
 //! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
 //! [`metrics`]; [`config`]; [`error`].
@@ -17,10 +20,13 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+mod delivery;
 pub mod error;
 pub mod fence;
 pub mod filter;
 pub mod hub;
+mod link;
+mod login;
 pub mod metrics;
 pub mod node;
 pub mod outbound;

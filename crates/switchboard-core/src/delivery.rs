@@ -1,0 +1,112 @@
+//! Where a durable message or an event goes: local connections and the other nodes that hold a
+//! recipient; presence changes and who hears of them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use switchboard_bus::Topic;
+use switchboard_protocol::event::ServerFrame;
+use switchboard_protocol::ws::WireFrame;
+use switchboard_store::StoredMessage;
+
+use crate::cluster::BusHeader;
+use crate::node::NodeShared;
+use crate::now_millis;
+use crate::outbound::{ConnId, Connection};
+use crate::pipeline;
+use crate::presence::PresenceChange;
+
+impl NodeShared {
+    /// Fans a durable message out: to local connections (but the sending one) and to the other
+    /// nodes that need it. Returns the number of local connections reached.
+    pub(crate) fn fan_out(&self, message: &StoredMessage, skip: Option<ConnId>) -> usize {
+        let view = pipeline::view_of(message);
+        let frame = ServerFrame::Message(&view).encode();
+        let conv = message.conv.as_str();
+        let me = self.config.node_id.as_str();
+        if let Some(room) = &message.room {
+            let reached = self.hub.deliver_to_room(room, conv, message.seq, &frame, skip);
+            if self.has_peers() {
+                let header =
+                    BusHeader::RoomMessage { room: room.clone(), conv: message.conv.clone(), seq: message.seq };
+                self.publish(Topic::Room(room.clone()), &header, Some(&frame));
+            }
+            return reached;
+        }
+        let Some(recipient) = &message.recipient else {
+            return 0;
+        };
+        let sender = &message.sender;
+        let mut reached = self.hub.deliver_to_user(recipient, conv, message.seq, &frame, skip);
+        if recipient != sender {
+            reached += self.hub.deliver_to_user(sender, conv, message.seq, &frame, skip);
+        }
+        let mut nodes = self.presence.remote_nodes_of(recipient, me);
+        nodes.extend(self.presence.remote_nodes_of(sender, me));
+        nodes.sort();
+        nodes.dedup();
+        for node in nodes {
+            let header = BusHeader::UserMessage {
+                users: vec![recipient.clone(), sender.clone()],
+                conv: message.conv.clone(),
+                seq: message.seq,
+            };
+            self.publish(Topic::Node(node.to_string()), &header, Some(&frame));
+        }
+        reached
+    }
+
+    /// Sends an event to a user's connections here (but `skip`) and on the other nodes holding them.
+    pub(crate) fn event_to_user(&self, user: &str, frame: &WireFrame, skip: Option<ConnId>) {
+        self.hub.event_to_user(user, frame, skip);
+        for node in self.presence.remote_nodes_of(user, &self.config.node_id) {
+            let header = BusHeader::UserEvent { users: vec![user.to_owned()] };
+            self.publish(Topic::Node(node.to_string()), &header, Some(frame));
+        }
+    }
+
+    /// Sends an event to a room's connections here and on other nodes, except `skip_user`'s.
+    pub(crate) fn event_to_room(&self, room: &str, frame: &WireFrame, skip_user: Option<&str>) {
+        self.hub.event_to_room(room, frame, skip_user);
+        let header = BusHeader::RoomEvent { room: room.to_owned(), skip_user: skip_user.map(str::to_owned) };
+        self.publish(Topic::Room(room.to_owned()), &header, Some(frame));
+    }
+
+    /// Records this node's connection count for a user and tells everyone who cares.
+    pub(crate) fn local_presence_changed(&self, user: &str) {
+        let count = self.hub.connections_of(user).len() as u32;
+        let now = now_millis();
+        let change = self.presence.set(&self.config.node_id, user, count, now);
+        let since = self.presence.info(user).map_or(now, |info| info.since);
+        self.publish(Topic::Cluster, &BusHeader::Presence { user: user.to_owned(), connections: count, since }, None);
+        self.announce_presence(user, change);
+    }
+
+    pub(crate) fn announce_presence(&self, user: &str, change: PresenceChange) {
+        let frame = match change {
+            PresenceChange::CameOnline => ServerFrame::UserOnline { user }.encode(),
+            PresenceChange::WentOffline => ServerFrame::UserOffline { user }.encode(),
+            PresenceChange::Unchanged => return,
+        };
+        self.hub.event_to_presence_watchers(&frame);
+    }
+
+    /// Takes a connection out of the node and updates presence.
+    pub(crate) fn end_connection(&self, connection: &Arc<Connection>) {
+        let registration = self.hub.unregister(connection);
+        for room in &registration.rooms_changed {
+            self.room_listeners_changed(room);
+        }
+        self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        self.local_presence_changed(&connection.user);
+        connection.close();
+    }
+
+    /// Publishes a membership change to the other nodes holding the user's connections.
+    pub(crate) fn publish_membership(&self, user: &str, room: &str, joined: bool) {
+        for node in self.presence.remote_nodes_of(user, &self.config.node_id) {
+            let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined };
+            self.publish(Topic::Node(node.to_string()), &header, None);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! This node's link to the others over the bus: what it publishes, what it hears, heartbeats and
+//! dead nodes, and what a broken link costs the clients.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use switchboard_bus::{Bus, BusEvent, BusMessage, Topic};
+use switchboard_protocol::ws::WireFrame;
+use tokio::sync::mpsc;
+
+use crate::cluster::{self, BusHeader};
+use crate::node::NodeShared;
+use crate::now_millis;
+use crate::presence::PresenceChange;
+
+/// How far apart two nodes' clocks may be, for comparing one node's times with another's.
+const CLOCK_SKEW_MARGIN_MS: i64 = 250;
+
+impl NodeShared {
+    pub(crate) fn publish(&self, topic: Topic, header: &BusHeader, frame: Option<&WireFrame>) {
+        if !self.has_peers() && !matches!(header, BusHeader::NodeJoined | BusHeader::LinkRestored { .. }) {
+            return;
+        }
+        let payload = cluster::encode(header, frame.map(|f| f.payload()).as_ref());
+        if self.bus_outbox.try_send((topic, payload)).is_err() {
+            tracing::warn!("bus outbox full, publication dropped");
+            return;
+        }
+        self.metrics.bus_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The room got its first listener here, or lost its last: its bus subscription follows.
+    pub(crate) fn room_listeners_changed(&self, room: &str) {
+        self.room_subscriptions.touch(room);
+    }
+
+    /// Returns once the room subscriptions asked for so far are in place on the bus.
+    pub(crate) async fn room_subscriptions_settled(&self) {
+        if !self.has_peers() {
+            return;
+        }
+        if tokio::time::timeout(self.config.node_timeout, self.room_subscriptions.settled()).await.is_err() {
+            tracing::warn!("room subscriptions did not settle in time");
+        }
+    }
+
+    /// After this node's link to the cluster was interrupted (bus outage, or the node stalled):
+    /// announce it (others answer with their presence and tell their own clients to resume), and
+    /// tell local clients to resume, so that whatever crossed the bus meanwhile comes back to them
+    /// from the store.
+    pub(crate) fn link_restored(&self, cause: &'static str) {
+        tracing::info!(node = %self.config.node_id, cause, "cluster link restored");
+        let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
+        let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
+        self.publish(Topic::Cluster, &header, None);
+        let users = self.presence.counts_of_node(&self.config.node_id);
+        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
+        for room in self.hub.rooms_with_listeners() {
+            self.room_listeners_changed(&room);
+        }
+        self.ask_clients_to_resume(i64::MAX);
+    }
+
+    /// Messages that crossed the bus while a link was down never reached these connections: the
+    /// store has them, and a resume with cursors brings them back exactly once. Connections that
+    /// logged in after `missed_until` (ms) read those messages in their sync already.
+    pub(crate) fn ask_clients_to_resume(&self, missed_until: i64) {
+        let connections = self.hub.all_connections();
+        let mut asked = 0;
+        for connection in connections {
+            if connection.connected_at <= missed_until {
+                connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+                asked += 1;
+            }
+        }
+        tracing::info!(connections = asked, "asking clients to resume after a cluster link outage");
+    }
+
+    /// Forgets a node and everything it held; its users go offline unless online elsewhere.
+    pub(crate) fn forget_node(&self, node: &str) {
+        self.directory.remove(node);
+        let gone = self.presence.remove_node(node);
+        tracing::info!(node, users = gone.len(), "node gone");
+        for user in gone {
+            self.announce_presence(&user, PresenceChange::WentOffline);
+        }
+    }
+
+    pub(crate) fn handle_bus_message(&self, message: BusMessage) {
+        self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
+        self.peers_seen.store(true, Ordering::Relaxed);
+        let from = message.from_node.as_str();
+        self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
+        let Some((header, frame_bytes)) = cluster::decode(&message.payload) else {
+            tracing::warn!(from = %message.from_node, "undecodable bus message dropped");
+            return;
+        };
+        let frame = || WireFrame::text(&frame_bytes);
+        let info = match &header {
+            BusHeader::Heartbeat { info } => Some(info.clone()),
+            _ => None,
+        };
+        if matches!(
+            header,
+            BusHeader::UserMessage { .. }
+                | BusHeader::RoomMessage { .. }
+                | BusHeader::UserEvent { .. }
+                | BusHeader::RoomEvent { .. }
+                | BusHeader::Membership { .. }
+        ) {
+            self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
+        }
+        let is_new = self.directory.heard(from, info, Instant::now());
+        if is_new
+            && !matches!(
+                header,
+                BusHeader::NodeJoined
+                    | BusHeader::LinkRestored { .. }
+                    | BusHeader::NodeLeft
+                    | BusHeader::PresenceSnapshot { .. }
+            )
+        {
+            // A node we did not know (new to us, or back after we declared it dead): ask for its
+            // users.
+            tracing::info!(node = from, "node appeared");
+            self.publish(Topic::Node(from.to_owned()), &BusHeader::NodeJoined, None);
+        }
+        match header {
+            BusHeader::UserMessage { users, conv, seq } => {
+                let frame = frame();
+                let mut reached = 0;
+                for user in users.iter().collect::<std::collections::BTreeSet<_>>() {
+                    reached += self.hub.deliver_to_user(user, &conv, seq, &frame, None);
+                }
+                self.metrics.deliveries.fetch_add(reached as u64, Ordering::Relaxed);
+            }
+            BusHeader::RoomMessage { room, conv, seq } => {
+                let reached = self.hub.deliver_to_room(&room, &conv, seq, &frame(), None);
+                self.metrics.deliveries.fetch_add(reached as u64, Ordering::Relaxed);
+            }
+            BusHeader::UserEvent { users } => {
+                let frame = frame();
+                for user in users {
+                    self.hub.event_to_user(&user, &frame, None);
+                }
+            }
+            BusHeader::RoomEvent { room, skip_user } => {
+                self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
+            }
+            BusHeader::Presence { user, connections, since } => {
+                let change = self.presence.set(&message.from_node, &user, connections, since);
+                self.announce_presence(&user, change);
+            }
+            BusHeader::PresenceSnapshot { users, since } => {
+                for (user, change) in self.presence.replace_node(from, &users, since) {
+                    self.announce_presence(&user, change);
+                }
+            }
+            BusHeader::LinkRestored { lost_publications, last_lost_at } => {
+                let users = self.presence.counts_of_node(&self.config.node_id);
+                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
+                self.publish(Topic::Node(message.from_node.clone()), &header, None);
+                if lost_publications {
+                    // Unknown (0) means any time; the margin covers the nodes' clock skew.
+                    let missed_until = if last_lost_at > 0 { last_lost_at + CLOCK_SKEW_MARGIN_MS } else { i64::MAX };
+                    self.ask_clients_to_resume(missed_until);
+                }
+            }
+            BusHeader::Heartbeat { .. } => {}
+            BusHeader::NodeLeft => self.forget_node(from),
+            BusHeader::Membership { user, room, joined } => {
+                let changed = if joined { self.hub.join_room(&user, &room) } else { self.hub.leave_room(&user, &room) };
+                if changed {
+                    self.room_listeners_changed(&room);
+                }
+            }
+            BusHeader::Fence { round } => {
+                self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
+            }
+            BusHeader::FenceAnswer { round } => self.fences.answered(from, round),
+            BusHeader::NodeJoined => {
+                let users = self.presence.counts_of_node(&self.config.node_id);
+                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
+                self.publish(Topic::Node(message.from_node), &header, None);
+            }
+        }
+    }
+}
+
+pub(crate) async fn run_bus_publisher(
+    bus: Arc<dyn Bus>,
+    mut outbox: mpsc::Receiver<(Topic, bytes::Bytes)>,
+    lost_publications: Arc<AtomicI64>,
+) {
+    let mut failures_in_a_row: u64 = 0;
+    while let Some((topic, payload)) = outbox.recv().await {
+        match bus.publish(topic, payload).await {
+            Ok(()) => failures_in_a_row = 0,
+            Err(error) => {
+                lost_publications.fetch_max(now_millis(), Ordering::Relaxed);
+                failures_in_a_row += 1;
+                // One line per outage, not one per message.
+                if failures_in_a_row == 1 {
+                    tracing::warn!(%error, "bus publication failed; clients will be asked to resume when it is back");
+                }
+            }
+        }
+    }
+}
+
+/// Heartbeats out, dead nodes out: every node is heard from at least every heartbeat interval,
+/// and one silent for `node_timeout` is forgotten with its users.
+pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
+    let tick = {
+        let Some(shared) = shared.upgrade() else { return };
+        (shared.config.heartbeat_interval / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    };
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heartbeat: Option<Instant> = None;
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Instant::now();
+        // The others judge this node by its last heartbeat, not by when it last ran.
+        let silent_for = last_heartbeat.map_or(Duration::ZERO, |at| now.duration_since(at));
+        if silent_for > shared.config.node_timeout && shared.has_peers() {
+            // This node sent nothing for longer than the node timeout (stopped, swapped out,
+            // frozen): the others may have declared it dead and routed around it.
+            tracing::warn!(stalled_ms = silent_for.as_millis() as u64, "this node was stalled");
+            shared.link_restored("node stalled");
+        }
+        if last_heartbeat.is_none_or(|at| now.duration_since(at) >= shared.config.heartbeat_interval) {
+            last_heartbeat = Some(now);
+            shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
+        }
+        for node in shared.directory.expire(shared.config.node_timeout, now) {
+            tracing::warn!(node = %node, timeout_ms = shared.config.node_timeout.as_millis() as u64, "node timed out");
+            shared.forget_node(&node);
+        }
+    }
+}
+
+pub(crate) async fn run_bus_listener(shared: Weak<NodeShared>, mut incoming: mpsc::Receiver<BusEvent>) {
+    while let Some(event) = incoming.recv().await {
+        let Some(shared) = shared.upgrade() else { return };
+        match event {
+            BusEvent::Message(message) => shared.handle_bus_message(message),
+            BusEvent::Reconnected => shared.link_restored("bus reconnected"),
+            BusEvent::Disconnected => {
+                // Publications queued inside the bus when the link broke may be gone without an
+                // error to show for it: count the outage itself as lost publications.
+                shared.lost_publications.fetch_max(now_millis(), Ordering::Relaxed);
+                tracing::warn!(node = %shared.config.node_id, "bus link lost");
+            }
+        }
+    }
+}
