@@ -24,7 +24,7 @@ use crate::link;
 use crate::metrics::ChatMetrics;
 use crate::now_millis;
 use crate::outbound::Connection;
-use crate::pipeline::{self, PendingMessage};
+use crate::pipeline::{self, Pipeline};
 use crate::popular::PopularWords;
 use crate::presence::PresenceTable;
 use crate::ratelimit::{LoginThrottle, TokenBucket};
@@ -60,8 +60,8 @@ pub struct NodeShared {
     /// Random per start, so message ids from different nodes or runs never collide.
     pub(crate) id_salt: u32,
     pub(crate) id_counter: AtomicU64,
-    /// Taken on shutdown, which closes the pipeline once its last batch is written.
-    pub(crate) pipeline: RwLock<Option<mpsc::Sender<PendingMessage>>>,
+    /// Where sends wait for the store.
+    pub(crate) pipeline: Pipeline,
     pub(crate) bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
     /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
     /// are asked to resume, since they may have missed what this node could not publish.
@@ -81,7 +81,8 @@ pub struct NodeShared {
 impl ChatNode {
     /// Starts the node's tasks: the message pipeline, the bus publisher and the bus listener.
     pub async fn start(config: ChatConfig, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Result<ChatNode, ChatError> {
-        let (pipeline_sender, pipeline_receiver) = mpsc::channel(config.pipeline_capacity.max(1));
+        let inline = store.inline_append().is_some();
+        let (pipeline, pipeline_receiver) = Pipeline::new(inline, config.pipeline_capacity, config.batch_max);
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
         let (fences, fence_inbox) = Fences::new();
@@ -101,7 +102,7 @@ impl ChatNode {
             next_conn_id: AtomicU64::new(1),
             id_salt: rand::random(),
             id_counter: AtomicU64::new(0),
-            pipeline: RwLock::new(Some(pipeline_sender)),
+            pipeline,
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
@@ -111,7 +112,9 @@ impl ChatNode {
             writer_task: Mutex::new(None),
             started: Instant::now(),
         });
-        *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), pipeline_receiver)));
+        if let Some(receiver) = pipeline_receiver {
+            *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), receiver)));
+        }
         let publisher =
             tokio::spawn(link::run_bus_publisher(shared.bus.clone(), bus_receiver, shared.lost_publications.clone()));
         let listener = tokio::spawn(link::run_bus_listener(Arc::downgrade(&shared), incoming));
@@ -188,7 +191,7 @@ impl ChatNode {
                 tracing::warn!("could not tell the cluster this node leaves");
             }
         }
-        shared.pipeline.write().take();
+        shared.pipeline.close().await;
         let writer = shared.writer_task.lock().take();
         if let Some(writer) = writer {
             let _ = writer.await;
@@ -251,14 +254,6 @@ impl NodeShared {
     pub(crate) fn new_message_id(&self, ts: i64) -> String {
         let counter = self.id_counter.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff;
         format!("{:012x}{:08x}{:012x}", ts as u64 & 0xffff_ffff_ffff, self.id_salt, counter)
-    }
-
-    pub(crate) fn submit(&self, pending: PendingMessage) -> Result<(), ChatError> {
-        let pipeline = self.pipeline.read();
-        let Some(sender) = pipeline.as_ref() else {
-            return Err(ChatError::Overloaded);
-        };
-        sender.try_send(pending).map_err(|_| ChatError::Overloaded)
     }
 
     pub(crate) fn own_info(&self) -> NodeInfo {

@@ -400,7 +400,7 @@ impl Session {
             idempotency_key: key,
         };
         let origin = Origin { connection: self.connection.clone(), reference: reference.cloned() };
-        shared.submit(PendingMessage { message, origin: Some(origin), received_at })
+        shared.pipeline.submit(shared, PendingMessage { message, origin: Some(origin), received_at })
     }
 
     async fn join(&self, room: &str, created: bool, reference: Option<&RefValue>) -> Result<(), ChatError> {
