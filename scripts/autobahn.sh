@@ -114,6 +114,7 @@ import json, sys
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
 report = json.load(open(sys.argv[1]))
 failed = 0
+total = 0
 for agent in sorted(report):
     cases = report[agent]
     bad = sorted((case for case, result in cases.items()
@@ -129,6 +130,9 @@ for agent in sorted(report):
         print("  FAILED %s: behavior %s, close %s (%s)" % (case, result["behavior"], result["behaviorClose"],
                                                             result["reportfile"]))
     failed += len(bad)
+    total += len(cases)
+# The plain closing line CI reads, as for any test runner.
+print("autobahn: %d passed, %d failed" % (total - failed, failed))
 if failed:
     sys.exit("autobahn: %d case(s) failed; see target/autobahn/report/index.html" % failed)
 EOF
