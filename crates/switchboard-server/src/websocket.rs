@@ -42,12 +42,12 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// How long a closing connection waits for the answers (acks) to its sends still in the message
 /// pipeline, and for what is queued to be written, before its close frame.
-pub const ANSWER_WAIT: Duration = Duration::from_secs(1);
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
 /// How long writing the close frame may take.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long, after its close frame, the server waits for the client's close frame (or the end of
 /// its stream), reading and discarding whatever comes before it.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection ends.
 enum End {
