@@ -42,10 +42,25 @@ pub struct PendingMessage {
     pub received_at: Instant,
 }
 
-/// The connection that sent a message and the `ref` of its request.
+/// The connection that sent a message and the `ref` of its request. While it exists the send
+/// counts as in flight on the connection, whose closing waits for the answer: it is dropped
+/// right after the ack or error is queued, or when the message is dropped unanswered.
 pub struct Origin {
-    pub connection: Arc<Connection>,
-    pub reference: Option<RefValue>,
+    connection: Arc<Connection>,
+    reference: Option<RefValue>,
+}
+
+impl Origin {
+    pub fn new(connection: Arc<Connection>, reference: Option<RefValue>) -> Origin {
+        connection.send_submitted();
+        Origin { connection, reference }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.connection.send_answered();
+    }
 }
 
 /// Where sends wait for the store.

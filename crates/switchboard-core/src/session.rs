@@ -399,7 +399,7 @@ impl Session {
             ts,
             idempotency_key: key,
         };
-        let origin = Origin { connection: self.connection.clone(), reference: reference.cloned() };
+        let origin = Origin::new(self.connection.clone(), reference.cloned());
         shared.pipeline.submit(shared, PendingMessage { message, origin: Some(origin), received_at })
     }
 
