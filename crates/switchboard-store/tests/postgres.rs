@@ -169,6 +169,18 @@ async fn nodes_starting_together_on_a_new_database_both_migrate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_pointed_at_a_missing_database_create_it() {
+    let database = common::TestDatabase::unborn();
+    let url = database.url();
+    let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+    let (one, two) = (one.unwrap(), two.unwrap());
+    one.append(vec![in_room("lobby", "alice", "from one", None)]).await.unwrap();
+    assert_eq!(texts_of(&two, "room:lobby").await, ["from one"]);
+    one.close().await;
+    two.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_stores_nothing_and_gives_its_seqs_back() {
     let postgres = Postgres::new().await;
     let store = postgres.connect().await;
