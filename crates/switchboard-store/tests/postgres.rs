@@ -159,8 +159,12 @@ async fn one_idempotency_key_sent_through_both_nodes_at_once_is_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_on_a_new_database_both_migrate() {
     let postgres = Postgres::new().await;
-    let url = postgres.database.url();
-    let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+    two_nodes_start_together_and_share(&postgres.database.url()).await;
+}
+
+/// Two nodes connect to `url` at once; what one stores, the other reads.
+async fn two_nodes_start_together_and_share(url: &str) {
+    let (one, two) = tokio::join!(PostgresStore::connect(url), PostgresStore::connect(url));
     let (one, two) = (one.unwrap(), two.unwrap());
     one.append(vec![in_room("lobby", "alice", "from one", None)]).await.unwrap();
     assert_eq!(texts_of(&two, "room:lobby").await, ["from one"]);
@@ -171,13 +175,7 @@ async fn nodes_starting_together_on_a_new_database_both_migrate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_pointed_at_a_missing_database_create_it() {
     let database = common::TestDatabase::unborn();
-    let url = database.url();
-    let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
-    let (one, two) = (one.unwrap(), two.unwrap());
-    one.append(vec![in_room("lobby", "alice", "from one", None)]).await.unwrap();
-    assert_eq!(texts_of(&two, "room:lobby").await, ["from one"]);
-    one.close().await;
-    two.close().await;
+    two_nodes_start_together_and_share(&database.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
