@@ -247,12 +247,16 @@ async fn bad_settings_fail_setup() {
     };
     assert!(message.contains("URL"), "{message}");
 
+    // A missing database is created (`nodes_pointed_at_a_missing_database_create_it`); a role the
+    // server does not know is a setup error.
     let postgres = Postgres::new().await;
-    let missing = format!("{}_missing", postgres.database.url());
-    match PostgresStore::connect(&missing).await {
+    let url = postgres.database.url();
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let unknown_role = format!("{scheme}://no_such_role@{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host));
+    match PostgresStore::connect(&unknown_role).await {
         Err(StoreError::Setup(_)) => {}
         Err(error) => panic!("expected a setup error, got {error}"),
-        Ok(_) => panic!("connected to a database that does not exist"),
+        Ok(_) => panic!("connected as a role that does not exist"),
     }
 }
 
