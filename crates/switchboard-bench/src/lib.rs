@@ -1,7 +1,7 @@
 //! Switchboard's load generator: `switchboard bench <scenario> [options]`.
 //!
 //! Each scenario lives in its own module ([`idle`], [`pm`], [`fanout`], [`storm`], [`presence`],
-//! [`floor`]); the shared pieces are
+//! [`floor`], [`logins`]); the shared pieces are
 //! - [`client`]: parsing the target URL, opening WebSocket connections (optionally from one of
 //!   several loopback source addresses) and logging in, the options and connection handling of
 //!   the message scenarios, and reading the few fields they need from raw frames;
@@ -15,6 +15,7 @@ pub mod client;
 pub mod fanout;
 pub mod floor;
 pub mod idle;
+pub mod logins;
 pub mod metrics;
 pub mod pm;
 pub mod presence;
@@ -25,6 +26,7 @@ pub use chart::ChartArgs;
 pub use fanout::FanoutArgs;
 pub use floor::FloorArgs;
 pub use idle::IdleArgs;
+pub use logins::LoginsArgs;
 pub use pm::PmArgs;
 pub use presence::PresenceArgs;
 pub use storm::StormArgs;
@@ -58,6 +60,9 @@ pub enum Scenario {
     /// This machine's floor: the CPU of bare socket writes and reads on many loopback TCP
     /// connections, the kernel's share of every delivery, to compare the server's costs with.
     Floor(FloorArgs),
+    /// Bursts of password registrations and logins (good and wrong passwords), all at once: the
+    /// server's memory before, at the peak and once settled, and how many were refused.
+    Logins(LoginsArgs),
     /// No server: SVG charts (for docs/benchmarks.md) of the JSON lines the other scenarios print
     /// with `--json`, as collected by scripts/bench-peers.sh.
     Chart(ChartArgs),
@@ -73,6 +78,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Storm(args) => storm::run(args).await,
         Scenario::Presence(args) => presence::run(args).await,
         Scenario::Floor(args) => floor::run(args).await,
+        Scenario::Logins(args) => logins::run(args).await,
         Scenario::Chart(args) => chart::run(args),
     }
 }
@@ -230,6 +236,14 @@ mod tests {
         assert!(floor.json);
         assert!(bench(&["floor", "--batch", "1"]).is_err());
         assert!(bench(&["floor", "--connections", "20000"]).is_err());
+    }
+
+    #[test]
+    fn the_logins_scenario_parses_with_defaults() {
+        let Ok(Scenario::Logins(logins)) = bench(&["logins"]) else { panic!("not logins") };
+        assert_eq!((logins.clients, logins.bad_percent, logins.sources, logins.settle_secs), (200, 50, 8, 10));
+        assert!(bench(&["logins", "--bad-percent", "101"]).is_err());
+        assert!(bench(&["logins", "--clients", "0"]).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use switchboard_store::Store;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::auth::PasswordChecks;
 use crate::cluster::{self, BusHeader, NodeDirectory, NodeInfo};
 use crate::config::ChatConfig;
 use crate::error::ChatError;
@@ -49,6 +50,7 @@ pub struct NodeShared {
     pub filter: WordFilter,
     pub popular: PopularWords,
     pub login_throttle: LoginThrottle,
+    pub password_checks: Arc<PasswordChecks>,
     pub metrics: ChatMetrics,
     /// The other live nodes.
     pub directory: NodeDirectory,
@@ -86,7 +88,13 @@ impl ChatNode {
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
         let (fences, fence_inbox) = Fences::new();
+        let metrics = ChatMetrics::default();
         let shared = Arc::new(NodeShared {
+            password_checks: PasswordChecks::new(
+                config.password_checks,
+                config.password_checks_waiting,
+                metrics.password_checks.clone(),
+            ),
             filter: WordFilter::new(&config.bad_words),
             popular: PopularWords::new(config.popular_window_secs),
             login_throttle: LoginThrottle::new(config.login_window),
@@ -95,7 +103,7 @@ impl ChatNode {
             bus,
             hub: LocalHub::default(),
             presence: PresenceTable::default(),
-            metrics: ChatMetrics::default(),
+            metrics,
             directory: NodeDirectory::default(),
             started_at: now_millis(),
             known_users: RwLock::new(HashSet::new()),
