@@ -16,6 +16,17 @@ use tokio::sync::Notify;
 
 pub type ConnId = u64;
 
+/// The flag in a connection's count of sends in flight that says its transport waits for them.
+const AWAITING_ANSWERS: usize = 1 << (usize::BITS - 1);
+
+/// Writes straight into a connection's socket from the thread that queues a frame, when nothing
+/// is queued or being written before it: the frame then costs one `write` and no wake-up of the
+/// connection's task (which is most of what a message costs at ordinary rates).
+pub trait DirectWrite: Send + Sync {
+    /// Writes as much of `bytes` as the socket takes at once, without waiting.
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize>;
+}
+
 /// A connection as the rest of the node sees it. This struct, plus the transport's own few
 /// fields, is what an idle connection costs.
 pub struct Connection {
@@ -51,6 +62,11 @@ struct QueueState {
     /// catch-up does not count as a slow reader.
     sync_allowance_frames: usize,
     sync_allowance_bytes: usize,
+    /// Set by the transport once the connection is open for writes from other threads.
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// Whether the transport holds frames it drained and has not finished writing: a frame
+    /// written directly meanwhile would overtake them.
+    writing: bool,
 }
 
 /// A live message held back while its connection syncs.
@@ -84,16 +100,43 @@ impl Connection {
         }
     }
 
-    /// Queues a frame. Returns false when the queue overflowed (now or before) or was closed.
+    /// Queues a frame, or writes it at once when nothing is ahead of it. Returns false when the
+    /// queue overflowed (now or before) or was closed.
     pub fn push(&self, frame: WireFrame) -> bool {
         let accepted = {
             let mut state = self.state.lock();
+            let frame = match Self::write_direct(&state, frame) {
+                Ok(()) => return true,
+                Err(rest) => rest,
+            };
             let max_frames = self.max_frames + state.sync_allowance_frames;
             let max_bytes = self.max_bytes + state.sync_allowance_bytes;
             Self::push_locked(&mut state, frame, max_frames, max_bytes)
         };
         self.ready.notify_one();
         accepted
+    }
+
+    /// Writes the frame into the socket when nothing is queued or being written before it; what
+    /// the socket did not take comes back, to be queued for the transport. Runs under the queue's
+    /// lock, so that direct writes and the transport's never interleave.
+    fn write_direct(state: &QueueState, frame: WireFrame) -> Result<(), WireFrame> {
+        let Some(direct) = state.direct.as_ref() else { return Err(frame) };
+        if state.writing || !state.frames.is_empty() || state.overflowed || state.closed.is_some() {
+            return Err(frame);
+        }
+        match direct.try_write(frame.as_bytes()) {
+            Ok(written) if written >= frame.len() => Ok(()),
+            Ok(0) => Err(frame),
+            Ok(written) => Err(frame.rest(written)),
+            // Full (would block) or failed: the transport writes it, and meets the failure itself.
+            Err(_) => Err(frame),
+        }
+    }
+
+    /// Lets frames be written straight into the socket from now on (see [`DirectWrite`]).
+    pub fn set_direct_writer(&self, writer: Arc<dyn DirectWrite>) {
+        self.state.lock().direct = Some(writer);
     }
 
     fn push_locked(state: &mut QueueState, frame: WireFrame, max_frames: usize, max_bytes: usize) -> bool {
@@ -180,6 +223,8 @@ impl Connection {
             return QueueStatus::Overflowed;
         }
         let take = state.frames.len().min(max);
+        // Until the transport comes back for more, what it took is not written yet.
+        state.writing = take > 0;
         let mut drained_bytes = 0;
         for frame in state.frames.drain(..take) {
             drained_bytes += frame.len();
@@ -226,17 +271,23 @@ impl Connection {
         self.sends_in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Counts a send answered (its ack or error is queued already); the last one wakes the
-    /// transport, which may be waiting for it before it closes.
+    /// Counts a send answered (its ack or error is queued already); once the transport waits for
+    /// the answers ([`Connection::await_answers`]), the last one wakes it. Not before: a wake-up
+    /// per acknowledged message would cost more than the message.
     pub fn send_answered(&self) {
-        if self.sends_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.sends_in_flight.fetch_sub(1, Ordering::AcqRel) == AWAITING_ANSWERS | 1 {
             self.ready.notify_one();
         }
     }
 
+    /// The transport is closing and waits for the answers to the sends in flight.
+    pub fn await_answers(&self) {
+        self.sends_in_flight.fetch_or(AWAITING_ANSWERS, Ordering::AcqRel);
+    }
+
     /// Sends handed to the pipeline whose answer is not queued yet.
     pub fn sends_in_flight(&self) -> usize {
-        self.sends_in_flight.load(Ordering::Acquire)
+        self.sends_in_flight.load(Ordering::Acquire) & !AWAITING_ANSWERS
     }
 
     pub fn queued_frames(&self) -> usize {
@@ -259,16 +310,76 @@ mod tests {
     }
 
     #[test]
-    fn the_last_answered_send_wakes_the_transport() {
+    fn the_last_answered_send_wakes_a_transport_that_waits_for_answers() {
         let connection = Connection::new(1, "a".into(), 0, 10, 1 << 20);
         connection.send_submitted();
+        connection.send_answered();
+        assert!(!ready_now(&connection), "an answer wakes nobody while the transport does not wait for answers");
         connection.send_submitted();
+        connection.send_submitted();
+        connection.await_answers();
         connection.send_answered();
         assert_eq!(connection.sends_in_flight(), 1);
+        assert!(!ready_now(&connection), "only the last answer wakes the transport");
         connection.send_answered();
         assert_eq!(connection.sends_in_flight(), 0);
-        let woken = ready_now(&connection);
-        assert!(woken, "the last answer leaves a wake-up for the transport");
+        assert!(ready_now(&connection), "the last answer leaves a wake-up for the transport");
+    }
+
+    /// A socket that takes at most `room` bytes per write and records them.
+    struct FakeSocket {
+        room: usize,
+        written: Mutex<Vec<u8>>,
+    }
+
+    impl DirectWrite for FakeSocket {
+        fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+            let taken = bytes.len().min(self.room);
+            if taken == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            self.written.lock().extend_from_slice(&bytes[..taken]);
+            Ok(taken)
+        }
+    }
+
+    fn wire(frame: &WireFrame) -> Vec<u8> {
+        frame.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_frame_with_nothing_ahead_of_it_is_written_directly_and_wakes_nobody() {
+        let connection = Connection::new(1, "a".into(), 0, 10, 1 << 20);
+        let socket = Arc::new(FakeSocket { room: usize::MAX, written: Mutex::new(Vec::new()) });
+        connection.set_direct_writer(socket.clone());
+        assert!(connection.push(frame("hello")));
+        assert_eq!(*socket.written.lock(), wire(&frame("hello")));
+        assert_eq!(connection.queued_frames(), 0);
+        assert!(!ready_now(&connection), "a direct write needs no wake-up of the transport");
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_is_queued_and_nothing_overtakes_it() {
+        let connection = Connection::new(1, "a".into(), 0, 10, 1 << 20);
+        let socket = Arc::new(FakeSocket { room: 3, written: Mutex::new(Vec::new()) });
+        connection.set_direct_writer(socket.clone());
+        let first = frame("first frame");
+        assert!(connection.push(first.clone()));
+        assert!(connection.push(frame("second")));
+        assert_eq!(socket.written.lock().len(), 3, "only the first write went straight to the socket");
+        let mut out = Vec::new();
+        connection.drain_into(&mut out, 10);
+        let mut sent = socket.written.lock().clone();
+        for frame in &out {
+            sent.extend_from_slice(frame.as_bytes());
+        }
+        let mut expected = wire(&first);
+        expected.extend(wire(&frame("second")));
+        assert_eq!(sent, expected);
+        // The transport holds what it drained: a new frame must wait behind it.
+        assert!(connection.push(frame("third")));
+        assert_eq!(socket.written.lock().len(), 3);
+        assert_eq!(connection.queued_frames(), 1);
     }
 
     /// Polls `ready()` once: true if a wake-up was stored.

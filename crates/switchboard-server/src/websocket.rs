@@ -22,11 +22,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use switchboard_core::outbound::QueueStatus;
-use switchboard_core::{Flow, Session};
+use switchboard_core::outbound::{DirectWrite, QueueStatus};
+use switchboard_core::{ChatNode, Flow, Session};
 use switchboard_protocol::ws::{DecodeError, Decoder, Incoming, WireFrame};
 use switchboard_protocol::{CloseCode, ErrorCode};
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -62,7 +63,9 @@ enum End {
 }
 
 struct Socket {
-    stream: TcpStream,
+    reader: OwnedReadHalf,
+    /// Shared with the connection, which writes into it directly when nothing is queued.
+    writer: Arc<SocketWriter>,
     peer: SocketAddr,
     decoder: Decoder,
     /// Bytes of an incomplete frame; empty (no allocation) between frames.
@@ -80,8 +83,11 @@ pub(crate) async fn serve(stream: TcpStream, leftover: Bytes, peer: SocketAddr, 
     // the connection: copy what it holds (usually nothing) and let it go now.
     let pending = BytesMut::from(&leftover[..]);
     drop(leftover);
+    let (reader, writer) = stream.into_split();
+    let writer = Arc::new(SocketWriter { half: writer, node: context.node.clone() });
     let mut socket = Socket {
-        stream,
+        reader,
+        writer,
         peer,
         decoder: Decoder::new(context.config.max_frame_bytes),
         pending,
@@ -134,7 +140,7 @@ async fn login_phase(socket: &mut Socket, context: &ServerContext) -> Result<Ses
             }
         }
         let wake = tokio::select! {
-            readable = socket.stream.readable() => Wake::Readable(readable.is_ok()),
+            readable = socket.reader.readable() => Wake::Readable(readable.is_ok()),
             _ = tokio::time::sleep_until(deadline) => Wake::Timer,
             _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
         };
@@ -163,6 +169,7 @@ async fn session_phase(socket: &mut Socket, mut session: Session, context: &Serv
 
 async fn run_session(socket: &mut Socket, session: &mut Session, context: &ServerContext) -> End {
     let connection = session.connection().clone();
+    connection.set_direct_writer(socket.writer.clone());
     let metrics = context.node.metrics();
     let ping_interval = context.config.ping_interval;
     let mut shutdown = context.shutdown.clone();
@@ -211,7 +218,7 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
             biased;
             _ = shutdown.wait_for(|stopping| *stopping) => Wake::Shutdown,
             _ = connection.ready() => Wake::Queued,
-            readable = socket.stream.readable() => Wake::Readable(readable.is_ok()),
+            readable = socket.reader.readable() => Wake::Readable(readable.is_ok()),
             _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
         };
         match event {
@@ -232,6 +239,25 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
                 connection.push(WireFrame::ping(b"sb"));
             }
         }
+    }
+}
+
+/// The write half of a connection's socket, which the node may write into from any thread (see
+/// [`DirectWrite`]); it counts what it writes like the connection's task does.
+struct SocketWriter {
+    half: OwnedWriteHalf,
+    node: ChatNode,
+}
+
+impl DirectWrite for SocketWriter {
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.half.try_write(bytes)?;
+        if written == bytes.len() {
+            let metrics = self.node.metrics();
+            metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+            metrics.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+        }
+        Ok(written)
     }
 }
 
@@ -299,7 +325,7 @@ impl Socket {
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         loop {
             let mut buffer = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut self.stream).poll_read(&mut context, &mut buffer) {
+            match Pin::new(&mut self.reader).poll_read(&mut context, &mut buffer) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(())) if buffer.filled().is_empty() => return Err(End::Gone),
                 Poll::Ready(Ok(())) => {
@@ -371,7 +397,7 @@ impl Socket {
                     slices[count] = IoSlice::new(if position == 0 { &bytes[offset..] } else { &bytes[..] });
                     count += 1;
                 }
-                self.stream.try_write_vectored(&slices[..count])
+                self.writer.half.try_write_vectored(&slices[..count])
             };
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -412,7 +438,7 @@ impl Socket {
                 }
             };
             tokio::select! {
-                ready = self.stream.writable() => return ready,
+                ready = self.writer.half.writable() => return ready,
                 _ = tokio::time::sleep_until(deadline) => return Err(io::ErrorKind::TimedOut.into()),
                 _ = overflow_check => {
                     if watched.is_some_and(|connection| connection.is_overflowed()) {
@@ -433,6 +459,7 @@ impl Socket {
         context: &ServerContext,
     ) -> Result<(), End> {
         let deadline = Instant::now() + ANSWER_WAIT;
+        connection.await_answers();
         let mut batch = Vec::new();
         loop {
             // Read before the flush: an answer is queued before it stops counting as in flight.
@@ -463,7 +490,7 @@ impl Socket {
             // Part of a close frame, or none: nothing the client could wait for.
             _ => return,
         }
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await;
+        let _ = socket2::SockRef::from(self.writer.half.as_ref()).shutdown(std::net::Shutdown::Write);
         if linger == Linger::UntilClientCloses {
             let _ = tokio::time::timeout(CLOSE_LINGER, self.await_client_close()).await;
         }
@@ -478,10 +505,10 @@ impl Socket {
             if self.client_close_in_pending() {
                 return;
             }
-            if self.stream.readable().await.is_err() {
+            if self.reader.readable().await.is_err() {
                 return;
             }
-            match self.stream.try_read(&mut chunk) {
+            match self.reader.try_read(&mut chunk) {
                 Ok(0) => return,
                 Ok(read) => {
                     if !self.decoder.has_failed() {

@@ -39,6 +39,12 @@ impl WireFrame {
         WireFrame { bytes: Bytes::from(buf).slice(start..), header_len: header_len as u8 }
     }
 
+    /// The bytes of this frame from `from` on, for a write that stopped partway: only its bytes
+    /// are meaningful (its payload is not).
+    pub fn rest(&self, from: usize) -> WireFrame {
+        WireFrame { bytes: self.bytes.slice(from.min(self.bytes.len())..), header_len: 0 }
+    }
+
     /// A text frame holding a copy of `payload`; for small or static frames.
     pub fn text(payload: &[u8]) -> WireFrame {
         WireFrame::encode(OP_TEXT, payload)

@@ -58,6 +58,8 @@ impl Worker {
 pub(super) struct CheckpointerLink {
     /// One pending nudge is enough: a checkpoint takes every frame committed before it starts.
     nudge: mpsc::SyncSender<()>,
+    /// Set by the writer after a commit, cleared by the checkpointer when a pass starts.
+    unchecked: Arc<AtomicBool>,
     /// Set when the checkpointer has copied a long WAL: the writer copies what was committed since
     /// (a few frames), which lets its next transaction start the WAL over.
     restart_due: Arc<AtomicBool>,
@@ -267,7 +269,10 @@ impl Worker {
                 tracing::warn!(%error, mode, "wal checkpoint failed");
             }
         }
-        let _ = checkpointer.nudge.try_send(());
+        // One nudge per pass of the checkpointer, not one per commit: each would wake its thread.
+        if !checkpointer.unchecked.swap(true, Ordering::AcqRel) {
+            let _ = checkpointer.nudge.try_send(());
+        }
     }
 }
 
@@ -278,10 +283,17 @@ pub(super) fn spawn_checkpointer(
 ) -> Result<CheckpointerLink, StoreError> {
     let (nudge, nudges) = mpsc::sync_channel(1);
     let restart_due = Arc::new(AtomicBool::new(false));
-    let link = CheckpointerLink { nudge, restart_due: restart_due.clone(), wal_path, wal_checked_at: Instant::now() };
+    let unchecked = Arc::new(AtomicBool::new(false));
+    let link = CheckpointerLink {
+        nudge,
+        unchecked: unchecked.clone(),
+        restart_due: restart_due.clone(),
+        wal_path,
+        wal_checked_at: Instant::now(),
+    };
     let handle = thread::Builder::new()
         .name("sqlite-checkpointer".into())
-        .spawn(move || run_checkpointer(conn, &nudges, &restart_due))
+        .spawn(move || run_checkpointer(conn, &nudges, &unchecked, &restart_due))
         .map_err(|error| StoreError::Setup(format!("cannot start a store thread: {error}")))?;
     threads.push(handle);
     Ok(link)
@@ -289,30 +301,34 @@ pub(super) fn spawn_checkpointer(
 
 /// Copies committed frames into the database file while nudged, at most once per period; stops
 /// when the writer goes.
-pub(super) fn run_checkpointer(conn: Connection, nudges: &mpsc::Receiver<()>, restart_due: &AtomicBool) {
-    let mut nudged = nudges.recv().is_ok();
-    while nudged {
-        // (busy, frames in the WAL, frames copied); busy: another checkpoint or a writer's lock.
-        let outcome = conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)));
-        match outcome {
-            Ok((0, frames)) if frames as u64 >= WAL_RESTART_FRAMES => restart_due.store(true, Ordering::Relaxed),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "wal checkpoint failed"),
-        }
-        // Nudges that come meanwhile count as one, taken once the period is over.
-        let period_end = Instant::now() + CHECKPOINT_PERIOD;
-        nudged = false;
-        loop {
-            let left = period_end.saturating_duration_since(Instant::now());
-            match nudges.recv_timeout(left) {
-                Ok(()) => nudged = true,
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+pub(super) fn run_checkpointer(
+    conn: Connection,
+    nudges: &mpsc::Receiver<()>,
+    unchecked: &AtomicBool,
+    restart_due: &AtomicBool,
+) {
+    while nudges.recv().is_ok() {
+        // Passes go on while commits do; a commit after a pass starts counts for the next one.
+        while unchecked.swap(false, Ordering::AcqRel) {
+            // (busy, frames in the WAL, frames copied); busy: another checkpoint or a writer's lock.
+            let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            });
+            match outcome {
+                Ok((0, frames)) if frames as u64 >= WAL_RESTART_FRAMES => restart_due.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "wal checkpoint failed"),
             }
-        }
-        if !nudged {
-            nudged = nudges.recv().is_ok();
+            // Nudges that come meanwhile (one per pass at most) are taken until the period is over.
+            let period_end = Instant::now() + CHECKPOINT_PERIOD;
+            loop {
+                let left = period_end.saturating_duration_since(Instant::now());
+                match nudges.recv_timeout(left) {
+                    Ok(()) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
         }
     }
 }
