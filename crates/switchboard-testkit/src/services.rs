@@ -265,6 +265,28 @@ impl NodeProcess {
         }
     }
 
+    /// SIGTERM: the node starts its graceful shutdown; `wait_for_exit` sees it end.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits (bounded) until the process has exited; returns whether it exited successfully.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut child = self.child.take().expect("node running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the node") {
+                return status.success();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {} still running {limit:?} after being asked to stop; log:\n{}", self.id, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGSTOP: the node stalls, sockets open, answering nothing.
     pub fn pause(&self) {
         self.signal("-STOP");
@@ -343,6 +365,18 @@ impl ProcessCluster {
 
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.nodes[index].addr()
+    }
+
+    /// The ids of the nodes the gateway of node `index` lists, sorted.
+    pub async fn listed_nodes(&self, index: usize) -> Vec<String> {
+        let (_, body) = crate::server::http_get(self.addr(index), "/api/nodes").await;
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut ids: Vec<String> = listed["nodes"]
+            .as_array()
+            .map(|nodes| nodes.iter().filter_map(|node| node["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// One metric of node `index`'s `/metrics`.
