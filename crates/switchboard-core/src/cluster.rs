@@ -175,6 +175,11 @@ impl NodeDirectory {
         dead
     }
 
+    /// How long a live node has been silent; `None` for a node not live.
+    pub fn silent_for(&self, node: &str, now: Instant) -> Option<Duration> {
+        self.nodes.lock().live.get(node).map(|known| now.saturating_duration_since(known.last_heard))
+    }
+
     /// Every node heard from and not expired, with or without a heartbeat yet.
     pub fn ids(&self) -> Vec<String> {
         self.nodes.lock().live.keys().cloned().collect()
@@ -216,6 +221,7 @@ mod tests {
         let start = Instant::now();
         assert_eq!(directory.heard("n2", 7, None, start), Heard::New);
         assert_eq!(directory.heard("n2", 7, None, start + Duration::from_secs(1)), Heard::Known);
+        assert_eq!(directory.silent_for("n2", start + Duration::from_secs(3)), Some(Duration::from_secs(2)));
         assert!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(5)).is_empty());
         assert_eq!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(7)), ["n2"]);
         assert_eq!(directory.heard("n2", 7, None, start + Duration::from_secs(8)), Heard::New, "back from a stall");

@@ -7,10 +7,11 @@
 //! on one topic arrive in order), so after the answers any later commit elsewhere is routed here.
 //! Logins that ask while a round is out share the next one: a storm of logins costs a few rounds.
 //!
-//! A round waits for each node only as long as its patience: one second, or twice the time its
-//! last answer took, up to the node timeout. A node that leaves a round unanswered is suspect and
-//! later rounds do not wait for it, so a dead node holds logins up for a second, not for the node
-//! timeout. Dead, it delivers nothing; alive but slow, it may have fanned a private message out
+//! A round waits for each node as long as its patience (one second, or twice the time its last
+//! answer took, up to the node timeout), and beyond it while the node keeps talking on the bus (a
+//! busy node is slow, not dead), up to the node timeout. A node that leaves a round unanswered is
+//! suspect and later rounds do not wait for it, so a dead node holds logins up for a second, not
+//! for the node timeout. Dead, it delivers nothing; alive but slow, it may have fanned a private message out
 //! before it applied the presence of a login that did not wait for it. So every presence
 //! publication is logged in order with the fences, and when a suspect answers a round (or says its
 //! link was cut), the users whose logins went on without it are asked to resume: their new logins
@@ -320,7 +321,8 @@ pub(crate) async fn run_fences(node: Weak<NodeShared>, mut inbox: FenceInbox) {
                 shared.publish(Topic::Cluster, &BusHeader::Fence { round }, None);
             }
         });
-        let mut waiting_for = book.begin_round(round, mark, Instant::now(), &live);
+        let started = Instant::now();
+        let mut waiting_for = book.begin_round(round, mark, started, &live);
         let mut check = tokio::time::interval(CHECK_PERIOD);
         let mut link_failed = false;
         while !waiting_for.is_empty() {
@@ -344,8 +346,13 @@ pub(crate) async fn run_fences(node: Weak<NodeShared>, mut inbox: FenceInbox) {
                         break;
                     }
                     let now = Instant::now();
+                    let given_up = now >= started + book.node_timeout;
                     waiting_for.retain(|node, deadline| {
-                        let patient = *deadline > now;
+                        let talking = shared
+                            .directory
+                            .silent_for(node, now.into_std())
+                            .is_some_and(|silent| silent < book.patience_floor());
+                        let patient = *deadline > now || (talking && !given_up);
                         if !patient {
                             tracing::warn!(round, node = %node, "no fence answer in time; logins go on without that node until it answers");
                         }
