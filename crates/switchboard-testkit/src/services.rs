@@ -147,6 +147,31 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
+
+    /// The address of the PostgreSQL server.
+    pub fn server_addr(&self) -> SocketAddr {
+        let (_, host) = self.split_server();
+        let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+        use std::net::ToSocketAddrs;
+        host.to_socket_addrs().expect("postgres address").next().expect("a postgres address")
+    }
+
+    /// The URL of the database reached through `via` (a [`crate::proxy::TcpProxy`] in front of
+    /// the server), for `--store`.
+    pub fn url_through(&self, via: SocketAddr) -> String {
+        let (scheme_and_user, _) = self.split_server();
+        format!("{scheme_and_user}{via}/{}", self.name)
+    }
+
+    /// `postgres://user@` and `host[:port]` of the server URL.
+    fn split_server(&self) -> (String, &str) {
+        let (scheme, rest) = self.server.split_once("://").expect("a postgres:// URL");
+        let rest = rest.trim_end_matches('/');
+        match rest.rsplit_once('@') {
+            Some((user, host)) => (format!("{scheme}://{user}@"), host),
+            None => (format!("{scheme}://"), rest),
+        }
+    }
 }
 
 impl Drop for TestDatabase {
@@ -331,6 +356,9 @@ pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 pub struct ProcessCluster {
     pub nodes: Vec<NodeProcess>,
     pub broker: ServiceProcess,
+    /// Between the nodes and PostgreSQL, when started with [`ProcessCluster::start_behind_proxy`]:
+    /// stopping it cuts the store off.
+    pub store_proxy: Option<crate::proxy::TcpProxy>,
     _database: TestDatabase,
 }
 
@@ -339,14 +367,34 @@ impl ProcessCluster {
     /// each with `extra` flags added.
     pub fn start(binary: &str, broker: ServiceProcess, size: usize, extra: &[&str]) -> ProcessCluster {
         let database = TestDatabase::create();
-        let bus = broker.url();
         let store = database.url();
+        Self::start_on(binary, broker, database, &store, None, size, extra)
+    }
+
+    /// Like [`ProcessCluster::start`], with the nodes reaching PostgreSQL through `store_proxy`.
+    pub fn start_behind_proxy(binary: &str, broker: ServiceProcess, size: usize, extra: &[&str]) -> ProcessCluster {
+        let database = TestDatabase::create();
+        let proxy = crate::proxy::TcpProxy::forward_to(database.server_addr());
+        let store = database.url_through(proxy.addr());
+        Self::start_on(binary, broker, database, &store, Some(proxy), size, extra)
+    }
+
+    fn start_on(
+        binary: &str,
+        broker: ServiceProcess,
+        database: TestDatabase,
+        store: &str,
+        store_proxy: Option<crate::proxy::TcpProxy>,
+        size: usize,
+        extra: &[&str],
+    ) -> ProcessCluster {
+        let bus = broker.url();
         let cluster_name = format!("c{}", free_port());
         let mut args = vec![
             "--bus",
             bus.as_str(),
             "--store",
-            store.as_str(),
+            store,
             "--cluster",
             cluster_name.as_str(),
             "--open-auth",
@@ -355,7 +403,7 @@ impl ProcessCluster {
         ];
         args.extend_from_slice(extra);
         let nodes = (1..=size).map(|index| NodeProcess::start(binary, &format!("n{index}"), &args)).collect();
-        ProcessCluster { nodes, broker, _database: database }
+        ProcessCluster { nodes, broker, store_proxy, _database: database }
     }
 
     /// The WebSocket URL of node `index` (0-based).

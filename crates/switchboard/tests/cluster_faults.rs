@@ -3,7 +3,6 @@
 //! delivered twice, clients recover by resuming with their cursors, and presence heals.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -358,19 +357,6 @@ async fn nats_restart_loses_nothing_and_heals() {
     broker_restart_loses_nothing_and_heals(ServiceProcess::nats()).await;
 }
 
-/// The user part (`postgres://user@`) of the test PostgreSQL server's URL and its address.
-fn postgres_server() -> (String, SocketAddr) {
-    let server =
-        std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let (scheme, rest) = server.split_once("://").expect("a postgres:// URL");
-    let rest = rest.trim_end_matches('/');
-    let (user, host) = rest.rsplit_once('@').map_or(("", rest), |(user, host)| (user, host));
-    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
-    let address = host.to_socket_addrs().expect("postgres address").next().expect("a postgres address");
-    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
-    (format!("{scheme}://{user}"), address)
-}
-
 /// Test 4. The store becomes unreachable under a standalone node: sends are refused with
 /// `store_unavailable` (never acknowledged) within a bounded time, logins fail and the node is not
 /// ready; once it is back sends are acknowledged again, and the conversation holds exactly the
@@ -378,9 +364,8 @@ fn postgres_server() -> (String, SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_refuses_sends_and_recovers() {
     let database = TestDatabase::create();
-    let (prefix, postgres) = postgres_server();
-    let mut proxy = TcpProxy::forward_to(postgres);
-    let store = format!("{prefix}127.0.0.1:{}/{}", proxy.port(), database.name);
+    let mut proxy = TcpProxy::forward_to(database.server_addr());
+    let store = database.url_through(proxy.addr());
     let mut args = vec!["--store", store.as_str(), "--open-auth"];
     args.extend(NO_RATE_LIMIT);
     let node = NodeProcess::start(BINARY, "solo", &args);
