@@ -177,7 +177,10 @@ impl Device {
                 Outcome::Closed => return self.log,
                 Outcome::Resync => continue,
                 Outcome::Lost => {
+                    // Like the web client, come back on another node: the one just left may be
+                    // down, and the others must then forget this client there.
                     self.log.reconnects += 1;
+                    node = (node + 1) % self.urls.len();
                     backoff = BACKOFF_FIRST;
                     tokio::time::sleep(backoff).await;
                 }
