@@ -32,7 +32,8 @@ pub enum BusHeader {
     RoomEvent { room: String, skip_user: Option<String> },
     /// How many connections the sending node holds for a user now (0: none).
     Presence { user: String, connections: u32, since: i64 },
-    /// Every user the sending node holds, with counts: sent when a node joins.
+    /// Every user the sending node holds, with counts: sent to every node (on the cluster topic,
+    /// in order with its presence updates) when a node joins or its link comes back.
     PresenceSnapshot { users: Vec<(String, u32)>, since: i64 },
     /// A node joined (or came back) and asks the receivers for their presence snapshots.
     NodeJoined,

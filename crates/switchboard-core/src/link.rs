@@ -79,8 +79,7 @@ impl NodeShared {
         let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
         let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
         self.publish(Topic::Cluster, &header, None);
-        let users = self.presence.counts_of_node(&self.config.node_id);
-        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
+        self.publish_presence_snapshot();
         for room in self.hub.rooms_with_listeners() {
             self.room_listeners_changed(&room);
         }
@@ -100,6 +99,15 @@ impl NodeShared {
             }
         }
         tracing::info!(connections = asked, "asking clients to resume after a cluster link outage");
+    }
+
+    /// Tells every node which users this node holds. On the cluster topic, not to the asking
+    /// node's inbox: a receiver may take one topic's messages before another's (NATS forwards
+    /// each subscription on its own), and a snapshot must not overtake, or be overtaken by, this
+    /// node's presence updates, or a user who left meanwhile stays online there for good.
+    fn publish_presence_snapshot(&self) {
+        let users = self.presence.counts_of_node(&self.config.node_id);
+        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
     }
 
     /// Tells these users' connections here to resume: they may have missed a private message.
@@ -211,9 +219,7 @@ impl NodeShared {
             }
             BusHeader::LinkRestored { lost_publications, last_lost_at } => {
                 self.fences.link_restored(from, incarnation);
-                let users = self.presence.counts_of_node(&self.config.node_id);
-                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
-                self.publish(Topic::Node(message.from_node.clone()), &header, None);
+                self.publish_presence_snapshot();
                 if lost_publications {
                     // Unknown (0) means any time; the margin covers the nodes' clock skew.
                     let missed_until = if last_lost_at > 0 { last_lost_at + CLOCK_SKEW_MARGIN_MS } else { i64::MAX };
@@ -236,11 +242,7 @@ impl NodeShared {
                 self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
             }
             BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
-            BusHeader::NodeJoined => {
-                let users = self.presence.counts_of_node(&self.config.node_id);
-                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
-                self.publish(Topic::Node(message.from_node), &header, None);
-            }
+            BusHeader::NodeJoined => self.publish_presence_snapshot(),
         }
     }
 }
