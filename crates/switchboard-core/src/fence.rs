@@ -329,16 +329,16 @@ pub(crate) async fn run_fences(node: Weak<NodeShared>, mut inbox: FenceInbox) {
             tokio::select! {
                 event = inbox.events.recv() => {
                     let Some(event) = event else { return };
-                    if let FenceEvent::Answer { node, round: answered, .. } = &event {
+                    if let FenceEvent::Answer { node: peer, round: answered, .. } = &event {
                         if *answered == round {
-                            waiting_for.remove(node);
+                            waiting_for.remove(peer);
                         }
                     }
                     apply(&shared, &mut book, event);
                 }
                 _ = check.tick() => {
                     let live: HashSet<String> = shared.directory.ids().into_iter().collect();
-                    waiting_for.retain(|node, _| live.contains(node));
+                    waiting_for.retain(|peer, _| live.contains(peer));
                     // With the link down, this node asks its clients to resume once it is back,
                     // which recovers what this fence would have protected.
                     if shared.lost_publications.load(Ordering::Relaxed) > 0 {
@@ -347,14 +347,14 @@ pub(crate) async fn run_fences(node: Weak<NodeShared>, mut inbox: FenceInbox) {
                     }
                     let now = Instant::now();
                     let given_up = now >= started + book.node_timeout;
-                    waiting_for.retain(|node, deadline| {
+                    waiting_for.retain(|peer, deadline| {
                         let talking = shared
                             .directory
-                            .silent_for(node, now.into_std())
+                            .silent_for(peer, now.into_std())
                             .is_some_and(|silent| silent < book.patience_floor());
                         let patient = *deadline > now || (talking && !given_up);
                         if !patient {
-                            tracing::warn!(round, node = %node, "no fence answer in time; logins go on without that node until it answers");
+                            tracing::warn!(round, node = %peer, "no fence answer in time; logins go on without that node until it answers");
                         }
                         patient
                     });
