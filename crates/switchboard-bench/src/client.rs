@@ -387,6 +387,10 @@ pub enum Login<'a> {
     Jwt(&'a str),
     /// `resume` with the token of an earlier `session` frame.
     Resume(&'a str),
+    /// `register` with a user name and a password.
+    Register { user: &'a str, password: &'a str },
+    /// `login` with a user name and a password.
+    Password { user: &'a str, password: &'a str },
 }
 
 /// What the server said about the new session.
@@ -405,6 +409,12 @@ pub async fn login(ws: &mut WsStream, login: Login<'_>) -> Result<Session, Failu
         Login::Jwt(jwt) => serde_json::json!({"type": "login_jwt", "jwt": jwt, "presence": false}),
         Login::Resume(token) => {
             serde_json::json!({"type": "resume", "token": token, "presence": false})
+        }
+        Login::Register { user, password } => {
+            serde_json::json!({"type": "register", "username": user, "password": password, "presence": false})
+        }
+        Login::Password { user, password } => {
+            serde_json::json!({"type": "login", "username": user, "password": password, "presence": false})
         }
     };
     ws.send(Message::text(request.to_string()))

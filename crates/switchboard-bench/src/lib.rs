@@ -1,7 +1,8 @@
 //! Switchboard's load generator: `switchboard bench <scenario> [options]`.
 //!
 //! Each scenario lives in its own module ([`idle`], [`pm`], [`fanout`], [`storm`], [`presence`],
-//! [`floor`], [`chaos`], which also runs the cluster it measures); the shared pieces are
+//! [`floor`], [`logins`], [`chaos`], which also runs the cluster it measures); the shared pieces
+//! are
 //! - [`client`]: parsing the target URL, opening WebSocket connections (optionally from one of
 //!   several loopback source addresses) and logging in, the options and connection handling of
 //!   the message scenarios, and reading the few fields they need from raw frames;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod fanout;
 pub mod floor;
 pub mod idle;
+pub mod logins;
 pub mod metrics;
 pub mod pm;
 pub mod presence;
@@ -27,6 +29,7 @@ pub use chart::ChartArgs;
 pub use fanout::FanoutArgs;
 pub use floor::FloorArgs;
 pub use idle::IdleArgs;
+pub use logins::LoginsArgs;
 pub use pm::PmArgs;
 pub use presence::PresenceArgs;
 pub use storm::StormArgs;
@@ -65,6 +68,9 @@ pub enum Scenario {
     /// same id: recovery and presence-heal times, and a checker (nothing acknowledged lost or
     /// doubled, order per conversation, nobody online without a connection).
     Chaos(ChaosArgs),
+    /// Bursts of password registrations and logins (good and wrong passwords), all at once: the
+    /// server's memory before, at the peak and once settled, and how many were refused.
+    Logins(LoginsArgs),
     /// No server: SVG charts (for docs/benchmarks.md) of the JSON lines the other scenarios print
     /// with `--json`, as collected by scripts/bench-peers.sh.
     Chart(ChartArgs),
@@ -81,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Presence(args) => presence::run(args).await,
         Scenario::Floor(args) => floor::run(args).await,
         Scenario::Chaos(args) => chaos::run(args).await,
+        Scenario::Logins(args) => logins::run(args).await,
         Scenario::Chart(args) => chart::run(args),
     }
 }
@@ -238,6 +245,14 @@ mod tests {
         assert!(floor.json);
         assert!(bench(&["floor", "--batch", "1"]).is_err());
         assert!(bench(&["floor", "--connections", "20000"]).is_err());
+    }
+
+    #[test]
+    fn the_logins_scenario_parses_with_defaults() {
+        let Ok(Scenario::Logins(logins)) = bench(&["logins"]) else { panic!("not logins") };
+        assert_eq!((logins.clients, logins.bad_percent, logins.sources, logins.settle_secs), (200, 50, 8, 10));
+        assert!(bench(&["logins", "--bad-percent", "101"]).is_err());
+        assert!(bench(&["logins", "--clients", "0"]).is_err());
     }
 
     #[test]

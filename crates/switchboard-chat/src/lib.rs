@@ -7,7 +7,8 @@
 //! - Interactive: a line editor with history; incoming messages and events are printed above the
 //!   prompt without disturbing what is being typed; slash commands for rooms, users, history,
 //!   stats; reconnects with backoff and resumes with its cursors when the connection drops.
-//! - For scripts: `--send TEXT --to bob|room:lobby` sends one message, prints its seq and exits.
+//! - For scripts: `--send TEXT --to bob|room:lobby` sends one message (joining the room first if
+//!   need be), prints its seq and exits.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -57,7 +58,7 @@ pub struct ChatArgs {
     /// Send this one message and exit, printing its seq (with --to).
     #[arg(long, requires = "to", value_name = "TEXT", allow_hyphen_values = true)]
     pub send: Option<String>,
-    /// Where --send goes: a user name, or room:<name>.
+    /// Where --send goes: a user name, or room:<name> (joined, or created, if need be).
     #[arg(long, requires = "send", value_name = "USER|room:ROOM")]
     pub to: Option<String>,
     /// Neither read nor write a saved session.
@@ -239,12 +240,34 @@ impl std::error::Error for Interrupted {}
 /// `--send`: one message, its `ack`, its seq on stdout. Returns the conversation and the seq.
 async fn send_once(connected: Connected, to: &Target, text: &str) -> anyhow::Result<(String, u64)> {
     let mut ws = connected.ws;
-    let reference = LOGIN_REF + 1;
-    let mut frame = json!({"type": "send", "ref": reference, "text": text,
-                           "key": format!("{:032x}", rand::random::<u128>())});
+    let mut frame = json!({"type": "send", "text": text, "key": format!("{:032x}", rand::random::<u128>())});
     to.apply(&mut frame);
+    let mut answer = request(&mut ws, frame.clone(), LOGIN_REF + 1).await?;
+    // Posting to a room from a script means posting there, as `/join` then `/say` would: join it
+    // (which creates a missing room) and send again, with the same key.
+    if let Target::Room(room) = to {
+        if matches!(str_of(&answer, "code"), "not_a_member" | "room_not_found") {
+            let joined = request(&mut ws, json!({"type": "join", "room": room}), LOGIN_REF + 2).await?;
+            if joined["type"] != "room" {
+                bail!("joining room {room}: {} ({})", str_of(&joined, "message"), str_of(&joined, "code"));
+            }
+            answer = request(&mut ws, frame, LOGIN_REF + 3).await?;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    if answer["type"] != "ack" {
+        bail!("{} ({})", str_of(&answer, "message"), str_of(&answer, "code"));
+    }
+    let (conv, seq) = (str_of(&answer, "conv").to_owned(), answer["seq"].as_u64().unwrap_or(0));
+    println!("sent: seq {seq} in {conv}");
+    Ok((conv, seq))
+}
+
+/// Sends `frame` with `reference` as its `ref` and returns the frame that answers it.
+async fn request(ws: &mut connection::Ws, mut frame: Value, reference: u64) -> anyhow::Result<Value> {
+    frame["ref"] = json!(reference);
     ws.send(Message::Text(frame.to_string())).await.context("sending")?;
-    let answer = tokio::time::timeout(connection::LOGIN_TIMEOUT, async {
+    tokio::time::timeout(connection::LOGIN_TIMEOUT, async {
         while let Some(message) = ws.next().await {
             match message.context("reading the answer")? {
                 Message::Text(text) => {
@@ -263,14 +286,7 @@ async fn send_once(connected: Connected, to: &Target, text: &str) -> anyhow::Res
         bail!("the connection ended before the answer")
     })
     .await
-    .map_err(|_| anyhow!("no answer within {} s", connection::LOGIN_TIMEOUT.as_secs()))??;
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-    if answer["type"] != "ack" {
-        bail!("{} ({})", str_of(&answer, "message"), str_of(&answer, "code"));
-    }
-    let (conv, seq) = (str_of(&answer, "conv").to_owned(), answer["seq"].as_u64().unwrap_or(0));
-    println!("sent: seq {seq} in {conv}");
-    Ok((conv, seq))
+    .map_err(|_| anyhow!("no answer within {} s", connection::LOGIN_TIMEOUT.as_secs()))?
 }
 
 /// `wrong user name or password (auth_failed)`, or `cannot reach ws://...: Connection refused`.

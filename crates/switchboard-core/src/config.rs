@@ -34,11 +34,18 @@ pub struct ChatConfig {
     pub sync_limit_per_conv: u32,
     /// The window of `popular`, in seconds.
     pub popular_window_secs: u32,
-    /// Failed logins per user name within `login_window` before logins are throttled.
+    /// Failed logins for one user name from one client address within `login_window` before that
+    /// address's logins to that name are throttled (the name's owner elsewhere is not).
     pub login_failures_per_user: u32,
     /// Failed logins per client address within `login_window` before logins are throttled.
     pub login_failures_per_ip: u32,
     pub login_window: Duration,
+    /// Password hashes and checks (argon2, 19 MiB each) run at once; see
+    /// [`crate::auth::PasswordChecks`]. Default: the number of cores.
+    pub password_checks: usize,
+    /// Logins and registrations that may wait for a password check; more are refused with
+    /// `overloaded`.
+    pub password_checks_waiting: usize,
     /// Most messages written to the store in one transaction.
     pub batch_max: usize,
     /// Messages waiting for the store before senders get `overloaded`.
@@ -74,6 +81,8 @@ impl Default for ChatConfig {
             login_failures_per_user: 5,
             login_failures_per_ip: 50,
             login_window: Duration::from_secs(60),
+            password_checks: std::thread::available_parallelism().map_or(2, |cores| cores.get()),
+            password_checks_waiting: 256,
             batch_max: 512,
             pipeline_capacity: 16_384,
             bad_words: Vec::new(),

@@ -42,6 +42,8 @@ pub enum ChatError {
     Store(#[from] StoreError),
     #[error("server busy, try again")]
     Overloaded,
+    #[error("too many logins at once, try again")]
+    PasswordChecksBusy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,7 +69,7 @@ impl ChatError {
             ChatError::TextTooLong { .. } => ErrorCode::TextTooLong,
             ChatError::InvalidField(_) => ErrorCode::InvalidField,
             ChatError::Store(_) => ErrorCode::StoreUnavailable,
-            ChatError::Overloaded => ErrorCode::Overloaded,
+            ChatError::Overloaded | ChatError::PasswordChecksBusy => ErrorCode::Overloaded,
             ChatError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -19,6 +19,7 @@ use crate::node::{error_frame, ChatNode, NodeShared};
 use crate::now_millis;
 use crate::outbound::{ConnId, Connection};
 use crate::pipeline;
+use crate::ratelimit;
 use crate::session::Session;
 
 /// Names per `online` frame.
@@ -51,7 +52,8 @@ impl ChatNode {
         let shared = &self.shared;
         let config = &shared.config;
         let reference = frame.reference;
-        let ip_key = format!("ip:{peer}");
+        let client = ratelimit::client_key(peer);
+        let ip_key = format!("ip:{client}");
         let now = Instant::now();
         match frame.request {
             Request::Register { username, password, options } => {
@@ -63,7 +65,7 @@ impl ChatNode {
                 if chars < config.min_password_chars || chars > auth::MAX_PASSWORD_CHARS {
                     return Err(ChatError::InvalidPassword { min: config.min_password_chars });
                 }
-                let hash = auth::hash_password(password).await?;
+                let hash = shared.password_checks.hash(password).await?;
                 if !shared.store.create_user(&username, Some(&hash), now_millis()).await? {
                     return Err(ChatError::UserExists);
                 }
@@ -72,13 +74,15 @@ impl ChatNode {
                 self.start_session(username, None, false, false, options, reference).await
             }
             Request::Login { username, password, options } => {
-                let user_key = format!("user:{username}");
+                // Per name and address: failures from one address never lock the name's owner out
+                // elsewhere (docs/protocol.md, login throttling).
+                let user_key = format!("user:{username}@{client}");
                 shared.check_throttle(&user_key, config.login_failures_per_user, now)?;
                 shared.check_throttle(&ip_key, config.login_failures_per_ip, now)?;
                 let stored_hash = shared.store.user(&username).await?.and_then(|user| user.password_hash);
-                let password_chars = password.chars().count();
-                let matches =
-                    password_chars <= auth::MAX_PASSWORD_CHARS && auth::verify_password(password, stored_hash).await?;
+                let password_fits = password.chars().count() <= auth::MAX_PASSWORD_CHARS;
+                // An unknown name goes through a hash too, so it answers as slowly as a wrong password.
+                let matches = password_fits && shared.password_checks.verify(password, stored_hash).await?;
                 if !matches {
                     shared.login_throttle.record_failure(&user_key, now);
                     shared.login_throttle.record_failure(&ip_key, now);

@@ -30,6 +30,8 @@ pub struct ChatMetrics {
     /// keeps away from nodes with no interested user. Heartbeats and presence are not counted.
     pub bus_chat_received: AtomicU64,
     pub delivery_latency: Histogram,
+    /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
+    pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
 }
 
 #[derive(Default)]
@@ -125,6 +127,7 @@ impl ChatMetrics {
             "Messages this node received from the cluster bus.",
             &self.bus_received,
         );
+        self.password_checks.render(out);
         self.delivery_latency.render(
             "switchboard_delivery_latency_seconds",
             "From a message frame's arrival to its queueing for the recipients (store write included).",

@@ -14,6 +14,7 @@ use switchboard_store::Store;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::auth::PasswordChecks;
 use crate::cluster::{BusHeader, NodeDirectory, NodeInfo};
 use crate::config::ChatConfig;
 use crate::error::ChatError;
@@ -24,7 +25,7 @@ use crate::link;
 use crate::metrics::ChatMetrics;
 use crate::now_millis;
 use crate::outbound::Connection;
-use crate::pipeline::{self, PendingMessage};
+use crate::pipeline::{self, Pipeline};
 use crate::popular::PopularWords;
 use crate::presence::PresenceTable;
 use crate::ratelimit::{LoginThrottle, TokenBucket};
@@ -49,6 +50,7 @@ pub struct NodeShared {
     pub filter: WordFilter,
     pub popular: PopularWords,
     pub login_throttle: LoginThrottle,
+    pub password_checks: Arc<PasswordChecks>,
     pub metrics: ChatMetrics,
     /// The other live nodes.
     pub directory: NodeDirectory,
@@ -65,8 +67,8 @@ pub struct NodeShared {
     /// Random per start, so message ids from different nodes or runs never collide.
     pub(crate) id_salt: u32,
     pub(crate) id_counter: AtomicU64,
-    /// Taken on shutdown, which closes the pipeline once its last batch is written.
-    pub(crate) pipeline: RwLock<Option<mpsc::Sender<PendingMessage>>>,
+    /// Where sends wait for the store.
+    pub(crate) pipeline: Pipeline,
     pub(crate) bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
     /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
     /// are asked to resume, since they may have missed what this node could not publish.
@@ -86,11 +88,18 @@ pub struct NodeShared {
 impl ChatNode {
     /// Starts the node's tasks: the message pipeline, the bus publisher and the bus listener.
     pub async fn start(config: ChatConfig, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Result<ChatNode, ChatError> {
-        let (pipeline_sender, pipeline_receiver) = mpsc::channel(config.pipeline_capacity.max(1));
+        let inline = store.inline_append().is_some();
+        let (pipeline, pipeline_receiver) = Pipeline::new(inline, config.pipeline_capacity, config.batch_max);
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
         let (fences, fence_inbox) = Fences::new();
+        let metrics = ChatMetrics::default();
         let shared = Arc::new(NodeShared {
+            password_checks: PasswordChecks::new(
+                config.password_checks,
+                config.password_checks_waiting,
+                metrics.password_checks.clone(),
+            ),
             filter: WordFilter::new(&config.bad_words),
             popular: PopularWords::new(config.popular_window_secs),
             login_throttle: LoginThrottle::new(config.login_window),
@@ -99,7 +108,7 @@ impl ChatNode {
             bus,
             hub: LocalHub::default(),
             presence: PresenceTable::default(),
-            metrics: ChatMetrics::default(),
+            metrics,
             directory: NodeDirectory::default(),
             started_at: now_millis(),
             incarnation: rand::random(),
@@ -108,7 +117,7 @@ impl ChatNode {
             next_conn_id: AtomicU64::new(1),
             id_salt: rand::random(),
             id_counter: AtomicU64::new(0),
-            pipeline: RwLock::new(Some(pipeline_sender)),
+            pipeline,
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
@@ -118,7 +127,9 @@ impl ChatNode {
             writer_task: Mutex::new(None),
             started: Instant::now(),
         });
-        *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), pipeline_receiver)));
+        if let Some(receiver) = pipeline_receiver {
+            *shared.writer_task.lock() = Some(tokio::spawn(pipeline::run_writer(shared.clone(), receiver)));
+        }
         let publisher =
             tokio::spawn(link::run_bus_publisher(shared.bus.clone(), bus_receiver, shared.lost_publications.clone()));
         let listener = tokio::spawn(link::run_bus_listener(Arc::downgrade(&shared), incoming));
@@ -188,7 +199,7 @@ impl ChatNode {
     /// after that, and closes the store.
     pub async fn shutdown(&self) {
         let shared = &self.shared;
-        shared.pipeline.write().take();
+        shared.pipeline.close().await;
         let writer = shared.writer_task.lock().take();
         if let Some(writer) = writer {
             let _ = writer.await;
@@ -254,14 +265,6 @@ impl NodeShared {
     pub(crate) fn new_message_id(&self, ts: i64) -> String {
         let counter = self.id_counter.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff;
         format!("{:012x}{:08x}{:012x}", ts as u64 & 0xffff_ffff_ffff, self.id_salt, counter)
-    }
-
-    pub(crate) fn submit(&self, pending: PendingMessage) -> Result<(), ChatError> {
-        let pipeline = self.pipeline.read();
-        let Some(sender) = pipeline.as_ref() else {
-            return Err(ChatError::Overloaded);
-        };
-        sender.try_send(pending).map_err(|_| ChatError::Overloaded)
     }
 
     pub(crate) fn own_info(&self) -> NodeInfo {

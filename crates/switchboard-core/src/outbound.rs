@@ -6,6 +6,7 @@
 //! everything it missed is in the store and comes back when the client resumes with its cursors.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -26,6 +27,9 @@ pub struct Connection {
     ready: Notify,
     max_frames: usize,
     max_bytes: usize,
+    /// Sends of this connection taken into the message pipeline and not answered yet, so that a
+    /// closing connection can wait for their acks (see `pipeline::Origin`).
+    sends_in_flight: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -76,6 +80,7 @@ impl Connection {
             ready: Notify::new(),
             max_frames,
             max_bytes,
+            sends_in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -216,6 +221,24 @@ impl Connection {
         self.state.lock().overflowed
     }
 
+    /// Counts a send handed to the message pipeline.
+    pub fn send_submitted(&self) {
+        self.sends_in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a send answered (its ack or error is queued already); the last one wakes the
+    /// transport, which may be waiting for it before it closes.
+    pub fn send_answered(&self) {
+        if self.sends_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Sends handed to the pipeline whose answer is not queued yet.
+    pub fn sends_in_flight(&self) -> usize {
+        self.sends_in_flight.load(Ordering::Acquire)
+    }
+
     pub fn queued_frames(&self) -> usize {
         self.state.lock().frames.len()
     }
@@ -233,6 +256,27 @@ mod tests {
         let mut out = Vec::new();
         connection.drain_into(&mut out, usize::MAX);
         out.iter().map(|f| String::from_utf8(f.payload().to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_last_answered_send_wakes_the_transport() {
+        let connection = Connection::new(1, "a".into(), 0, 10, 1 << 20);
+        connection.send_submitted();
+        connection.send_submitted();
+        connection.send_answered();
+        assert_eq!(connection.sends_in_flight(), 1);
+        connection.send_answered();
+        assert_eq!(connection.sends_in_flight(), 0);
+        let woken = ready_now(&connection);
+        assert!(woken, "the last answer leaves a wake-up for the transport");
+    }
+
+    /// Polls `ready()` once: true if a wake-up was stored.
+    fn ready_now(connection: &Connection) -> bool {
+        use std::future::Future;
+        let mut ready = std::pin::pin!(connection.ready());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        ready.as_mut().poll(&mut context).is_ready()
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Token buckets for frames per connection, and failed-login throttling.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -33,7 +34,25 @@ impl TokenBucket {
     }
 }
 
-/// Counts failed logins per key (a user name or a client address) in a fixed window.
+/// The client address that login throttling counts by: an IPv4 address, or the /64 prefix of an
+/// IPv6 address (one host usually has a whole /64, so counting single IPv6 addresses would let it
+/// make up a fresh one per guess).
+pub fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                let prefix = Ipv6Addr::new(segments[0], segments[1], segments[2], segments[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+    }
+}
+
+/// Counts failed logins per key (a user name from one client address, or a client address) in a
+/// fixed window.
 pub struct LoginThrottle {
     window: Duration,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
@@ -90,6 +109,16 @@ mod tests {
         let wait = bucket.take(start).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
         assert!(bucket.take(start + Duration::from_millis(100)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_prefix() {
+        let key = |ip: &str| client_key(ip.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2:aaaa::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -399,8 +399,8 @@ impl Session {
             ts,
             idempotency_key: key,
         };
-        let origin = Origin { connection: self.connection.clone(), reference: reference.cloned() };
-        shared.submit(PendingMessage { message, origin: Some(origin), received_at })
+        let origin = Origin::new(self.connection.clone(), reference.cloned());
+        shared.pipeline.submit(shared, PendingMessage { message, origin: Some(origin), received_at })
     }
 
     async fn join(&self, room: &str, created: bool, reference: Option<&RefValue>) -> Result<(), ChatError> {

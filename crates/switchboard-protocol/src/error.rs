@@ -11,8 +11,6 @@ use serde::Serialize;
 pub enum ErrorCode {
     /// The frame is not a JSON object, or not valid JSON.
     BadFrame,
-    /// A text frame whose payload is not valid UTF-8.
-    InvalidUtf8,
     /// A binary WebSocket frame; the protocol is JSON text only.
     BinaryUnsupported,
     /// The frame is larger than the server's maximum frame size.
@@ -69,7 +67,6 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::InvalidUtf8 => "invalid_utf8",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::UnknownType => "unknown_type",
@@ -108,6 +105,8 @@ pub enum CloseCode {
     GoingAway,
     /// Broken WebSocket framing (for example an unmasked client frame).
     ProtocolError,
+    /// A text message or close reason that is not valid UTF-8 (RFC 6455 section 8.1).
+    InvalidPayload,
     /// A frame far over the maximum size; the stream cannot be followed any more.
     TooBig,
     /// An unexpected server fault.
@@ -131,6 +130,7 @@ impl CloseCode {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
             CloseCode::ProtocolError => 1002,
+            CloseCode::InvalidPayload => 1007,
             CloseCode::TooBig => 1009,
             CloseCode::InternalError => 1011,
             CloseCode::ServiceRestart => 1012,
@@ -146,6 +146,7 @@ impl CloseCode {
             CloseCode::Normal => "bye",
             CloseCode::GoingAway => "server shutting down",
             CloseCode::ProtocolError => "websocket protocol error",
+            CloseCode::InvalidPayload => "invalid utf-8",
             CloseCode::TooBig => "frame too large",
             CloseCode::InternalError => "internal error",
             CloseCode::ServiceRestart => "server restarting, reconnect and resume",

@@ -4,6 +4,14 @@
 //! timer and shutdown. It reads into a stack buffer and keeps a heap buffer only
 //! while a frame is incomplete, so an idle connection holds no read or write buffer at all.
 //! Queued frames are written together with one vectored write.
+//!
+//! Closing follows RFC 6455's closing handshake, so that no reset reaches a client that behaves:
+//! the frames queued before the close (and the answers to sends still in the message pipeline,
+//! for up to [`ANSWER_WAIT`]) are written, then the close frame, then the write half is shut
+//! (FIN); the server then reads and discards what the client still sends until its close frame
+//! or the end of its stream, for up to [`CLOSE_LINGER`], and only then lets the socket go. A
+//! socket closed while the client's bytes sit unread in it would answer with a reset, which makes
+//! the client lose what it had not read yet, the close frame included.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -32,11 +40,24 @@ const WRITE_BATCH: usize = 64;
 /// Bytes read per read call (on the stack, not kept).
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a closing connection waits for the answers (acks) to its sends still in the message
+/// pipeline, and for what is queued to be written, before its close frame.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// How long writing the close frame may take.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long, after its close frame, the server waits for the client's close frame (or the end of
+/// its stream), reading and discarding whatever comes before it.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// Why a connection ends.
 enum End {
-    /// Send a close frame with this code, then close.
+    /// The server closes: what is queued, then a close frame with this code, then it waits for
+    /// the client's close frame.
     Close(CloseCode),
-    /// The client closed or the socket failed: just drop it.
+    /// The client sent its close frame: what is queued, then the answering close frame, and the
+    /// socket is let go.
+    Answer(CloseCode),
+    /// The client went away or the socket failed: just drop it.
     Gone,
 }
 
@@ -75,8 +96,10 @@ pub(crate) async fn serve(stream: TcpStream, leftover: Bytes, peer: SocketAddr, 
         },
         Err(_) => End::Gone,
     };
-    if let End::Close(code) = end {
-        socket.close(code, &context).await;
+    match end {
+        End::Close(code) => socket.close(code, Linger::UntilClientCloses, &context).await,
+        End::Answer(code) => socket.close(code, Linger::No, &context).await,
+        End::Gone => {}
     }
     context.open_sockets.fetch_sub(1, Ordering::Relaxed);
 }
@@ -101,7 +124,7 @@ async fn login_phase(socket: &mut Socket, context: &ServerContext) -> Result<Ses
                     continue;
                 }
                 Incoming::Pong => continue,
-                Incoming::Close { .. } => return Err(End::Close(CloseCode::Normal)),
+                Incoming::Close { .. } => return Err(End::Answer(CloseCode::Normal)),
                 other => transport_error_frame(&other, context),
             };
             socket.write_all(&[answer], context).await.map_err(|_| End::Gone)?;
@@ -126,6 +149,14 @@ async fn login_phase(socket: &mut Socket, context: &ServerContext) -> Result<Ses
 
 async fn session_phase(socket: &mut Socket, mut session: Session, context: &ServerContext) -> End {
     let end = run_session(socket, &mut session, context).await;
+    let end = match end {
+        // Nothing more reaches these clients: one stopped reading, one stopped answering.
+        End::Gone | End::Close(CloseCode::SlowConsumer | CloseCode::PingTimeout) => end,
+        End::Close(_) | End::Answer(_) => match socket.deliver_answers(session.connection(), context).await {
+            Ok(()) => end,
+            Err(cut) => cut,
+        },
+    };
     session.end();
     end
 }
@@ -149,17 +180,14 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
                 Incoming::Text(text) => {
                     // Boxed for the same reason: an idle connection's task stays small.
                     if let Flow::Close(code) = Box::pin(session.handle_text(&text)).await {
-                        return match socket.flush_queue(&connection, &mut batch, context).await {
-                            Ok(_) => End::Close(code),
-                            Err(end) => end,
-                        };
+                        return End::Close(code);
                     }
                 }
                 Incoming::Ping(payload) => {
                     connection.push(WireFrame::pong(&payload));
                 }
                 Incoming::Pong => {}
-                Incoming::Close { .. } => return End::Close(CloseCode::Normal),
+                Incoming::Close { .. } => return End::Answer(CloseCode::Normal),
                 other => {
                     let (code, message) = transport_error(&other, context);
                     if let Flow::Close(code) = session.reject_frame(code, &message) {
@@ -187,10 +215,7 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
             _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
         };
         match event {
-            Wake::Shutdown => {
-                let _ = socket.flush_queue(&connection, &mut batch, context).await;
-                return End::Close(CloseCode::ServiceRestart);
-            }
+            Wake::Shutdown => return End::Close(CloseCode::ServiceRestart),
             Wake::Queued => {}
             Wake::Readable(false) => return End::Gone,
             Wake::Readable(true) => {
@@ -210,6 +235,15 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
     }
 }
 
+/// Whether a closing connection waits for the client's close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Linger {
+    /// The server closes first: the client's close frame is still to come.
+    UntilClientCloses,
+    /// The client's close frame is here already.
+    No,
+}
+
 /// What woke a connection's task.
 enum Wake {
     Shutdown,
@@ -221,8 +255,7 @@ enum Wake {
 /// The error for a WebSocket message the protocol does not take.
 fn transport_error(incoming: &Incoming, context: &ServerContext) -> (ErrorCode, String) {
     match incoming {
-        Incoming::InvalidUtf8 => (ErrorCode::InvalidUtf8, "text frame is not valid utf-8".to_owned()),
-        Incoming::Binary => {
+        Incoming::Binary(_) => {
             (ErrorCode::BinaryUnsupported, "binary frames are not supported, send json text".to_owned())
         }
         Incoming::TooLarge { len } => (
@@ -252,17 +285,10 @@ impl Socket {
             // Nothing half-read: give the buffer back so an idle connection holds none.
             self.pending = BytesMut::new();
         }
-        match result {
-            Ok(item) => Ok(item),
-            Err(DecodeError::Protocol(reason)) => {
-                tracing::debug!(peer = %self.peer, reason, "websocket protocol error");
-                Err(End::Close(CloseCode::ProtocolError))
-            }
-            Err(DecodeError::FarTooLarge { len }) => {
-                tracing::debug!(peer = %self.peer, len, "frame far too large");
-                Err(End::Close(CloseCode::TooBig))
-            }
-        }
+        result.map_err(|error: DecodeError| {
+            tracing::debug!(peer = %self.peer, %error, "websocket connection failed");
+            End::Close(error.close_code())
+        })
     }
 
     /// Reads whatever the socket has, without waiting. Through `poll_read`, which marks the socket
@@ -397,10 +423,88 @@ impl Socket {
         }
     }
 
-    /// Sends a close frame and shuts the socket down.
-    async fn close(&mut self, code: CloseCode, context: &ServerContext) {
+    /// Before a close frame: waits (up to [`ANSWER_WAIT`]) until every send of the connection
+    /// taken into the message pipeline is answered, writing out what is queued meanwhile. A write
+    /// still going at the deadline is cut short, and a frame cut in the middle can be followed by
+    /// nothing: the connection is then dropped.
+    async fn deliver_answers(
+        &mut self,
+        connection: &switchboard_core::Connection,
+        context: &ServerContext,
+    ) -> Result<(), End> {
+        let deadline = Instant::now() + ANSWER_WAIT;
+        let mut batch = Vec::new();
+        loop {
+            // Read before the flush: an answer is queued before it stops counting as in flight.
+            let answered = connection.sends_in_flight() == 0;
+            let flushed = tokio::time::timeout_at(deadline, self.flush_queue(connection, &mut batch, context)).await;
+            match flushed {
+                Err(_) => return Err(End::Gone),
+                Ok(Err(end)) => return Err(end),
+                Ok(Ok(QueueStatus::Overflowed)) => return Err(End::Close(CloseCode::SlowConsumer)),
+                Ok(Ok(QueueStatus::Open | QueueStatus::Closed(_))) => {}
+            }
+            if answered {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, connection.ready()).await.is_err() {
+                tracing::debug!(conn = connection.id, "closing without every send answered");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends a close frame and ends the connection: at once when it answers the client's close
+    /// frame, else after the client's close frame (see the module's doc).
+    async fn close(&mut self, code: CloseCode, linger: Linger, context: &ServerContext) {
         let frame = WireFrame::close(code.code(), code.reason());
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.write_all(&[frame], context)).await;
+        match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.write_all(&[frame], context)).await {
+            Ok(Ok(())) => {}
+            // Part of a close frame, or none: nothing the client could wait for.
+            _ => return,
+        }
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await;
+        if linger == Linger::UntilClientCloses {
+            let _ = tokio::time::timeout(CLOSE_LINGER, self.await_client_close()).await;
+        }
+    }
+
+    /// Reads and discards until the client's close frame or the end of its stream. Messages
+    /// before the close frame are decoded only to find it; once the stream cannot be decoded
+    /// (the connection is being failed for that) only the end of the stream will do.
+    async fn await_client_close(&mut self) {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            if self.client_close_in_pending() {
+                return;
+            }
+            if self.stream.readable().await.is_err() {
+                return;
+            }
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return,
+                Ok(read) => {
+                    if !self.decoder.has_failed() {
+                        self.pending.extend_from_slice(&chunk[..read]);
+                    }
+                }
+                Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether what was read holds the client's close frame; everything before it is dropped.
+    fn client_close_in_pending(&mut self) -> bool {
+        while !self.decoder.has_failed() {
+            match self.decoder.decode(&mut self.pending) {
+                Ok(Some(Incoming::Close { .. })) => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(_) => break,
+            }
+        }
+        self.pending = BytesMut::new();
+        false
     }
 }

@@ -79,6 +79,11 @@ pub trait Store: Send + Sync + 'static {
     /// original. On `Err` nothing of the batch is stored. The batch is handed over, so a store
     /// that writes on another thread takes it along without copying every message.
     async fn append(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<AppendOutcome>>;
+    /// A store that can commit on the caller's thread (the embedded SQLite) offers it here: the
+    /// core then writes a batch where it is, without handing it to another thread and back.
+    fn inline_append(&self) -> Option<&dyn InlineAppend> {
+        None
+    }
     /// Messages with `seq > after`, ascending, at most `limit`.
     async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
     /// The newest `limit` messages with `seq < before` (all when `before` is None), ascending.
@@ -115,6 +120,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and closes; called once on shutdown.
     async fn close(&self);
+}
+
+/// [`Store::append`] on the caller's thread: the transaction (tens of microseconds on SQLite
+/// without fsync) costs less than the two thread hops of a call.
+pub trait InlineAppend: Send + Sync {
+    /// Appends as [`Store::append`] does, unless the writer is busy with other work (a burst of
+    /// logins): then the batch comes back untouched, for the caller to queue it with
+    /// [`Store::append`] rather than wait.
+    fn try_append(&self, batch: Vec<NewMessage>) -> Result<StoreResult<Vec<AppendOutcome>>, Vec<NewMessage>>;
 }
 
 /// Where a sync of `conversation` starts: after the client's cursor, else after the read marker,

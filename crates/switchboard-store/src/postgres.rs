@@ -111,19 +111,24 @@ impl PostgresStore {
         };
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         let database = options.get_database().unwrap_or("").to_owned();
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|error| match store_error(error) {
-                StoreError::Unavailable(message) => {
-                    StoreError::Unavailable(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
+        let pool_options = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool = match pool_options.clone().connect_with(options.clone()).await {
+            Err(error) if is_missing_database(&error) && !database.is_empty() => {
+                match create_database(&options, &database).await {
+                    Ok(()) => pool_options.connect_with(options).await,
+                    Err(error) => Err(error),
                 }
-                StoreError::Database(message) | StoreError::Setup(message) => {
-                    StoreError::Setup(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
-                }
-            })?;
+            }
+            connected => connected,
+        };
+        let pool = pool.map_err(|error| match store_error(error) {
+            StoreError::Unavailable(message) => {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
+            }
+            StoreError::Database(message) | StoreError::Setup(message) => {
+                StoreError::Setup(format!("cannot connect to PostgreSQL at {host}:{port}: {message}"))
+            }
+        })?;
         if let Err(error) = MIGRATOR.run(&pool).await {
             pool.close().await;
             return Err(migrate_error(error));
@@ -349,6 +354,34 @@ fn worth_retrying(error: &sqlx::Error) -> bool {
 
 /// Maps a database error to the store's: lost or refused connections and a server that is
 /// shutting down, starting up, or out of connections, memory or disk are `Unavailable`.
+/// SQLSTATE 3D000, invalid_catalog_name: the URL names a database the server does not have.
+fn is_missing_database(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some("3D000"))
+}
+
+/// Creates the database a node was pointed at, through the server's `postgres` database, so that
+/// a cluster starts on a fresh PostgreSQL with nothing done by hand. Nodes starting together may
+/// race to it: the one that finds it made already (42P04, duplicate_database, or 23505 when the
+/// other's catalog row went in during its own attempt) goes on.
+async fn create_database(options: &PgConnectOptions, database: &str) -> Result<(), sqlx::Error> {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone().database("postgres"))
+        .await?;
+    let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+    let created = sqlx::raw_sql(&format!("CREATE DATABASE {quoted}")).execute(&admin).await;
+    admin.close().await;
+    match created {
+        Ok(_) => {
+            tracing::info!(%database, "created the postgres database");
+            Ok(())
+        }
+        Err(sqlx::Error::Database(error)) if matches!(error.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 fn store_error(error: sqlx::Error) -> StoreError {
     let unavailable = match &error {
         sqlx::Error::Tls(_) => true,

@@ -159,13 +159,23 @@ async fn one_idempotency_key_sent_through_both_nodes_at_once_is_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_on_a_new_database_both_migrate() {
     let postgres = Postgres::new().await;
-    let url = postgres.database.url();
-    let (one, two) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+    two_nodes_start_together_and_share(&postgres.database.url()).await;
+}
+
+/// Two nodes connect to `url` at once; what one stores, the other reads.
+async fn two_nodes_start_together_and_share(url: &str) {
+    let (one, two) = tokio::join!(PostgresStore::connect(url), PostgresStore::connect(url));
     let (one, two) = (one.unwrap(), two.unwrap());
     one.append(vec![in_room("lobby", "alice", "from one", None)]).await.unwrap();
     assert_eq!(texts_of(&two, "room:lobby").await, ["from one"]);
     one.close().await;
     two.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_pointed_at_a_missing_database_create_it() {
+    let database = common::TestDatabase::unborn();
+    two_nodes_start_together_and_share(&database.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,12 +247,16 @@ async fn bad_settings_fail_setup() {
     };
     assert!(message.contains("URL"), "{message}");
 
+    // A missing database is created (`nodes_pointed_at_a_missing_database_create_it`); a role the
+    // server does not know is a setup error.
     let postgres = Postgres::new().await;
-    let missing = format!("{}_missing", postgres.database.url());
-    match PostgresStore::connect(&missing).await {
+    let url = postgres.database.url();
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let unknown_role = format!("{scheme}://no_such_role@{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host));
+    match PostgresStore::connect(&unknown_role).await {
         Err(StoreError::Setup(_)) => {}
         Err(error) => panic!("expected a setup error, got {error}"),
-        Ok(_) => panic!("connected to a database that does not exist"),
+        Ok(_) => panic!("connected as a role that does not exist"),
     }
 }
 

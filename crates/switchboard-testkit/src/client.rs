@@ -27,6 +27,23 @@ impl TestClient {
     /// Connects and reads `hello`.
     pub async fn connect(url: &str) -> TestClient {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        Self::greeted(ws).await
+    }
+
+    /// Connects from the local address `source` (on Linux any of 127.0.0.0/8 reaches a loopback
+    /// server), as a client at another address would, and reads `hello`.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> TestClient {
+        let authority = url.trim_start_matches("ws://").split('/').next().expect("host in the url");
+        let server: std::net::SocketAddr = authority.parse().expect("an ip:port url");
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket.bind(std::net::SocketAddr::new(source, 0)).expect("bind the source address");
+        let stream = socket.connect(server).await.expect("tcp connect");
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.expect("websocket connect");
+        Self::greeted(ws).await
+    }
+
+    async fn greeted(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> TestClient {
         let mut client = TestClient {
             ws,
             inbox: VecDeque::new(),

@@ -1,8 +1,10 @@
 //! The `switchboard` binary: wires the crates together. `serve` is the default subcommand.
 #![forbid(unsafe_code)]
 
+mod data_dir;
 mod settings;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,6 +14,7 @@ use switchboard_core::ChatNode;
 use switchboard_server::Server;
 use switchboard_store::{PostgresStore, SqliteStore, Store};
 
+use data_dir::DataDirLock;
 use settings::{BusKind, ServeArgs, Settings, StoreKind};
 
 #[derive(Parser)]
@@ -49,6 +52,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     settings::init_logging(&settings.log_format);
     tracing::info!(settings = %settings.describe(), "starting switchboard");
+    // Held until the server has stopped: no second server may open the same SQLite file meanwhile.
+    let _data_dir_lock = match &settings.store {
+        StoreKind::Sqlite(path) => {
+            let folder = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Some(DataDirLock::acquire(folder, settings.server.listen)?)
+        }
+        StoreKind::Memory | StoreKind::Postgres(_) => None,
+    };
     let store: Arc<dyn Store> = match &settings.store {
         StoreKind::Sqlite(path) => Arc::new(
             SqliteStore::open(path, settings.sqlite_options())

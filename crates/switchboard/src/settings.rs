@@ -105,6 +105,13 @@ pub struct ServeArgs {
     /// e.g. `127.0.0.1` behind a local nginx); login throttling then counts per real client.
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// Password hashes and checks (argon2, 19 MiB each) run at once [default: the number of cores].
+    #[arg(long, env = "SWITCHBOARD_PASSWORD_CHECKS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub password_checks: Option<u32>,
+    /// Logins and registrations that may wait for a password check; more get `overloaded`
+    /// [default: 256].
+    #[arg(long, env = "SWITCHBOARD_PASSWORD_CHECKS_WAITING")]
+    pub password_checks_waiting: Option<usize>,
     /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -142,6 +149,8 @@ struct FileSettings {
     auth_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    password_checks: Option<u32>,
+    password_checks_waiting: Option<usize>,
     log_format: Option<String>,
 }
 
@@ -272,6 +281,12 @@ impl Settings {
         if let Some(proxies) = pick!(args, file, trusted_proxies) {
             server.trusted_proxies = proxies;
         }
+        if let Some(value) = pick!(args, file, password_checks) {
+            chat.password_checks = value.max(1) as usize;
+        }
+        if let Some(value) = pick!(args, file, password_checks_waiting) {
+            chat.password_checks_waiting = value;
+        }
         let log_format = pick!(args, file, log_format).unwrap_or_else(|| "text".into());
         if !matches!(log_format.as_str(), "text" | "json") {
             anyhow::bail!("log format must be text or json, not '{log_format}'");
@@ -324,7 +339,9 @@ pub fn redact(url: &str) -> String {
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {

@@ -238,9 +238,77 @@ async fn after_too_many_failed_logins_even_the_right_password_is_throttled() {
     let retry_after = throttled["retry_after_ms"].as_u64().unwrap_or_else(|| panic!("no retry_after_ms: {throttled}"));
     assert!(retry_after > 0 && retry_after <= 60_000, "{throttled}");
 
-    // The throttle is per user name: another user still logs in from the same address.
+    // The throttle is per user name and address: another user still logs in from the same address.
     let bob = client.request(json!({"type": "login", "username": "bob", "password": "password2"})).await;
     assert_eq!(bob["type"], "session", "{bob}");
+}
+
+#[tokio::test]
+async fn failures_from_one_address_do_not_lock_the_owner_out_of_another() {
+    let server = TestServer::builder().chat(|c| c.login_failures_per_user = 3).start().await;
+    let url = server.ws_url();
+    TestClient::register(&url, "alice", "password1").await;
+
+    let mut attacker = TestClient::connect_from(&url, "127.0.0.2".parse().unwrap()).await;
+    for _ in 0..3 {
+        let wrong = attacker.request(json!({"type": "login", "username": "alice", "password": "guess123"})).await;
+        assert_error(&wrong, "auth_failed");
+    }
+    let throttled = attacker.request(json!({"type": "login", "username": "alice", "password": "guess456"})).await;
+    assert_error(&throttled, "login_throttled");
+
+    let mut owner = TestClient::connect_from(&url, "127.0.0.3".parse().unwrap()).await;
+    let answer = owner.request(json!({"type": "login", "username": "alice", "password": "password1"})).await;
+    assert_eq!(answer["type"], "session", "the owner at another address is not locked out: {answer}");
+    let still = attacker.request(json!({"type": "login", "username": "alice", "password": "password1"})).await;
+    assert_error(&still, "login_throttled");
+}
+
+#[tokio::test]
+async fn an_unknown_name_and_a_wrong_password_both_cost_a_password_hash() {
+    let server = TestServer::builder().chat(|c| c.jwt_secret = Some("s".into())).start().await;
+    let url = server.ws_url();
+    TestClient::register(&url, "alice", "password1").await;
+    TestClient::login_with(&url, json!({"type": "login_jwt", "jwt": jwt("s", "bob", in_an_hour())})).await;
+    let hashes = || server.metric("switchboard_password_checks_total");
+    assert_eq!(hashes().await, 1.0, "the registration");
+
+    let mut client = TestClient::connect(&url).await;
+    let wrong = client.request(json!({"type": "login", "username": "alice", "password": "password2"})).await;
+    assert_error(&wrong, "auth_failed");
+    assert_eq!(hashes().await, 2.0, "a wrong password is checked");
+    let unknown = client.request(json!({"type": "login", "username": "nobody", "password": "password1"})).await;
+    assert_error(&unknown, "auth_failed");
+    assert_eq!(unknown["message"], wrong["message"]);
+    assert_eq!(hashes().await, 3.0, "an unknown name goes through a hash as well");
+    let no_password = client.request(json!({"type": "login", "username": "bob", "password": "password1"})).await;
+    assert_error(&no_password, "auth_failed");
+    assert_eq!(hashes().await, 4.0, "so does a user without a password");
+}
+
+#[tokio::test]
+async fn concurrent_password_checks_stay_within_their_bound() {
+    let server = TestServer::builder().chat(|c| c.password_checks = 2).start().await;
+    let url = server.ws_url();
+    let users: Vec<String> = (0..12).map(|i| format!("user{i}")).collect();
+    let registrations = users.iter().map(|user| TestClient::register(&url, user, "password1"));
+    futures_util::future::join_all(registrations).await;
+    let logins = users.iter().enumerate().map(|(i, user)| {
+        let url = url.clone();
+        async move {
+            let password = if i % 2 == 0 { "password1" } else { "password2" };
+            let mut client = TestClient::connect(&url).await;
+            client.request(json!({"type": "login", "username": user, "password": password})).await
+        }
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["type"], if i % 2 == 0 { "session" } else { "error" }, "{answer}");
+    }
+    assert_eq!(server.metric("switchboard_password_checks_total").await, 24.0);
+    let most = server.metric("switchboard_password_checks_in_flight_max").await;
+    assert!((1.0..=2.0).contains(&most), "at most 2 password checks at once, saw {most}");
+    assert_eq!(server.metric("switchboard_password_checks_in_flight").await, 0.0);
 }
 
 #[tokio::test]

@@ -98,17 +98,16 @@ async fn a_missing_field_is_invalid_field_naming_it() {
 }
 
 #[tokio::test]
-async fn a_text_message_that_is_not_utf8_is_invalid_utf8_and_the_connection_survives() {
+async fn a_text_message_that_is_not_utf8_closes_with_1007() {
     let server = TestServer::with_open_auth().await;
     let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
 
     // A raw text frame: tungstenite masks it like any client frame but does not check its payload.
     let frame = Frame::message(vec![0xff, 0xfe], OpCode::Data(Data::Text), true);
     alice.send_raw(Message::Frame(frame)).await;
-    let error = alice.next_of_type("error").await;
-    assert_eq!(error["code"], "invalid_utf8", "{error}");
-    assert!(error.get("ref").is_none(), "transport errors carry no ref: {error}");
-    assert_alive(&mut alice).await;
+    let (code, reason) = alice.expect_close().await;
+    assert_eq!(code, 1007, "RFC 6455 fails the connection: {reason}");
+    assert!(alice.take_inbox().is_empty(), "no error frame before the close");
 }
 
 #[tokio::test]

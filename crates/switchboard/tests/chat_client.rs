@@ -500,11 +500,14 @@ async fn send_mode_sends_one_message_prints_its_seq_and_exits_0() {
 
     // The password from stdin; a room as the target.
     bob.request(json!({"type": "create_room", "room": "ops"})).await;
+    assert_eq!(bob.next_of_type("member_joined").await["user"], "bob", "bob's own join");
     let stdin = format!("{PASSWORD}\n");
     let args = ["--url", &url, "--user", "alice", "--password-stdin", "--send", "deploy done", "--to", "room:ops"];
     let (status, stdout, stderr) = script(&args, &stdin, config.path()).await;
-    assert_ne!(status, 0, "alice is not in room ops: {stdout}");
-    assert!(stderr.contains("error: not a member of room ops (not_a_member)"), "{stderr}");
+    assert_eq!(status, 0, "alice was not in room ops: the send joins it: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.trim(), "sent: seq 1 in room:ops");
+    let joined = bob.next_of_type("member_joined").await;
+    assert_eq!((joined["room"].as_str(), joined["user"].as_str()), (Some("ops"), Some("alice")), "{joined}");
     let args = ["--url", &url, "--user", "alice", "--password-stdin", "--send", "deploy done", "--to", "bob"];
     let (status, stdout, stderr) = script(&args, &stdin, config.path()).await;
     assert_eq!(status, 0, "stdout: {stdout}\nstderr: {stderr}");
@@ -520,8 +523,33 @@ async fn send_mode_sends_one_message_prints_its_seq_and_exits_0() {
     assert_ne!(status, 0);
     assert!(stderr.contains("error: wrong user name or password (auth_failed)"), "{stderr}");
 
-    let delivered: Vec<_> = bob.drain_of_type("message").await.into_iter().map(|m| m["text"].clone()).collect();
-    assert_eq!(delivered, vec![json!("deploy done")], "nothing else reached bob");
+    let delivered: Vec<_> =
+        bob.drain_of_type("message").await.into_iter().map(|m| (m["conv"].clone(), m["text"].clone())).collect();
+    let expected = [(json!("room:ops"), json!("deploy done")), (json!("dm:alice:bob"), json!("deploy done"))];
+    assert_eq!(delivered, expected, "nothing else reached bob");
+}
+
+/// The README's script example on a fresh server: a new account sends to a room that does not
+/// exist yet, and a later run resumes the saved session and sends again without a password.
+#[tokio::test]
+async fn the_readme_send_example_works_on_a_fresh_server() {
+    let server = server().await;
+    let url = server.ws_url();
+    let config = tempfile::tempdir().expect("temp dir");
+    let stdin = format!("{PASSWORD}\n");
+    let first = ["--url", &url, "--user", "alice", "--register", "--password-stdin", "--send", "deploy done", "--to"];
+    let (status, stdout, stderr) = script(&[&first[..], &["room:ops"]].concat(), &stdin, config.path()).await;
+    assert_eq!(status, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.trim(), "sent: seq 1 in room:ops");
+    let again = ["--url", &url, "--user", "alice", "--send", "deploy done", "--to", "room:ops"];
+    let (status, stdout, stderr) = script(&again, "", config.path()).await;
+    assert_eq!(status, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(stdout.trim(), "sent: seq 2 in room:ops");
+
+    let mut bob = TestClient::register(&url, "bob", PASSWORD).await;
+    let room = bob.request(json!({"type": "join", "room": "ops"})).await;
+    let texts: Vec<_> = room["history"].as_array().expect("history").iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts, [json!("deploy done"), json!("deploy done")], "{room}");
 }
 
 #[tokio::test]

@@ -145,11 +145,14 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A name for a database that does not exist yet (dropped at the end all the same, if
+    /// something made it meanwhile).
+    pub fn unborn() -> TestDatabase {
+        TestDatabase { name: unique_name(), server: test_server() }
+    }
+
     pub async fn create() -> TestDatabase {
-        let server = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-            .trim_end_matches('/')
-            .to_owned();
+        let server = test_server();
         let name = unique_name();
         let mut admin = PgConnection::connect(&format!("{server}/postgres"))
             .await
@@ -171,6 +174,13 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
+}
+
+fn test_server() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 impl Drop for TestDatabase {

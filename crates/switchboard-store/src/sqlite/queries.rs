@@ -1,0 +1,225 @@
+//! The SQL the store runs, as plain functions of a connection.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::threads::Worker;
+use crate::{
+    AppendOutcome, ConversationRecord, Millis, NewMessage, SessionRecord, StoreError, StoreResult, StoredMessage,
+};
+
+/// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
+/// reread from the primary key.
+const MAX_CACHED_HEADS: usize = 100_000;
+
+/// The newest message of a conversation, which the next append continues from.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ConvHead {
+    pub(super) last_seq: u64,
+    pub(super) last_ts: Millis,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen | DiskFull | OutOfMemory
+                ) =>
+            {
+                StoreError::Unavailable(error.to_string())
+            }
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+/// SQLite integers are signed; seqs never get near the limit, bounds given by callers might.
+pub(super) fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The two users of a `dm:<a>:<b>` conversation; user names cannot contain ':'.
+pub(super) fn dm_participants(conv: &str) -> Option<(&str, &str)> {
+    conv.strip_prefix("dm:")?.split_once(':')
+}
+
+pub(super) const MESSAGE_COLUMNS: &str = "conv, seq, id, sender, recipient, room, text, ts, idem_key";
+
+pub(super) fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        conv: row.get(0)?,
+        seq: row.get::<_, i64>(1)? as u64,
+        id: row.get(2)?,
+        sender: row.get(3)?,
+        recipient: row.get(4)?,
+        room: row.get(5)?,
+        text: row.get(6)?,
+        ts: row.get(7)?,
+        key: row.get(8)?,
+    })
+}
+
+pub(super) fn load_head(conn: &Connection, conv: &str) -> rusqlite::Result<ConvHead> {
+    let mut statement =
+        conn.prepare_cached("SELECT seq, ts FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT 1")?;
+    let newest = statement
+        .query_row([conv], |row| Ok(ConvHead { last_seq: row.get::<_, i64>(0)? as u64, last_ts: row.get(1)? }))
+        .optional()?;
+    Ok(newest.unwrap_or_default())
+}
+
+pub(super) fn rooms_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached("SELECT room FROM room_members WHERE user = ?1 ORDER BY room")?;
+    let rooms = statement.query_map([user], |row| row.get(0))?.collect();
+    rooms
+}
+
+pub(super) fn insert_session(conn: &Connection, session: &SessionRecord) -> rusqlite::Result<usize> {
+    conn.prepare_cached("INSERT INTO sessions (token_hash, user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![session.token_hash, session.user, session.created_at, session.expires_at])
+}
+
+pub(super) fn insert_user(
+    conn: &Connection,
+    name: &str,
+    password_hash: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![name, password_hash, now])
+}
+
+/// Appends a batch inside the open transaction and moves the cached heads along.
+pub(super) fn append_batch(worker: &mut Worker, batch: &[NewMessage]) -> StoreResult<Vec<AppendOutcome>> {
+    match write_batch(worker, batch) {
+        Ok((outcomes, moved)) => {
+            if worker.heads.len() + moved.len() > MAX_CACHED_HEADS {
+                worker.heads.clear();
+            }
+            for (conv, head) in moved {
+                worker.moved_in_transaction.push(conv.clone());
+                worker.heads.insert(conv, head);
+            }
+            Ok(outcomes)
+        }
+        Err(error) => {
+            // A failure may come from a stale head (say, another process wrote): reread the heads
+            // of this batch next time.
+            for message in batch {
+                worker.heads.remove(&message.conv);
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Writes the batch and returns its outcomes and the heads it moved; on `Err` the caller rolls
+/// the batch back.
+pub(super) fn write_batch(
+    worker: &Worker,
+    batch: &[NewMessage],
+) -> rusqlite::Result<(Vec<AppendOutcome>, HashMap<String, ConvHead>)> {
+    let conn = &worker.conn;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut moved: HashMap<String, ConvHead> = HashMap::new();
+    let mut by_key = conn.prepare_cached(
+        "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages WHERE sender = ?1 AND idem_key = ?2",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for message in batch {
+        if let Some(key) = &message.idempotency_key {
+            // Also sees messages stored earlier in this batch: they are in the transaction.
+            let original = by_key.query_row(params![message.sender, key], message_from).optional()?;
+            if let Some(original) = original {
+                outcomes.push(AppendOutcome::Duplicate(original));
+                continue;
+            }
+        }
+        let head = match moved.get(message.conv.as_str()).or_else(|| worker.heads.get(message.conv.as_str())) {
+            Some(head) => *head,
+            None => load_head(conn, &message.conv)?,
+        };
+        let stored = StoredMessage {
+            conv: message.conv.clone(),
+            seq: head.last_seq + 1,
+            id: message.id.clone(),
+            sender: message.sender.clone(),
+            recipient: message.recipient.clone(),
+            room: message.room.clone(),
+            text: message.text.clone(),
+            ts: message.ts,
+            key: message.idempotency_key.clone(),
+        };
+        insert.execute(params![
+            stored.conv,
+            to_sql(stored.seq),
+            stored.id,
+            stored.sender,
+            stored.recipient,
+            stored.room,
+            stored.text,
+            stored.ts,
+            message.idempotency_key,
+        ])?;
+        moved.insert(message.conv.clone(), ConvHead { last_seq: stored.seq, last_ts: stored.ts });
+        outcomes.push(AppendOutcome::Stored(stored));
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO conversations (conv, user_a, user_b, last_seq, last_ts) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (conv) DO UPDATE SET last_seq = excluded.last_seq, last_ts = excluded.last_ts",
+    )?;
+    for (conv, head) in &moved {
+        let (user_a, user_b) = dm_participants(conv).unzip();
+        upsert.execute(params![conv, user_a, user_b, to_sql(head.last_seq), head.last_ts])?;
+    }
+    Ok((outcomes, moved))
+}
+
+pub(super) fn messages_after(
+    conn: &Connection,
+    conv: &str,
+    after: u64,
+    limit: u32,
+) -> rusqlite::Result<Vec<StoredMessage>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let messages = statement.query_map(params![conv, to_sql(after), i64::from(limit)], message_from)?.collect();
+    messages
+}
+
+pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<ConversationRecord>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) \
+         FROM conversations c \
+         LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+         WHERE c.user_a = ?1 OR c.user_b = ?1 \
+         UNION ALL \
+         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+         FROM room_members m \
+         LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
+         LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
+         WHERE m.user = ?1 \
+         ORDER BY conv",
+    )?;
+    let conversations = statement
+        .query_map([user], |row| {
+            Ok(ConversationRecord {
+                conv: row.get(0)?,
+                last_seq: row.get::<_, i64>(1)? as u64,
+                last_ts: row.get(2)?,
+                read_seq: row.get::<_, i64>(3)? as u64,
+            })
+        })?
+        .collect();
+    conversations
+}
