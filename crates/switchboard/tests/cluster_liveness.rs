@@ -108,6 +108,8 @@ async fn sigterm_is_a_departure_every_time(broker: ServiceProcess) {
         cluster.nodes[1].terminate();
         let stopped_at = Instant::now();
         assert_eq!(dan.expect_end().await.map(|(code, _)| code), Some(1012), "dan is told to reconnect");
+        // Completes the closing handshake, which the node waits for before it stops.
+        dan.close().await;
         assert!(cluster.nodes[1].wait_for_exit(Duration::from_secs(20)), "n2 exits cleanly");
         let exited_after = stopped_at.elapsed();
         watcher.next_about("user_offline", "dan").await;
