@@ -1,7 +1,8 @@
 //! Switchboard's load generator: `switchboard bench <scenario> [options]`.
 //!
 //! Each scenario lives in its own module ([`idle`], [`pm`], [`fanout`], [`storm`], [`presence`],
-//! [`floor`], [`logins`]); the shared pieces are
+//! [`floor`], [`logins`], [`chaos`], which also runs the cluster it measures); the shared pieces
+//! are
 //! - [`client`]: parsing the target URL, opening WebSocket connections (optionally from one of
 //!   several loopback source addresses) and logging in, the options and connection handling of
 //!   the message scenarios, and reading the few fields they need from raw frames;
@@ -10,6 +11,7 @@
 //!   and formatting helpers.
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod chart;
 pub mod client;
 pub mod fanout;
@@ -22,6 +24,7 @@ pub mod presence;
 pub mod report;
 pub mod storm;
 
+pub use chaos::ChaosArgs;
 pub use chart::ChartArgs;
 pub use fanout::FanoutArgs;
 pub use floor::FloorArgs;
@@ -60,6 +63,11 @@ pub enum Scenario {
     /// This machine's floor: the CPU of bare socket writes and reads on many loopback TCP
     /// connections, the kernel's share of every delivery, to compare the server's costs with.
     Floor(FloorArgs),
+    /// Starts a three-node cluster of its own and, while clients on every node chat, kills a
+    /// node, restarts the broker, stops a node, cuts PostgreSQL off and restarts a node under the
+    /// same id: recovery and presence-heal times, and a checker (nothing acknowledged lost or
+    /// doubled, order per conversation, nobody online without a connection).
+    Chaos(ChaosArgs),
     /// Bursts of password registrations and logins (good and wrong passwords), all at once: the
     /// server's memory before, at the peak and once settled, and how many were refused.
     Logins(LoginsArgs),
@@ -78,6 +86,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Storm(args) => storm::run(args).await,
         Scenario::Presence(args) => presence::run(args).await,
         Scenario::Floor(args) => floor::run(args).await,
+        Scenario::Chaos(args) => chaos::run(args).await,
         Scenario::Logins(args) => logins::run(args).await,
         Scenario::Chart(args) => chart::run(args),
     }

@@ -1,10 +1,16 @@
 //! What crosses the bus between nodes.
 //!
-//! A bus payload is a small JSON header, a newline, then the already-encoded client frame (when
-//! there is one). The receiving node wraps the frame bytes once and hands them to its hub, so a
-//! frame is encoded once on the sending node and once per receiving node, never per recipient.
+//! A bus payload is a small JSON line, `[incarnation, header]`, then the already-encoded client
+//! frame (when there is one). The receiving node wraps the frame bytes once and hands them to its
+//! hub, so a frame is encoded once on the sending node and once per receiving node, never per
+//! recipient.
+//!
+//! The incarnation tells one start of a node from the next under the same id: when a node id
+//! speaks with a new incarnation, the old one is dead and everything it held goes with it, even
+//! if it came back faster than the node timeout; and an incarnation that said [`BusHeader::NodeLeft`]
+//! stays gone, whatever of it still arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,7 +32,8 @@ pub enum BusHeader {
     RoomEvent { room: String, skip_user: Option<String> },
     /// How many connections the sending node holds for a user now (0: none).
     Presence { user: String, connections: u32, since: i64 },
-    /// Every user the sending node holds, with counts: sent when a node joins.
+    /// Every user the sending node holds, with counts: sent to every node (on the cluster topic,
+    /// in order with its presence updates) when a node joins or its link comes back.
     PresenceSnapshot { users: Vec<(String, u32)>, since: i64 },
     /// A node joined (or came back) and asks the receivers for their presence snapshots.
     NodeJoined,
@@ -42,7 +49,8 @@ pub enum BusHeader {
     },
     /// A node is alive; sent every heartbeat interval.
     Heartbeat { info: NodeInfo },
-    /// A node is shutting down: forget its users now rather than at its timeout.
+    /// A node is shutting down: forget its users now rather than at its timeout, and ignore this
+    /// incarnation from now on (but answer its last fence, which tells it the others heard this).
     NodeLeft,
     /// A user joined or left a room on another node: their connections here follow.
     Membership { user: String, room: String, joined: bool },
@@ -64,68 +72,129 @@ pub struct NodeInfo {
     pub started_at: i64,
 }
 
+/// Incarnations remembered as gone, per node id: a few are enough, since a node's next start
+/// replaces the last one.
+const RETIRED_PER_NODE: usize = 4;
+
 /// The other live nodes, as last heard from.
 #[derive(Default)]
 pub struct NodeDirectory {
-    nodes: Mutex<HashMap<String, KnownNode>>,
+    nodes: Mutex<Directory>,
+}
+
+#[derive(Default)]
+struct Directory {
+    live: HashMap<String, KnownNode>,
+    /// Incarnations that left or were replaced by a newer start: nothing of theirs counts.
+    retired: HashMap<String, VecDeque<u64>>,
 }
 
 struct KnownNode {
+    incarnation: u64,
     info: Option<NodeInfo>,
     last_heard: Instant,
 }
 
+/// What a message says about its sender, beyond what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// A live node, as known.
+    Known,
+    /// A node not known (first heard, or back after it timed out).
+    New,
+    /// A new start of a live node: the incarnation it replaced is dead, with what it held.
+    Restarted,
+    /// An incarnation that left or was replaced: ignore it.
+    Retired,
+}
+
+impl Directory {
+    fn retire(&mut self, node: &str, incarnation: u64) {
+        let retired = self.retired.entry(node.to_owned()).or_default();
+        if !retired.contains(&incarnation) {
+            if retired.len() == RETIRED_PER_NODE {
+                retired.pop_front();
+            }
+            retired.push_back(incarnation);
+        }
+    }
+}
+
 impl NodeDirectory {
-    /// Records that `node` spoke; returns true when it was not known (new, or back after being
-    /// declared dead).
-    pub fn heard(&self, node: &str, info: Option<NodeInfo>, now: Instant) -> bool {
-        let mut nodes = self.nodes.lock();
-        match nodes.get_mut(node) {
-            Some(known) => {
+    /// Records that incarnation `incarnation` of `node` spoke.
+    pub fn heard(&self, node: &str, incarnation: u64, info: Option<NodeInfo>, now: Instant) -> Heard {
+        let mut directory = self.nodes.lock();
+        if directory.retired.get(node).is_some_and(|retired| retired.contains(&incarnation)) {
+            return Heard::Retired;
+        }
+        let replaced = match directory.live.get_mut(node) {
+            Some(known) if known.incarnation == incarnation => {
                 known.last_heard = now;
                 if info.is_some() {
                     known.info = info;
                 }
-                false
+                return Heard::Known;
             }
-            None => {
-                nodes.insert(node.to_owned(), KnownNode { info, last_heard: now });
-                true
+            Some(known) => Some(known.incarnation),
+            None => None,
+        };
+        directory.live.insert(node.to_owned(), KnownNode { incarnation, info, last_heard: now });
+        match replaced {
+            Some(old) => {
+                directory.retire(node, old);
+                Heard::Restarted
             }
+            None => Heard::New,
         }
     }
 
-    /// Removes and returns the nodes not heard from within `timeout`.
+    /// The node said it leaves: forgets it and ignores that incarnation from now on. Returns
+    /// whether it was live.
+    pub fn leave(&self, node: &str, incarnation: u64) -> bool {
+        let mut directory = self.nodes.lock();
+        directory.retire(node, incarnation);
+        let live = directory.live.get(node).is_some_and(|known| known.incarnation == incarnation);
+        if live {
+            directory.live.remove(node);
+        }
+        live
+    }
+
+    /// Removes and returns the nodes not heard from within `timeout`. They may come back (a
+    /// stalled node resumes), so their incarnation is not retired.
     pub fn expire(&self, timeout: Duration, now: Instant) -> Vec<String> {
-        let mut nodes = self.nodes.lock();
-        let dead: Vec<String> = nodes
+        let mut directory = self.nodes.lock();
+        let dead: Vec<String> = directory
+            .live
             .iter()
             .filter(|(_, known)| now.saturating_duration_since(known.last_heard) > timeout)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &dead {
-            nodes.remove(id);
+            directory.live.remove(id);
         }
         dead
     }
 
-    /// Every node heard from and not expired, with or without a heartbeat yet.
-    pub fn ids(&self) -> Vec<String> {
-        self.nodes.lock().keys().cloned().collect()
+    /// How long a live node has been silent; `None` for a node not live.
+    pub fn silent_for(&self, node: &str, now: Instant) -> Option<Duration> {
+        self.nodes.lock().live.get(node).map(|known| now.saturating_duration_since(known.last_heard))
     }
 
-    pub fn remove(&self, node: &str) -> bool {
-        self.nodes.lock().remove(node).is_some()
+    /// Every node heard from and not expired, with or without a heartbeat yet.
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.lock().live.keys().cloned().collect()
     }
 
     /// The live nodes that have sent a heartbeat.
     pub fn list(&self) -> Vec<NodeInfo> {
-        self.nodes.lock().values().filter_map(|known| known.info.clone()).collect()
+        self.nodes.lock().live.values().filter_map(|known| known.info.clone()).collect()
     }
 }
 
-pub fn encode(header: &BusHeader, frame: Option<&Bytes>) -> Bytes {
-    let header_json = serde_json::to_vec(header).unwrap_or_default();
+/// Encodes a payload of this node's incarnation `incarnation`.
+pub fn encode(incarnation: u64, header: &BusHeader, frame: Option<&Bytes>) -> Bytes {
+    let header_json = serde_json::to_vec(&(incarnation, header)).unwrap_or_default();
     let frame_len = frame.map_or(0, Bytes::len);
     let mut out = BytesMut::with_capacity(header_json.len() + 1 + frame_len);
     out.put_slice(&header_json);
@@ -136,11 +205,11 @@ pub fn encode(header: &BusHeader, frame: Option<&Bytes>) -> Bytes {
     out.freeze()
 }
 
-/// Splits a payload into its header and the frame bytes after it.
-pub fn decode(payload: &Bytes) -> Option<(BusHeader, Bytes)> {
+/// Splits a payload into the sender's incarnation, the header and the frame bytes after it.
+pub fn decode(payload: &Bytes) -> Option<(u64, BusHeader, Bytes)> {
     let newline = payload.iter().position(|byte| *byte == b'\n')?;
-    let header = serde_json::from_slice(&payload[..newline]).ok()?;
-    Some((header, payload.slice(newline + 1..)))
+    let (incarnation, header) = serde_json::from_slice(&payload[..newline]).ok()?;
+    Some((incarnation, header, payload.slice(newline + 1..)))
 }
 
 #[cfg(test)]
@@ -151,20 +220,36 @@ mod tests {
     fn silent_nodes_expire_and_come_back_as_new() {
         let directory = NodeDirectory::default();
         let start = Instant::now();
-        assert!(directory.heard("n2", None, start));
-        assert!(!directory.heard("n2", None, start + Duration::from_secs(1)));
+        assert_eq!(directory.heard("n2", 7, None, start), Heard::New);
+        assert_eq!(directory.heard("n2", 7, None, start + Duration::from_secs(1)), Heard::Known);
+        assert_eq!(directory.silent_for("n2", start + Duration::from_secs(3)), Some(Duration::from_secs(2)));
         assert!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(5)).is_empty());
         assert_eq!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(7)), ["n2"]);
-        assert!(directory.heard("n2", None, start + Duration::from_secs(8)), "a node back from the dead is new");
+        assert_eq!(directory.heard("n2", 7, None, start + Duration::from_secs(8)), Heard::New, "back from a stall");
+    }
+
+    #[test]
+    fn a_new_start_replaces_the_old_one_and_a_departure_is_final() {
+        let directory = NodeDirectory::default();
+        let now = Instant::now();
+        assert_eq!(directory.heard("n2", 1, None, now), Heard::New);
+        assert_eq!(directory.heard("n2", 2, None, now), Heard::Restarted, "restarted within the timeout");
+        assert_eq!(directory.heard("n2", 1, None, now), Heard::Retired, "the old start is dead");
+        assert_eq!(directory.heard("n2", 2, None, now), Heard::Known);
+        assert!(directory.leave("n2", 2));
+        assert!(directory.ids().is_empty());
+        assert_eq!(directory.heard("n2", 2, None, now), Heard::Retired, "a heartbeat after the farewell");
+        assert!(directory.ids().is_empty());
+        assert_eq!(directory.heard("n2", 3, None, now), Heard::New, "the next start is welcome");
     }
 
     #[test]
     fn a_payload_round_trips_with_its_frame() {
         let header = BusHeader::RoomMessage { room: "lobby".into(), conv: "room:lobby".into(), seq: 3 };
         let frame = Bytes::from_static(b"{\"type\":\"message\",\"text\":\"a\\nb\"}");
-        let payload = encode(&header, Some(&frame));
-        let (decoded, rest) = decode(&payload).unwrap();
-        assert_eq!(decoded, header);
+        let payload = encode(u64::MAX, &header, Some(&frame));
+        let (incarnation, decoded, rest) = decode(&payload).unwrap();
+        assert_eq!((incarnation, decoded), (u64::MAX, header));
         assert_eq!(rest, frame);
         assert!(decode(&Bytes::from_static(b"garbage")).is_none());
     }

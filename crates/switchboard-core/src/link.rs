@@ -9,7 +9,7 @@ use switchboard_bus::{Bus, BusEvent, BusMessage, Topic};
 use switchboard_protocol::ws::WireFrame;
 use tokio::sync::mpsc;
 
-use crate::cluster::{self, BusHeader};
+use crate::cluster::{self, BusHeader, Heard};
 use crate::node::NodeShared;
 use crate::now_millis;
 use crate::presence::PresenceChange;
@@ -22,12 +22,37 @@ impl NodeShared {
         if !self.has_peers() && !matches!(header, BusHeader::NodeJoined | BusHeader::LinkRestored { .. }) {
             return;
         }
-        let payload = cluster::encode(header, frame.map(|f| f.payload()).as_ref());
+        // After the farewell only the fence that confirms it goes out: anything else would make
+        // the others see this node again.
+        if self.leaving.load(Ordering::Acquire) && !matches!(header, BusHeader::Fence { .. }) {
+            return;
+        }
+        let payload = cluster::encode(self.incarnation, header, frame.map(|f| f.payload()).as_ref());
+        match header {
+            BusHeader::Presence { user, connections, .. } if *connections > 0 => {
+                self.fences.log_presence(user, || self.enqueue(topic, payload));
+            }
+            _ => self.enqueue(topic, payload),
+        }
+    }
+
+    fn enqueue(&self, topic: Topic, payload: bytes::Bytes) {
         if self.bus_outbox.try_send((topic, payload)).is_err() {
             tracing::warn!("bus outbox full, publication dropped");
             return;
         }
         self.metrics.bus_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Says goodbye: after what is queued already, tell the others this incarnation leaves, and
+    /// publish nothing else. Returns once every live node answered the fence behind the farewell
+    /// (so it has forgotten this node), or ran out of patience.
+    pub(crate) async fn leave_cluster(&self) {
+        if !self.has_peers() || self.leaving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.enqueue(Topic::Cluster, cluster::encode(self.incarnation, &BusHeader::NodeLeft, None));
+        self.fences.pass().await;
     }
 
     /// The room got its first listener here, or lost its last: its bus subscription follows.
@@ -54,8 +79,7 @@ impl NodeShared {
         let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
         let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
         self.publish(Topic::Cluster, &header, None);
-        let users = self.presence.counts_of_node(&self.config.node_id);
-        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
+        self.publish_presence_snapshot();
         for room in self.hub.rooms_with_listeners() {
             self.room_listeners_changed(&room);
         }
@@ -77,9 +101,30 @@ impl NodeShared {
         tracing::info!(connections = asked, "asking clients to resume after a cluster link outage");
     }
 
-    /// Forgets a node and everything it held; its users go offline unless online elsewhere.
+    /// Tells every node which users this node holds. On the cluster topic, not to the asking
+    /// node's inbox: a receiver may take one topic's messages before another's (NATS forwards
+    /// each subscription on its own), and a snapshot must not overtake, or be overtaken by, this
+    /// node's presence updates, or a user who left meanwhile stays online there for good.
+    fn publish_presence_snapshot(&self) {
+        let users = self.presence.counts_of_node(&self.config.node_id);
+        self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
+    }
+
+    /// Tells these users' connections here to resume: they may have missed a private message.
+    pub(crate) fn ask_users_to_resume(&self, users: &[std::sync::Arc<str>]) {
+        let mut asked = 0;
+        for user in users {
+            for connection in self.hub.connections_of(user) {
+                connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+                asked += 1;
+            }
+        }
+        tracing::info!(connections = asked, "asking clients to resume after a late fence answer");
+    }
+
+    /// Forgets what a node held (it left, died or started anew); its users go offline unless
+    /// online elsewhere.
     pub(crate) fn forget_node(&self, node: &str) {
-        self.directory.remove(node);
         let gone = self.presence.remove_node(node);
         tracing::info!(node, users = gone.len(), "node gone");
         for user in gone {
@@ -92,7 +137,7 @@ impl NodeShared {
         self.peers_seen.store(true, Ordering::Relaxed);
         let from = message.from_node.as_str();
         self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
-        let Some((header, frame_bytes)) = cluster::decode(&message.payload) else {
+        let Some((incarnation, header, frame_bytes)) = cluster::decode(&message.payload) else {
             tracing::warn!(from = %message.from_node, "undecodable bus message dropped");
             return;
         };
@@ -111,8 +156,23 @@ impl NodeShared {
         ) {
             self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
         }
-        let is_new = self.directory.heard(from, info, Instant::now());
-        if is_new
+        let heard = self.directory.heard(from, incarnation, info, Instant::now());
+        match heard {
+            Heard::Retired => {
+                // A node that left waits for this answer to know its farewell was heard.
+                if let BusHeader::Fence { round } = header {
+                    self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
+                }
+                return;
+            }
+            Heard::Restarted => {
+                tracing::info!(node = from, "node restarted");
+                self.fences.gone(from);
+                self.forget_node(from);
+            }
+            Heard::New | Heard::Known => {}
+        }
+        if heard != Heard::Known
             && !matches!(
                 header,
                 BusHeader::NodeJoined
@@ -121,8 +181,8 @@ impl NodeShared {
                     | BusHeader::PresenceSnapshot { .. }
             )
         {
-            // A node we did not know (new to us, or back after we declared it dead): ask for its
-            // users.
+            // A node we did not know (new to us, started anew, or back after we declared it dead):
+            // ask for its users.
             tracing::info!(node = from, "node appeared");
             self.publish(Topic::Node(from.to_owned()), &BusHeader::NodeJoined, None);
         }
@@ -158,9 +218,8 @@ impl NodeShared {
                 }
             }
             BusHeader::LinkRestored { lost_publications, last_lost_at } => {
-                let users = self.presence.counts_of_node(&self.config.node_id);
-                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
-                self.publish(Topic::Node(message.from_node.clone()), &header, None);
+                self.fences.link_restored(from, incarnation);
+                self.publish_presence_snapshot();
                 if lost_publications {
                     // Unknown (0) means any time; the margin covers the nodes' clock skew.
                     let missed_until = if last_lost_at > 0 { last_lost_at + CLOCK_SKEW_MARGIN_MS } else { i64::MAX };
@@ -168,7 +227,11 @@ impl NodeShared {
                 }
             }
             BusHeader::Heartbeat { .. } => {}
-            BusHeader::NodeLeft => self.forget_node(from),
+            BusHeader::NodeLeft => {
+                self.directory.leave(from, incarnation);
+                self.fences.gone(from);
+                self.forget_node(from);
+            }
             BusHeader::Membership { user, room, joined } => {
                 let changed = if joined { self.hub.join_room(&user, &room) } else { self.hub.leave_room(&user, &room) };
                 if changed {
@@ -178,12 +241,8 @@ impl NodeShared {
             BusHeader::Fence { round } => {
                 self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
             }
-            BusHeader::FenceAnswer { round } => self.fences.answered(from, round),
-            BusHeader::NodeJoined => {
-                let users = self.presence.counts_of_node(&self.config.node_id);
-                let header = BusHeader::PresenceSnapshot { users, since: now_millis() };
-                self.publish(Topic::Node(message.from_node), &header, None);
-            }
+            BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
+            BusHeader::NodeJoined => self.publish_presence_snapshot(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use switchboard_bus::{Bus, Topic};
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::PasswordChecks;
-use crate::cluster::{self, BusHeader, NodeDirectory, NodeInfo};
+use crate::cluster::{BusHeader, NodeDirectory, NodeInfo};
 use crate::config::ChatConfig;
 use crate::error::ChatError;
 use crate::fence::{self, Fences};
@@ -56,6 +56,11 @@ pub struct NodeShared {
     pub directory: NodeDirectory,
     /// When this node started (ms since the Unix epoch).
     pub(crate) started_at: i64,
+    /// Random per start, on every bus payload: the others tell this start from the next one
+    /// under the same node id.
+    pub(crate) incarnation: u64,
+    /// Set once the farewell is queued: nothing else is published after it.
+    pub(crate) leaving: AtomicBool,
     /// Users known to exist, so that a send does not read the store to check its recipient.
     pub(crate) known_users: RwLock<HashSet<Arc<str>>>,
     pub(crate) next_conn_id: AtomicU64,
@@ -106,6 +111,8 @@ impl ChatNode {
             metrics,
             directory: NodeDirectory::default(),
             started_at: now_millis(),
+            incarnation: rand::random(),
+            leaving: AtomicBool::new(false),
             known_users: RwLock::new(HashSet::new()),
             next_conn_id: AtomicU64::new(1),
             id_salt: rand::random(),
@@ -188,21 +195,17 @@ impl ChatNode {
         nodes
     }
 
-    /// Stops the node: tells the cluster it leaves, closes the pipeline once what is queued is
-    /// written, and closes the store.
+    /// Stops the node: writes what is queued (and publishes it), tells the cluster it leaves
+    /// after that, and closes the store.
     pub async fn shutdown(&self) {
         let shared = &self.shared;
-        if shared.has_peers() {
-            let farewell = cluster::encode(&BusHeader::NodeLeft, None);
-            let sent = tokio::time::timeout(Duration::from_secs(1), shared.bus.publish(Topic::Cluster, farewell)).await;
-            if !matches!(sent, Ok(Ok(()))) {
-                tracing::warn!("could not tell the cluster this node leaves");
-            }
-        }
         shared.pipeline.close().await;
         let writer = shared.writer_task.lock().take();
         if let Some(writer) = writer {
             let _ = writer.await;
+        }
+        if tokio::time::timeout(shared.config.node_timeout, shared.leave_cluster()).await.is_err() {
+            tracing::warn!("could not tell the cluster this node leaves");
         }
         for task in shared.tasks.lock().drain(..) {
             task.abort();

@@ -176,6 +176,34 @@ impl TestClient {
         }
     }
 
+    /// Waits for `kind` events (`user_online`, `user_offline`) about every one of `users`,
+    /// whatever their order.
+    pub async fn await_presence(&mut self, kind: &str, users: &[&str]) {
+        let mut missing: std::collections::BTreeSet<&str> = users.iter().copied().collect();
+        while !missing.is_empty() {
+            let event = self.next_of_type(kind).await;
+            missing.remove(event["user"].as_str().unwrap_or_default());
+        }
+    }
+
+    /// Reads what follows a login: the `sync` summary, then the missed messages up to `synced`
+    /// (whose count must match); presence frames in between are skipped.
+    pub async fn read_sync(&mut self) -> Vec<Value> {
+        self.next_of_type("sync").await;
+        let mut messages = Vec::new();
+        loop {
+            let frame = self.next().await;
+            match frame["type"].as_str() {
+                Some("message") => messages.push(frame),
+                Some("synced") => {
+                    assert_eq!(frame["messages"], messages.len(), "synced counts the messages of the sync");
+                    return messages;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Waits until the server has handled everything sent before (it answers a `ping` after all
     /// earlier frames), and returns every frame that arrived meanwhile, inbox included.
     pub async fn quiesce(&mut self) -> Vec<Value> {

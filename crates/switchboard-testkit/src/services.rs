@@ -147,6 +147,31 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
+
+    /// The address of the PostgreSQL server.
+    pub fn server_addr(&self) -> SocketAddr {
+        let (_, host) = self.split_server();
+        let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
+        use std::net::ToSocketAddrs;
+        host.to_socket_addrs().expect("postgres address").next().expect("a postgres address")
+    }
+
+    /// The URL of the database reached through `via` (a [`crate::proxy::TcpProxy`] in front of
+    /// the server), for `--store`.
+    pub fn url_through(&self, via: SocketAddr) -> String {
+        let (scheme_and_user, _) = self.split_server();
+        format!("{scheme_and_user}{via}/{}", self.name)
+    }
+
+    /// `postgres://user@` and `host[:port]` of the server URL.
+    fn split_server(&self) -> (String, &str) {
+        let (scheme, rest) = self.server.split_once("://").expect("a postgres:// URL");
+        let rest = rest.trim_end_matches('/');
+        match rest.rsplit_once('@') {
+            Some((user, host)) => (format!("{scheme}://{user}@"), host),
+            None => (format!("{scheme}://"), rest),
+        }
+    }
 }
 
 impl Drop for TestDatabase {
@@ -265,6 +290,28 @@ impl NodeProcess {
         }
     }
 
+    /// SIGTERM: the node starts its graceful shutdown; `wait_for_exit` sees it end.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits (bounded) until the process has exited; returns whether it exited successfully.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut child = self.child.take().expect("node running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the node") {
+                return status.success();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {} still running {limit:?} after being asked to stop; log:\n{}", self.id, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGSTOP: the node stalls, sockets open, answering nothing.
     pub fn pause(&self) {
         self.signal("-STOP");
@@ -309,6 +356,9 @@ pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 pub struct ProcessCluster {
     pub nodes: Vec<NodeProcess>,
     pub broker: ServiceProcess,
+    /// Between the nodes and PostgreSQL, when started with [`ProcessCluster::start_behind_proxy`]:
+    /// stopping it cuts the store off.
+    pub store_proxy: Option<crate::proxy::TcpProxy>,
     _database: TestDatabase,
 }
 
@@ -317,14 +367,34 @@ impl ProcessCluster {
     /// each with `extra` flags added.
     pub fn start(binary: &str, broker: ServiceProcess, size: usize, extra: &[&str]) -> ProcessCluster {
         let database = TestDatabase::create();
-        let bus = broker.url();
         let store = database.url();
+        Self::start_on(binary, broker, database, &store, None, size, extra)
+    }
+
+    /// Like [`ProcessCluster::start`], with the nodes reaching PostgreSQL through `store_proxy`.
+    pub fn start_behind_proxy(binary: &str, broker: ServiceProcess, size: usize, extra: &[&str]) -> ProcessCluster {
+        let database = TestDatabase::create();
+        let proxy = crate::proxy::TcpProxy::forward_to(database.server_addr());
+        let store = database.url_through(proxy.addr());
+        Self::start_on(binary, broker, database, &store, Some(proxy), size, extra)
+    }
+
+    fn start_on(
+        binary: &str,
+        broker: ServiceProcess,
+        database: TestDatabase,
+        store: &str,
+        store_proxy: Option<crate::proxy::TcpProxy>,
+        size: usize,
+        extra: &[&str],
+    ) -> ProcessCluster {
+        let bus = broker.url();
         let cluster_name = format!("c{}", free_port());
         let mut args = vec![
             "--bus",
             bus.as_str(),
             "--store",
-            store.as_str(),
+            store,
             "--cluster",
             cluster_name.as_str(),
             "--open-auth",
@@ -333,7 +403,7 @@ impl ProcessCluster {
         ];
         args.extend_from_slice(extra);
         let nodes = (1..=size).map(|index| NodeProcess::start(binary, &format!("n{index}"), &args)).collect();
-        ProcessCluster { nodes, broker, _database: database }
+        ProcessCluster { nodes, broker, store_proxy, _database: database }
     }
 
     /// The WebSocket URL of node `index` (0-based).
@@ -343,6 +413,18 @@ impl ProcessCluster {
 
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.nodes[index].addr()
+    }
+
+    /// The ids of the nodes the gateway of node `index` lists, sorted.
+    pub async fn listed_nodes(&self, index: usize) -> Vec<String> {
+        let (_, body) = crate::server::http_get(self.addr(index), "/api/nodes").await;
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut ids: Vec<String> = listed["nodes"]
+            .as_array()
+            .map(|nodes| nodes.iter().filter_map(|node| node["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// One metric of node `index`'s `/metrics`.

@@ -2,8 +2,7 @@
 //! restarted, PostgreSQL cut off. Whatever happens, nothing acknowledged is lost, nothing is
 //! delivered twice, clients recover by resuming with their cursors, and presence heals.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -45,46 +44,6 @@ fn nodes_of(stats: &Value) -> Vec<String> {
     let mut nodes: Vec<String> = serde_json::from_value(stats["nodes"].clone()).unwrap_or_default();
     nodes.sort();
     nodes
-}
-
-/// The ids of the nodes the gateway of the node at `addr` lists.
-async fn listed_nodes(addr: SocketAddr) -> Vec<String> {
-    let (_, body) = http_get(addr, "/api/nodes").await;
-    let listed: Value = serde_json::from_str(&body).unwrap_or_default();
-    let mut ids: Vec<String> = listed["nodes"]
-        .as_array()
-        .map(|nodes| nodes.iter().filter_map(|node| node["id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
-/// Waits for `kind` events (`user_online`, `user_offline`) about every one of `users`, whatever
-/// their order.
-async fn await_presence(client: &mut TestClient, kind: &str, users: &[&str]) {
-    let mut missing: BTreeSet<&str> = users.iter().copied().collect();
-    while !missing.is_empty() {
-        let event = client.next_of_type(kind).await;
-        missing.remove(event["user"].as_str().unwrap_or_default());
-    }
-}
-
-/// Reads what follows a login: the `sync` summary, then the missed messages up to `synced` (whose
-/// count must match); presence frames in between are skipped.
-async fn read_sync(client: &mut TestClient) -> Vec<Value> {
-    client.next_of_type("sync").await;
-    let mut messages = Vec::new();
-    loop {
-        let frame = client.next().await;
-        match frame["type"].as_str() {
-            Some("message") => messages.push(frame),
-            Some("synced") => {
-                assert_eq!(frame["messages"], messages.len(), "synced counts the messages of the sync");
-                return messages;
-            }
-            _ => {}
-        }
-    }
 }
 
 /// The `message` frames of one conversation, in arrival order.
@@ -147,7 +106,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     // users go offline, and he sends on n2 when it dies.
     let mut dan = TestClient::login_open(&cluster.url(1), "dan").await;
     let mut dan_phone = Some(TestClient::login_open(&cluster.url(1), "dan").await);
-    await_presence(&mut watcher, "user_online", &["alice", "bob", "dan"]).await;
+    watcher.await_presence("user_online", &["alice", "bob", "dan"]).await;
 
     // Bob reads on n2 until his connection ends.
     let bob_token = bob.token();
@@ -229,7 +188,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     // Bob resumes on n3 with the seq of the last message he got: the sync brings exactly the rest.
     let mut bob = TestClient::resume(&cluster.url(2), &bob_token, json!({"dm:alice:bob": cursor})).await;
     assert_eq!(bob.session["node"], "n3");
-    let synced = read_sync(&mut bob).await;
+    let synced = bob.read_sync().await;
     assert_exactly(&messages_in(&synced, "dm:alice:bob"), cursor + 1, SENDS, &alice_texts, "bob's sync on n3");
     println!("bob got {cursor} messages live on n2 before it died and {} in his sync on n3", SENDS - cursor);
 
@@ -253,7 +212,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     let stats = watcher.request(json!({"type": "stats", "user": "bob"})).await;
     assert_eq!(stats["online"], true, "bob is online on n3: {stats}");
     assert_eq!(nodes_of(&stats), ["n3"], "n2 is forgotten, bob's n3 connection is not: {stats}");
-    assert!(listed_nodes(cluster.addr(0)).await == ["n1", "n3"], "the gateway still lists the dead node");
+    assert!(cluster.listed_nodes(0).await == ["n1", "n3"], "the gateway still lists the dead node");
 
     // Dan's second burst: whatever n2 answered before dying, and the rest.
     assert_eq!(dan.expect_end().await, None, "a killed node cannot send a close frame");
@@ -264,7 +223,7 @@ async fn redis_kill_9_of_a_node_mid_conversation_loses_and_repeats_nothing() {
     }
     let dan_token = dan.token();
     let mut dan = TestClient::resume(&cluster.url(2), &dan_token, json!({})).await;
-    read_sync(&mut dan).await;
+    dan.read_sync().await;
     // Dan retries every send of the burst with its key, answered or not: each is stored once.
     let mut stored = BTreeMap::new();
     let (mut stored_unanswered, mut never_stored) = (0, 0);
@@ -309,7 +268,7 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
     let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
     let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;
-    await_presence(&mut watcher, "user_online", &["alice", "bob", "carol"]).await;
+    watcher.await_presence("user_online", &["alice", "bob", "carol"]).await;
 
     let mut texts = BTreeMap::new();
     for i in 1..=3 {
@@ -340,10 +299,10 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     assert!(bob.drain_of_type("message").await.is_empty(), "a message crossed nodes without a broker");
     // Without the bus n1 hears nobody: the other nodes and their users go away for it.
     switchboard_testkit::eventually("n1's gateway lists only n1", CONVERGE, || async {
-        listed_nodes(cluster.addr(0)).await == ["n1"]
+        cluster.listed_nodes(0).await == ["n1"]
     })
     .await;
-    await_presence(&mut watcher, "user_offline", &["bob", "carol"]).await;
+    watcher.await_presence("user_offline", &["bob", "carol"]).await;
 
     cluster.broker.start();
     // Every node, once its link is back, tells its clients to resume.
@@ -354,14 +313,14 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
 
     // Bob resumes with his cursor: exactly the messages of the outage, once, in order.
     let mut bob = TestClient::resume(&cluster.url(1), &bob.token(), json!({"dm:alice:bob": bob_cursor})).await;
-    assert_exactly(&read_sync(&mut bob).await, 5, 9, &texts, "bob's sync after the outage");
+    assert_exactly(&bob.read_sync().await, 5, 9, &texts, "bob's sync after the outage");
     assert!(bob.drain_of_type("message").await.is_empty(), "bob got a message twice");
     let mut alice = TestClient::resume(&cluster.url(0), &alice.token(), json!({"dm:alice:bob": 9})).await;
-    assert!(read_sync(&mut alice).await.is_empty(), "alice holds everything she sent");
+    assert!(alice.read_sync().await.is_empty(), "alice holds everything she sent");
     let mut carol = TestClient::resume(&cluster.url(2), &carol.token(), json!({})).await;
-    read_sync(&mut carol).await;
+    carol.read_sync().await;
     let mut watcher = TestClient::resume(&cluster.url(0), &watcher.token(), json!({})).await;
-    read_sync(&mut watcher).await;
+    watcher.read_sync().await;
 
     // Presence and the gateway heal.
     wait_for_stats(&mut watcher, "bob", "n1 sees bob online on n2 again", |stats| {
@@ -374,7 +333,7 @@ async fn broker_restart_loses_nothing_and_heals(broker: ServiceProcess) {
     .await;
     wait_for_stats(&mut carol, "alice", "n3 sees alice online on n1 again", |stats| nodes_of(stats) == ["n1"]).await;
     switchboard_testkit::eventually("n1's gateway lists the three nodes again", CONVERGE, || async {
-        listed_nodes(cluster.addr(0)).await == ["n1", "n2", "n3"]
+        cluster.listed_nodes(0).await == ["n1", "n2", "n3"]
     })
     .await;
 
@@ -398,19 +357,6 @@ async fn nats_restart_loses_nothing_and_heals() {
     broker_restart_loses_nothing_and_heals(ServiceProcess::nats()).await;
 }
 
-/// The user part (`postgres://user@`) of the test PostgreSQL server's URL and its address.
-fn postgres_server() -> (String, SocketAddr) {
-    let server =
-        std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let (scheme, rest) = server.split_once("://").expect("a postgres:// URL");
-    let rest = rest.trim_end_matches('/');
-    let (user, host) = rest.rsplit_once('@').map_or(("", rest), |(user, host)| (user, host));
-    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
-    let address = host.to_socket_addrs().expect("postgres address").next().expect("a postgres address");
-    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
-    (format!("{scheme}://{user}"), address)
-}
-
 /// Test 4. The store becomes unreachable under a standalone node: sends are refused with
 /// `store_unavailable` (never acknowledged) within a bounded time, logins fail and the node is not
 /// ready; once it is back sends are acknowledged again, and the conversation holds exactly the
@@ -418,9 +364,8 @@ fn postgres_server() -> (String, SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_refuses_sends_and_recovers() {
     let database = TestDatabase::create();
-    let (prefix, postgres) = postgres_server();
-    let mut proxy = TcpProxy::forward_to(postgres);
-    let store = format!("{prefix}127.0.0.1:{}/{}", proxy.port(), database.name);
+    let mut proxy = TcpProxy::forward_to(database.server_addr());
+    let store = database.url_through(proxy.addr());
     let mut args = vec!["--store", store.as_str(), "--open-auth"];
     args.extend(NO_RATE_LIMIT);
     let node = NodeProcess::start(BINARY, "solo", &args);
@@ -486,14 +431,14 @@ async fn redis_stalled_node_does_not_stall_the_others() {
     let mut alice = TestClient::login_open(&cluster.url(0), "alice").await;
     let mut bob = TestClient::login_open(&cluster.url(1), "bob").await;
     let mut carol = TestClient::login_open(&cluster.url(2), "carol").await;
-    await_presence(&mut alice, "user_online", &["bob", "carol"]).await;
-    await_presence(&mut bob, "user_online", &["carol"]).await;
+    alice.await_presence("user_online", &["bob", "carol"]).await;
+    bob.await_presence("user_online", &["carol"]).await;
     alice.request(json!({"type": "create_room", "room": "trio"})).await;
     for member in [&mut bob, &mut carol] {
         let joined = member.request(json!({"type": "join", "room": "trio"})).await;
         assert_eq!(joined["type"], "room", "{joined}");
     }
-    await_presence(&mut alice, "member_joined", &["bob", "carol"]).await;
+    alice.await_presence("member_joined", &["bob", "carol"]).await;
 
     let mut to_carol = BTreeMap::new();
     let mut in_room = BTreeMap::new();
@@ -541,7 +486,7 @@ async fn redis_stalled_node_does_not_stall_the_others() {
     // The stalled node is declared dead; a message to carol now is not even published to it.
     alice.next_about("user_offline", "carol").await;
     println!("n1 declared the stopped n3 dead {:?} after the stop", stalled_at.elapsed());
-    assert!(listed_nodes(cluster.addr(0)).await == ["n1", "n2"], "n1's gateway still lists the dead n3");
+    assert!(cluster.listed_nodes(0).await == ["n1", "n2"], "n1's gateway still lists the dead n3");
     let stats = alice.request(json!({"type": "stats", "user": "carol"})).await;
     assert_eq!(stats["online"], false, "carol's node is dead for n1: {stats}");
     let ack = alice.request(json!({"type": "send", "to": "carol", "text": "while n3 is dead", "key": "c-dead"})).await;
@@ -568,7 +513,7 @@ async fn redis_stalled_node_does_not_stall_the_others() {
     // Carol resumes on n3, running again, with her cursors: the sync brings exactly the rest.
     let cursors = json!({"dm:alice:carol": pm_cursor, "room:trio": room_cursor});
     let mut carol_again = TestClient::resume(&cluster.url(2), &carol.token(), cursors).await;
-    let synced = read_sync(&mut carol_again).await;
+    let synced = carol_again.read_sync().await;
     let last_pm = *to_carol.keys().last().expect("pms");
     let last_room = *in_room.keys().last().expect("room messages");
     assert_exactly(&live_pms[..pm_cursor as usize], 1, pm_cursor, &to_carol, "carol's live private messages");
