@@ -109,6 +109,10 @@ impl PostgresStore {
             Some(_) => options,
             None => options.application_name("switchboard"),
         };
+        // Read committed whatever the database's default: an append sees what other nodes
+        // committed before it, and the upsert of a conversation's row waits for the row's lock and
+        // then moves the newest version, where a stricter level would fail the append.
+        let options = options.options([("default_transaction_isolation", r"read\ committed")]);
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         let database = options.get_database().unwrap_or("").to_owned();
         let pool_options = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
@@ -137,13 +141,13 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// One attempt at a batch, in one transaction; nothing of it stays on `Err`.
+    /// One attempt at a batch: the keyed messages' originals are read first (if any), then one
+    /// statement moves the conversations' heads and inserts the new messages. One statement is
+    /// atomic on its own and one round trip; an explicit transaction would add two more (a
+    /// message's cost across nodes was mostly these round trips). Nothing of it stays on `Err`.
     async fn try_append(&self, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
-        // Read committed whatever the database's default: each statement sees what other nodes
-        // committed before it, and the upsert of a conversation's row waits for the row's lock
-        // and then moves the newest version, where a stricter level would fail the transaction.
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-        let originals = originals_of(&mut tx, pending).await?;
+        let mut conn = self.pool.acquire().await?;
+        let originals = originals_of(&mut conn, pending).await?;
 
         let mut slots = Vec::with_capacity(pending.len());
         let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
@@ -168,44 +172,50 @@ impl PostgresStore {
             conv.added += 1;
             conv.last_ts = message.ts;
         }
-        if !growth.is_empty() {
-            reserve_seqs(&mut tx, &mut growth).await?;
+        if growth.is_empty() {
+            // Every message of the batch is a duplicate of one stored before.
+            return outcomes_of(pending, slots, &growth);
         }
-
-        let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(pending.len());
-        for (item, slot) in pending.iter().zip(slots) {
-            let outcome = match slot {
-                Slot::Original(original) => AppendOutcome::Duplicate(original),
-                Slot::SameAs(first) => AppendOutcome::Duplicate(outcomes[first].message().clone()),
-                Slot::New => {
-                    let message = item.message;
-                    let Some(conv) = growth.get_mut(message.conv.as_str()) else {
-                        return Err(sqlx::Error::Protocol(format!("no seq reserved for {}", message.conv)));
-                    };
-                    let seq = conv.next_seq;
-                    conv.next_seq += 1;
-                    AppendOutcome::Stored(StoredMessage {
-                        conv: message.conv.clone(),
-                        seq,
-                        id: message.id.clone(),
-                        sender: message.sender.clone(),
-                        recipient: message.recipient.clone(),
-                        room: message.room.clone(),
-                        text: item.text.clone().into_owned(),
-                        ts: message.ts,
-                        key: item.key.as_deref().map(str::to_owned),
-                    })
-                }
-            };
-            outcomes.push(outcome);
-        }
-
-        if !growth.is_empty() {
-            insert_messages(&mut tx, pending, &outcomes).await?;
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        append_new(&mut conn, pending, &slots, &mut growth).await?;
+        outcomes_of(pending, slots, &growth)
     }
+}
+
+/// The batch's outcomes, in order, once each conversation's first new seq is in `growth`.
+fn outcomes_of(
+    pending: &[Pending<'_>],
+    slots: Vec<Slot>,
+    growth: &BTreeMap<&str, Growth>,
+) -> Result<Vec<AppendOutcome>, sqlx::Error> {
+    let mut next: HashMap<&str, u64> = growth.iter().map(|(conv, grown)| (*conv, grown.next_seq)).collect();
+    let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(pending.len());
+    for (item, slot) in pending.iter().zip(slots) {
+        let outcome = match slot {
+            Slot::Original(original) => AppendOutcome::Duplicate(original),
+            Slot::SameAs(first) => AppendOutcome::Duplicate(outcomes[first].message().clone()),
+            Slot::New => {
+                let message = item.message;
+                let Some(seq) = next.get_mut(message.conv.as_str()) else {
+                    return Err(sqlx::Error::Protocol(format!("no seq reserved for {}", message.conv)));
+                };
+                let stored = *seq;
+                *seq += 1;
+                AppendOutcome::Stored(StoredMessage {
+                    conv: message.conv.clone(),
+                    seq: stored,
+                    id: message.id.clone(),
+                    sender: message.sender.clone(),
+                    recipient: message.recipient.clone(),
+                    room: message.room.clone(),
+                    text: item.text.clone().into_owned(),
+                    ts: message.ts,
+                    key: item.key.as_deref().map(str::to_owned),
+                })
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// The messages stored before with the keys of the batch, by (sender, key).
@@ -237,12 +247,17 @@ async fn originals_of(
         .collect())
 }
 
-/// Locks the row of each conversation of the batch, creating the missing ones, and moves its
-/// `last_seq` past the batch's messages; records in `growth` the first seq each gets. Rows are
-/// locked in conv order, the order of `growth`, so two batches never wait on each other in a
-/// cycle; the locks are held until the transaction ends, which serialises concurrent appends to
-/// a conversation from every node.
-async fn reserve_seqs(conn: &mut PgConnection, growth: &mut BTreeMap<&str, Growth>) -> Result<(), sqlx::Error> {
+/// Moves each conversation's `last_seq` past the batch's new messages (creating the missing
+/// rows) and inserts those messages, numbered from the heads it moved, in one statement; records
+/// in `growth` the first seq each conversation got. Rows are locked in conv order, the order of
+/// `growth`, so two batches never wait on each other in a cycle; the locks are held until the
+/// statement ends, which serialises concurrent appends to a conversation from every node.
+async fn append_new(
+    conn: &mut PgConnection,
+    pending: &[Pending<'_>],
+    slots: &[Slot],
+    growth: &mut BTreeMap<&str, Growth>,
+) -> Result<(), sqlx::Error> {
     let mut convs = Vec::with_capacity(growth.len());
     let mut users_a = Vec::with_capacity(growth.len());
     let mut users_b = Vec::with_capacity(growth.len());
@@ -256,21 +271,55 @@ async fn reserve_seqs(conn: &mut PgConnection, growth: &mut BTreeMap<&str, Growt
         added.push(to_sql(grown.added));
         last_ts.push(grown.last_ts);
     }
+    let new: Vec<&Pending<'_>> =
+        pending.iter().zip(slots).filter(|(_, slot)| matches!(slot, Slot::New)).map(|(item, _)| item).collect();
+    let message_convs: Vec<&str> = new.iter().map(|item| item.message.conv.as_str()).collect();
+    let ids: Vec<&str> = new.iter().map(|item| item.message.id.as_str()).collect();
+    let senders: Vec<&str> = new.iter().map(|item| item.message.sender.as_str()).collect();
+    let recipients: Vec<Option<&str>> = new.iter().map(|item| item.message.recipient.as_deref()).collect();
+    let rooms: Vec<Option<&str>> = new.iter().map(|item| item.message.room.as_deref()).collect();
+    let texts: Vec<&str> = new.iter().map(|item| item.text.as_ref()).collect();
+    let timestamps: Vec<Millis> = new.iter().map(|item| item.message.ts).collect();
+    let keys: Vec<Option<&str>> = new.iter().map(|item| item.key.as_deref()).collect();
+    // A conversation's new messages get seqs last_seq - added + 1 ..= last_seq in batch order,
+    // the numbering `outcomes_of` gives them too.
     let heads = sqlx::query_as::<_, (String, i64)>(
-        "INSERT INTO conversations (conv, user_a, user_b, last_seq, last_ts) \
-         SELECT conv, user_a, user_b, added, last_ts \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
-              WITH ORDINALITY AS b (conv, user_a, user_b, added, last_ts, position) \
-         ORDER BY position \
-         ON CONFLICT (conv) DO UPDATE \
-         SET last_seq = conversations.last_seq + EXCLUDED.last_seq, last_ts = EXCLUDED.last_ts \
-         RETURNING conv, last_seq",
+        "WITH heads AS ( \
+             INSERT INTO conversations (conv, user_a, user_b, last_seq, last_ts) \
+             SELECT conv, user_a, user_b, added, last_ts \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+                  WITH ORDINALITY AS b (conv, user_a, user_b, added, last_ts, position) \
+             ORDER BY position \
+             ON CONFLICT (conv) DO UPDATE \
+             SET last_seq = conversations.last_seq + EXCLUDED.last_seq, last_ts = EXCLUDED.last_ts \
+             RETURNING conv, last_seq \
+         ), batch AS ( \
+             SELECT * FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                                  $12::int8[], $13::text[]) \
+                  WITH ORDINALITY AS m (conv, id, sender, recipient, room, text, ts, idem_key, position) \
+         ), inserted AS ( \
+             INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
+             SELECT m.conv, \
+                    h.last_seq - COUNT(*) OVER (PARTITION BY m.conv) \
+                        + ROW_NUMBER() OVER (PARTITION BY m.conv ORDER BY m.position), \
+                    m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
+             FROM batch m JOIN heads h ON h.conv = m.conv \
+         ) \
+         SELECT conv, last_seq FROM heads",
     )
     .bind(&convs)
     .bind(&users_a)
     .bind(&users_b)
     .bind(&added)
     .bind(&last_ts)
+    .bind(&message_convs)
+    .bind(&ids)
+    .bind(&senders)
+    .bind(&recipients)
+    .bind(&rooms)
+    .bind(&texts)
+    .bind(&timestamps)
+    .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     if heads.len() != growth.len() {
@@ -290,54 +339,6 @@ async fn reserve_seqs(conn: &mut PgConnection, growth: &mut BTreeMap<&str, Growt
         }
         grown.next_seq = last_seq + 1 - grown.added;
     }
-    Ok(())
-}
-
-/// Inserts the stored outcomes' messages in one statement.
-async fn insert_messages(
-    conn: &mut PgConnection,
-    pending: &[Pending<'_>],
-    outcomes: &[AppendOutcome],
-) -> Result<(), sqlx::Error> {
-    let count = outcomes.iter().filter(|outcome| matches!(outcome, AppendOutcome::Stored(_))).count();
-    let mut convs = Vec::with_capacity(count);
-    let mut seqs = Vec::with_capacity(count);
-    let mut ids = Vec::with_capacity(count);
-    let mut senders = Vec::with_capacity(count);
-    let mut recipients = Vec::with_capacity(count);
-    let mut rooms = Vec::with_capacity(count);
-    let mut texts = Vec::with_capacity(count);
-    let mut timestamps = Vec::with_capacity(count);
-    let mut keys = Vec::with_capacity(count);
-    for (item, outcome) in pending.iter().zip(outcomes) {
-        if let AppendOutcome::Stored(message) = outcome {
-            convs.push(message.conv.as_str());
-            seqs.push(to_sql(message.seq));
-            ids.push(message.id.as_str());
-            senders.push(message.sender.as_str());
-            recipients.push(message.recipient.as_deref());
-            rooms.push(message.room.as_deref());
-            texts.push(message.text.as_str());
-            timestamps.push(message.ts);
-            keys.push(item.key.as_deref());
-        }
-    }
-    sqlx::query(
-        "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                              $7::text[], $8::int8[], $9::text[])",
-    )
-    .bind(&convs)
-    .bind(&seqs)
-    .bind(&ids)
-    .bind(&senders)
-    .bind(&recipients)
-    .bind(&rooms)
-    .bind(&texts)
-    .bind(&timestamps)
-    .bind(&keys)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
