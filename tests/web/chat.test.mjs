@@ -18,6 +18,7 @@ import {
   register,
   screenshot,
   seedMessages,
+  seedRooms,
   sendText,
   serverUrl,
   waitForMessage,
@@ -150,6 +151,18 @@ test('rooms: create, join with the replayed history, members, join and leave not
   await bob.page.locator('#message-list .notice', { hasText: 'carol left the room' }).waitFor();
   await alice.page.locator('#conv-sub', { hasText: '2 members' }).waitFor();
   await alice.page.locator('#members .member', { hasText: 'carol' }).waitFor({ state: 'detached' });
+});
+
+test('a user in more rooms than one page of the listing holds sees every one of them', async () => {
+  const pat = await device();
+  await register(pat.page, base, 'pat');
+  // The server answers `rooms` and `conversations` 1000 at a time: the client follows next_cursor.
+  const rooms = Array.from({ length: 1005 }, (_, index) => `page-${String(index).padStart(4, '0')}`);
+  await seedRooms(pat.page, { username: 'pat', rooms });
+  await pat.page.locator('#rooms-refresh').click();
+  await waitInPage(pat.page, () => document.querySelectorAll('#room-list [data-joined="true"]').length === 1005);
+  await pat.page.locator('#room-list [data-room="page-1004"][data-joined="true"]').click();
+  await pat.page.locator('#conv-name', { hasText: '# page-1004' }).waitFor();
 });
 
 test('a second tab of the same user follows the conversation, and logging out ends both', async () => {

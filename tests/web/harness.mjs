@@ -165,6 +165,55 @@ export async function screenshot(page, name) {
  * protocol connection opened inside `page` (the browser has the WebSocket client): for seeding
  * long histories quickly, or messages from a user who is not looking at the page.
  */
+/**
+ * Joins `rooms` (creating them) as `username` over a WebSocket of its own, a few requests in
+ * flight at a time, retrying what the rate limit refuses.
+ */
+export async function seedRooms(page, { username, password = PASSWORD, rooms }) {
+  return page.evaluate(
+    async ({ username, password, rooms }) => {
+      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+      const waiting = new Map();
+      let next = 0;
+      const request = (frame) =>
+        new Promise((resolve) => {
+          frame.ref = `seed-${next++}`;
+          waiting.set(frame.ref, resolve);
+          ws.send(JSON.stringify(frame));
+        });
+      ws.addEventListener('message', (event) => {
+        const frame = JSON.parse(event.data);
+        const resolve = frame.ref !== undefined && waiting.get(frame.ref);
+        if (resolve) {
+          waiting.delete(frame.ref);
+          resolve(frame);
+        }
+      });
+      await new Promise((resolve, reject) => {
+        ws.addEventListener('open', resolve);
+        ws.addEventListener('error', reject);
+      });
+      const session = await request({ type: 'login', username, password, presence: false });
+      if (session.type !== 'session') throw new Error(`login failed: ${JSON.stringify(session)}`);
+      const join = async (room) => {
+        for (;;) {
+          const answer = await request({ type: 'join', room });
+          if (answer.type === 'room') return;
+          if (answer.code !== 'rate_limited') throw new Error(JSON.stringify(answer));
+          await new Promise((resolve) => setTimeout(resolve, answer.retry_after_ms));
+        }
+      };
+      const queue = [...rooms];
+      const worker = async () => {
+        while (queue.length > 0) await join(queue.shift());
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      ws.close();
+    },
+    { username, password, rooms },
+  );
+}
+
 export async function seedMessages(page, { username, password = PASSWORD, to, count = 0, label = 'message', texts }) {
   const all = texts ?? Array.from({ length: count }, (_, index) => `${label} ${index + 1}`);
   return page.evaluate(

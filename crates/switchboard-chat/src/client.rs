@@ -44,11 +44,12 @@ const LIST_NAMES: usize = 30;
 enum Pending {
     Join,
     Leave(String),
-    Rooms,
+    /// Listings gather their pages until `next_cursor` is null, then print once.
+    Rooms(Vec<Value>),
     Users(Vec<(String, bool)>),
     Online(Vec<String>),
-    Members,
-    Conversations,
+    Members(String, Vec<Value>),
+    Conversations(Vec<Value>),
     History(Target),
     /// Fetching missed messages of a conversation after a gap or a sync with `more`.
     Fill(String),
@@ -66,11 +67,11 @@ impl Pending {
         Some(match self {
             Pending::Join => "/join",
             Pending::Leave(_) => "/leave",
-            Pending::Rooms => "/rooms",
+            Pending::Rooms(_) => "/rooms",
             Pending::Users(_) => "/users",
             Pending::Online(_) => "/online",
-            Pending::Members => "/members",
-            Pending::Conversations => "/conversations",
+            Pending::Members(..) => "/members",
+            Pending::Conversations(_) => "/conversations",
             Pending::History(_) => "/history",
             Pending::Stats => "/stats",
             Pending::Popular => "/popular",
@@ -659,8 +660,12 @@ impl Client {
                 drop(current);
                 self.notice(&format!("left room:{}", clean(&room)));
             }
-            Pending::Rooms => {
-                let rooms = frame["rooms"].as_array().cloned().unwrap_or_default();
+            Pending::Rooms(mut rooms) => {
+                rooms.extend(frame["rooms"].as_array().cloned().unwrap_or_default());
+                if let Some(cursor) = frame["next_cursor"].as_str() {
+                    self.request(json!({"type": "rooms", "cursor": cursor}), Pending::Rooms(rooms)).await;
+                    return;
+                }
                 if rooms.is_empty() {
                     self.print("no rooms yet: /join <room> creates one");
                 }
@@ -700,8 +705,13 @@ impl Client {
                 }
                 self.print(format!("online ({}): {}", users.len(), name_list(&users, usize::MAX)));
             }
-            Pending::Members => {
-                let members = frame["members"].as_array().cloned().unwrap_or_default();
+            Pending::Members(room, mut members) => {
+                members.extend(frame["members"].as_array().cloned().unwrap_or_default());
+                if let Some(cursor) = frame["next_cursor"].as_str() {
+                    let request = json!({"type": "members", "room": room, "cursor": cursor});
+                    self.request(request, Pending::Members(room, members)).await;
+                    return;
+                }
                 let names: Vec<String> = members
                     .iter()
                     .map(|m| {
@@ -716,8 +726,13 @@ impl Client {
                     names.join(", ")
                 ));
             }
-            Pending::Conversations => {
-                let conversations = frame["conversations"].as_array().cloned().unwrap_or_default();
+            Pending::Conversations(mut conversations) => {
+                conversations.extend(frame["conversations"].as_array().cloned().unwrap_or_default());
+                if let Some(cursor) = frame["next_cursor"].as_str() {
+                    let request = json!({"type": "conversations", "cursor": cursor});
+                    self.request(request, Pending::Conversations(conversations)).await;
+                    return;
+                }
                 if conversations.is_empty() {
                     self.print("no conversations yet");
                     return;
@@ -854,11 +869,15 @@ impl Client {
             Command::Leave(room) => {
                 self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room)).await
             }
-            Command::Rooms => self.request(json!({"type": "rooms"}), Pending::Rooms).await,
+            Command::Rooms => self.request(json!({"type": "rooms"}), Pending::Rooms(Vec::new())).await,
             Command::Users => self.request(json!({"type": "users", "limit": 1000}), Pending::Users(Vec::new())).await,
             Command::Online => self.request(json!({"type": "online"}), Pending::Online(Vec::new())).await,
-            Command::Members(room) => self.request(json!({"type": "members", "room": room}), Pending::Members).await,
-            Command::Conversations => self.request(json!({"type": "conversations"}), Pending::Conversations).await,
+            Command::Members(room) => {
+                self.request(json!({"type": "members", "room": room.clone()}), Pending::Members(room, Vec::new())).await
+            }
+            Command::Conversations => {
+                self.request(json!({"type": "conversations"}), Pending::Conversations(Vec::new())).await
+            }
             Command::History { target, limit } => {
                 let mut frame = json!({"type": "history", "limit": limit});
                 target.apply(&mut frame);

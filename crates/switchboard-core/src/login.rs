@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_protocol::event::{ServerFrame, SyncEntry};
+use switchboard_protocol::event::{fitting_prefix, ServerFrame, SyncEntry, MAX_ANSWER_BYTES};
 use switchboard_protocol::request::{self, AuthOptions, ClientFrame};
 use switchboard_protocol::ws::WireFrame;
 use switchboard_protocol::{ConvId, RefValue, Request};
@@ -289,7 +289,17 @@ impl NodeShared {
         }
         let total = frames.len();
         let mut out = Vec::with_capacity(total + 2);
-        out.push(ServerFrame::Sync { conversations: &entries }.encode());
+        // A user in tens of thousands of conversations has a summary of megabytes: it goes in as
+        // many `sync` frames as keep each under the answer bound (always at least one).
+        let mut rest = &entries[..];
+        loop {
+            let (chunk, after) = rest.split_at(fitting_prefix(rest, MAX_ANSWER_BYTES));
+            out.push(ServerFrame::Sync { conversations: chunk }.encode());
+            rest = after;
+            if rest.is_empty() {
+                break;
+            }
+        }
         out.extend(frames);
         out.push(ServerFrame::Synced { messages: total }.encode());
         tracing::trace!(user, messages = total, "sync collected");

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_protocol::event::{
-    human_duration, ConversationView, MemberView, MessageView, RoomView, ServerFrame, UserStats, UserView, WordCount,
+    fitting_prefix, fitting_suffix, human_duration, ConversationView, MemberView, MessageView, RoomView, ServerFrame,
+    UserStats, UserView, WordCount, MAX_ANSWER_BYTES,
 };
 use switchboard_protocol::request::{self, ClientFrame};
 use switchboard_protocol::{CloseCode, ConvId, RefValue, Request, Target};
@@ -22,8 +23,29 @@ use crate::ratelimit::TokenBucket;
 /// Most messages one `history` request returns.
 const MAX_HISTORY_PAGE: u32 = 200;
 const DEFAULT_HISTORY_PAGE: u32 = 50;
-/// Most users one `users` request returns.
-const MAX_USERS_PAGE: u32 = 1000;
+/// Most entries one page of `users`, `rooms`, `members` or `conversations` holds (also the
+/// default). Every answer is bounded in bytes too, by [`MAX_ANSWER_BYTES`].
+const MAX_LIST_PAGE: u32 = 1000;
+
+/// The entries of one listing page, byte-bounded, and the cursor of the next. `fetched` came from
+/// a store read of `limit + 1`, so a full read means another page.
+fn page_of<T: serde::Serialize>(
+    mut fetched: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let mut more = fetched.len() > limit as usize;
+    fetched.truncate(limit as usize);
+    let fits = fitting_prefix(&fetched, MAX_ANSWER_BYTES);
+    more |= fits < fetched.len();
+    fetched.truncate(fits);
+    let next_cursor = if more { fetched.last().map(key) } else { None };
+    (fetched, next_cursor)
+}
+
+fn list_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(MAX_LIST_PAGE).clamp(1, MAX_LIST_PAGE)
+}
 
 /// What the transport should do after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,20 +191,24 @@ impl Session {
                 }
                 let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
                 let conv_text = conv.to_string();
-                let (messages, has_more) = match after {
-                    Some(after) => {
-                        let messages = shared.store.messages_after(&conv_text, after, limit).await?;
-                        let has_more = messages.len() as u32 == limit;
-                        (messages, has_more)
-                    }
-                    None => {
-                        let messages = shared.store.messages_before(&conv_text, before, limit).await?;
-                        let has_more = messages.first().is_some_and(|m| m.seq > 1);
-                        (messages, has_more)
-                    }
+                // Cut to the byte bound on the side the client pages from: the oldest of an
+                // `after` page, the newest of a `before` page; `has_more` then says a next page
+                // follows the last (or first) message received, as for a full page.
+                let stored = match after {
+                    Some(after) => shared.store.messages_after(&conv_text, after, limit).await?,
+                    None => shared.store.messages_before(&conv_text, before, limit).await?,
                 };
-                let views: Vec<MessageView<'_>> = messages.iter().map(pipeline::view_of).collect();
-                self.reply(ServerFrame::History { reference, conv: &conv_text, messages: &views, has_more });
+                let mut messages: Vec<MessageView<'_>> = stored.iter().map(pipeline::view_of).collect();
+                let has_more = if after.is_some() {
+                    let fits = fitting_prefix(&messages, MAX_ANSWER_BYTES);
+                    let has_more = messages.len() as u32 == limit || fits < messages.len();
+                    messages.truncate(fits);
+                    has_more
+                } else {
+                    messages.drain(..messages.len() - fitting_suffix(&messages, MAX_ANSWER_BYTES));
+                    messages.first().is_some_and(|m| m.seq > 1)
+                };
+                self.reply(ServerFrame::History { reference, conv: &conv_text, messages: &messages, has_more });
             }
             Request::Typing { target } => {
                 let conv = self.conv_of(&target).to_string();
@@ -216,9 +242,11 @@ impl Session {
                 }
                 self.reply(ServerFrame::Ok { reference, of: "read" });
             }
-            Request::Conversations => {
-                let records = shared.store.conversations_of(me).await?;
-                let views: Vec<ConversationView> = records
+            Request::Conversations { after, limit } => {
+                let limit = list_limit(limit);
+                let page = shared.store.conversations_page(me, after.as_deref(), limit + 1).await?;
+                let views: Vec<ConversationView> = page
+                    .items
                     .iter()
                     .map(|record| {
                         let conv = ConvId::parse(&record.conv).ok();
@@ -233,7 +261,13 @@ impl Session {
                         }
                     })
                     .collect();
-                self.reply(ServerFrame::Conversations { reference, conversations: &views });
+                let (views, next_cursor) = page_of(views, limit, |view| view.conv.clone());
+                self.reply(ServerFrame::Conversations {
+                    reference,
+                    conversations: &views,
+                    next_cursor: next_cursor.as_deref(),
+                    total: page.total,
+                });
             }
             Request::CreateRoom { room } => {
                 if !shared.store.create_room(&room, me, now_millis()).await? {
@@ -261,32 +295,48 @@ impl Session {
                 shared.publish_membership(me, &room, false);
                 self.reply(ServerFrame::Ok { reference, of: "leave" });
             }
-            Request::Members { room } => {
+            Request::Members { room, after, limit } => {
                 if !shared.store.room_exists(&room).await? {
                     return Err(ChatError::RoomNotFound(room));
                 }
-                let members = shared.store.members(&room).await?;
-                let views: Vec<MemberView> = members
+                let limit = list_limit(limit);
+                let page = shared.store.members(&room, after.as_deref(), limit + 1).await?;
+                let views: Vec<MemberView> = page
+                    .items
                     .into_iter()
                     .map(|user| MemberView { online: shared.presence.is_online(&user), user })
                     .collect();
-                self.reply(ServerFrame::Members { reference, room: &room, members: &views });
+                let (views, next_cursor) = page_of(views, limit, |view| view.user.clone());
+                self.reply(ServerFrame::Members {
+                    reference,
+                    room: &room,
+                    members: &views,
+                    next_cursor: next_cursor.as_deref(),
+                    total: page.total,
+                });
             }
-            Request::Rooms => {
-                let rooms = shared.store.list_rooms().await?;
-                let mine = shared.store.rooms_of(me).await?;
-                let views: Vec<RoomView> = rooms
+            Request::Rooms { after, limit } => {
+                let limit = list_limit(limit);
+                let page = shared.store.list_rooms(me, after.as_deref(), limit + 1).await?;
+                let views: Vec<RoomView> = page
+                    .items
                     .into_iter()
-                    .map(|room| RoomView { joined: mine.contains(&room.name), name: room.name, members: room.members })
+                    .map(|room| RoomView { name: room.name, members: room.members, joined: room.joined })
                     .collect();
-                self.reply(ServerFrame::Rooms { reference, rooms: &views });
+                let (views, next_cursor) = page_of(views, limit, |view| view.name.clone());
+                self.reply(ServerFrame::Rooms {
+                    reference,
+                    rooms: &views,
+                    next_cursor: next_cursor.as_deref(),
+                    total: page.total,
+                });
             }
             Request::Users { after, limit } => {
-                let limit = limit.unwrap_or(MAX_USERS_PAGE).clamp(1, MAX_USERS_PAGE);
-                let names = shared.store.list_users(after.as_deref(), limit).await?;
-                let next_cursor = if names.len() as u32 == limit { names.last().cloned() } else { None };
+                let limit = list_limit(limit);
+                let names = shared.store.list_users(after.as_deref(), limit + 1).await?;
                 let views: Vec<UserView> =
                     names.into_iter().map(|user| UserView { online: shared.presence.is_online(&user), user }).collect();
+                let (views, next_cursor) = page_of(views, limit, |view| view.user.clone());
                 self.reply(ServerFrame::Users { reference, users: &views, next_cursor: next_cursor.as_deref() });
             }
             Request::Online => shared.push_online_list(&self.connection, reference),
@@ -426,7 +476,9 @@ impl Session {
             let last = shared.store.last_seq(&conv).await?;
             shared.store.set_read(me, &conv, last).await?;
         }
-        let views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
+        let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
+        // The newest that fit: older ones are a `history` request away.
+        views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));
         self.reply(ServerFrame::Room { reference, room, created, joined: true, history: &views });
         Ok(())
     }

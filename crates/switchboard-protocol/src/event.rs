@@ -26,6 +26,58 @@ pub fn encode<T: Serialize>(frame: &T) -> WireFrame {
     wire
 }
 
+/// The most bytes one answer (a listing, a history page, a join's history, one `sync` summary)
+/// takes on the wire: well under a connection's outbound queue bound (4 MiB by default) and the
+/// frame size clients accept, so no answer can cut its asker off. Lists stop before it and page.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Room left in an answer for everything but its list: type, ref, conv, cursor, counts.
+const ENVELOPE_BYTES: usize = 4096;
+
+/// How many of `items`, taken from the front, fit in one answer with the bound `max_bytes`
+/// (never fewer than one of a non-empty list: one entry is far smaller than the bound).
+pub fn fitting_prefix<T: Serialize>(items: &[T], max_bytes: usize) -> usize {
+    fitting(items.iter(), max_bytes).max(items.len().min(1))
+}
+
+/// How many of `items`, taken from the back, fit in one answer with the bound `max_bytes`.
+pub fn fitting_suffix<T: Serialize>(items: &[T], max_bytes: usize) -> usize {
+    fitting(items.iter().rev(), max_bytes).max(items.len().min(1))
+}
+
+fn fitting<'a, T: Serialize + 'a>(items: impl Iterator<Item = &'a T>, max_bytes: usize) -> usize {
+    let mut budget = max_bytes.saturating_sub(ENVELOPE_BYTES);
+    let mut count = 0;
+    for item in items {
+        // One more for the comma.
+        let size = encoded_len(item) + 1;
+        if size > budget {
+            break;
+        }
+        budget -= size;
+        count += 1;
+    }
+    count
+}
+
+/// The length of a value's JSON, without building it.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Cannot fail, as for `encode`.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 /// A stored chat message as clients see it: in live delivery, history and recovery alike. It
 /// borrows from the stored message, so encoding a delivery copies no field first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,6 +155,10 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
         conversations: &'a [ConversationView],
+        /// The `cursor` for the next page; null on the last.
+        next_cursor: Option<&'a str>,
+        /// How many entries the whole listing has.
+        total: u64,
     },
     Room {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -125,17 +181,25 @@ pub enum ServerFrame<'a> {
         reference: Option<&'a RefValue>,
         room: &'a str,
         members: &'a [MemberView],
+        /// The `cursor` for the next page; null on the last.
+        next_cursor: Option<&'a str>,
+        /// How many entries the whole listing has.
+        total: u64,
     },
     Rooms {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
         rooms: &'a [RoomView],
+        /// The `cursor` for the next page; null on the last.
+        next_cursor: Option<&'a str>,
+        /// How many entries the whole listing has.
+        total: u64,
     },
     Users {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
         users: &'a [UserView],
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// The `cursor` for the next page; null on the last.
         next_cursor: Option<&'a str>,
     },
     /// The online list, sorted, in chunks; `done` on the last.
@@ -336,6 +400,18 @@ mod tests {
         assert_eq!(value["key"], "k-1");
         assert_eq!(value["seq"], 4);
         assert!(value.get("room").is_none());
+    }
+
+    #[test]
+    fn fitting_counts_what_an_answer_can_hold_from_either_end() {
+        let texts: Vec<String> = (0..10).map(|i| "x".repeat(1000 * (i + 1))).collect();
+        let all = ENVELOPE_BYTES + texts.iter().map(|t| encoded_len(t) + 1).sum::<usize>();
+        assert_eq!(fitting_prefix(&texts, all), 10);
+        assert_eq!(fitting_prefix(&texts, all - 1), 9, "the last one no longer fits");
+        assert_eq!(fitting_suffix(&texts, ENVELOPE_BYTES + 10_003), 1, "only the largest, from the back");
+        assert_eq!(fitting_prefix(&texts, 0), 1, "one entry always goes");
+        assert_eq!(fitting_prefix::<String>(&[], 0), 0);
+        assert_eq!(encoded_len(&"\u{1}"), 8, "a control character escapes to six bytes");
     }
 
     #[test]

@@ -101,26 +101,82 @@ pub struct AuthOptions {
 /// A checked client request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Register { username: String, password: String, options: AuthOptions },
-    Login { username: String, password: String, options: AuthOptions },
-    Resume { token: String, options: AuthOptions },
-    LoginJwt { jwt: String, options: AuthOptions },
-    LoginOpen { username: String, options: AuthOptions },
+    Register {
+        username: String,
+        password: String,
+        options: AuthOptions,
+    },
+    Login {
+        username: String,
+        password: String,
+        options: AuthOptions,
+    },
+    Resume {
+        token: String,
+        options: AuthOptions,
+    },
+    LoginJwt {
+        jwt: String,
+        options: AuthOptions,
+    },
+    LoginOpen {
+        username: String,
+        options: AuthOptions,
+    },
     Logout,
-    Send { target: Target, text: String, key: Option<String> },
-    History { target: Target, before: Option<u64>, after: Option<u64>, limit: Option<u32> },
-    Typing { target: Target },
-    Read { target: Target, seq: u64 },
-    Conversations,
-    CreateRoom { room: String },
-    Join { room: String },
-    Leave { room: String },
-    Members { room: String },
-    Rooms,
-    Users { after: Option<String>, limit: Option<u32> },
+    Send {
+        target: Target,
+        text: String,
+        key: Option<String>,
+    },
+    History {
+        target: Target,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    },
+    Typing {
+        target: Target,
+    },
+    Read {
+        target: Target,
+        seq: u64,
+    },
+    /// Listings take `cursor` (the last key of the previous page) and `limit`.
+    Conversations {
+        after: Option<String>,
+        limit: Option<u32>,
+    },
+    CreateRoom {
+        room: String,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Members {
+        room: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    },
+    Rooms {
+        after: Option<String>,
+        limit: Option<u32>,
+    },
+    Users {
+        after: Option<String>,
+        limit: Option<u32>,
+    },
     Online,
-    Popular { n: Option<u32>, seconds: Option<u32> },
-    Stats { user: String },
+    Popular {
+        n: Option<u32>,
+        seconds: Option<u32>,
+    },
+    Stats {
+        user: String,
+    },
     Whoami,
     Ping,
 }
@@ -151,12 +207,12 @@ impl Request {
             Request::History { .. } => "history",
             Request::Typing { .. } => "typing",
             Request::Read { .. } => "read",
-            Request::Conversations => "conversations",
+            Request::Conversations { .. } => "conversations",
             Request::CreateRoom { .. } => "create_room",
             Request::Join { .. } => "join",
             Request::Leave { .. } => "leave",
             Request::Members { .. } => "members",
-            Request::Rooms => "rooms",
+            Request::Rooms { .. } => "rooms",
             Request::Users { .. } => "users",
             Request::Online => "online",
             Request::Popular { .. } => "popular",
@@ -246,6 +302,16 @@ fn target(to: Option<String>, room: Option<String>) -> Check<Target> {
     }
 }
 
+/// A `conversations` cursor is a conversation id, as the previous page's `next_cursor` gave it.
+fn conv_cursor(cursor: Option<String>) -> Check<Option<String>> {
+    cursor
+        .map(|cursor| match ConvId::parse(&cursor) {
+            Ok(conv) => Ok(conv.to_string()),
+            Err(error) => Err((ErrorCode::InvalidField, format!("cursor: {error}"))),
+        })
+        .transpose()
+}
+
 fn auth_options(presence: Option<bool>, cursors: Option<BTreeMap<String, u64>>) -> Check<AuthOptions> {
     let mut checked = BTreeMap::new();
     for (conv, seq) in cursors.unwrap_or_default() {
@@ -306,17 +372,20 @@ fn check(raw: RawFrame) -> Check<Request> {
         },
         "typing" => Request::Typing { target: target(raw.to, raw.room)? },
         "read" => Request::Read { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
-        "conversations" => Request::Conversations,
+        "conversations" => Request::Conversations { after: conv_cursor(raw.cursor)?, limit: raw.limit },
         "create_room" => Request::CreateRoom { room: room_field(raw.room)? },
         "join" => Request::Join { room: room_field(raw.room)? },
         "leave" => Request::Leave { room: room_field(raw.room)? },
-        "members" => Request::Members { room: room_field(raw.room)? },
-        "rooms" => Request::Rooms,
+        "members" => Request::Members {
+            room: room_field(raw.room)?,
+            after: raw.cursor.map(|cursor| user_field(Some(cursor), "cursor")).transpose()?,
+            limit: raw.limit,
+        },
+        "rooms" => {
+            Request::Rooms { after: raw.cursor.map(|cursor| room_field(Some(cursor))).transpose()?, limit: raw.limit }
+        }
         "users" => Request::Users {
-            after: match raw.cursor {
-                Some(cursor) => Some(user_field(Some(cursor), "cursor")?),
-                None => None,
-            },
+            after: raw.cursor.map(|cursor| user_field(Some(cursor), "cursor")).transpose()?,
             limit: raw.limit,
         },
         "online" => Request::Online,
@@ -382,6 +451,18 @@ mod tests {
             ErrorCode::InvalidField
         );
         assert_eq!(parse(r#"{"type":"ping","protocol":9}"#).unwrap_err().code, ErrorCode::UnsupportedProtocol);
+    }
+
+    #[test]
+    fn listings_take_a_cursor_of_their_own_kind() {
+        let frame = parse(r#"{"type":"rooms","cursor":"Lobby","limit":5}"#).unwrap();
+        assert_eq!(frame.request, Request::Rooms { after: Some("lobby".into()), limit: Some(5) });
+        assert_eq!(parse(r#"{"type":"rooms"}"#).unwrap().request, Request::Rooms { after: None, limit: None });
+        let frame = parse(r#"{"type":"conversations","cursor":"dm:b:a"}"#).unwrap();
+        assert_eq!(frame.request, Request::Conversations { after: Some("dm:a:b".into()), limit: None });
+        assert_eq!(parse(r#"{"type":"conversations","cursor":"x"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let frame = parse(r#"{"type":"members","room":"r","cursor":"bob"}"#).unwrap();
+        assert_eq!(frame.request, Request::Members { room: "r".into(), after: Some("bob".into()), limit: None });
     }
 
     #[test]

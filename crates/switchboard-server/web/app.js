@@ -442,7 +442,8 @@ function onFrame(frame) {
       ingest(frame.conv, [frame]);
       break;
     case 'sync':
-      state.syncMore = frame.conversations.filter((entry) => entry.more).map((entry) => entry.conv);
+      // A long summary comes in several `sync` frames.
+      for (const entry of frame.conversations) if (entry.more) state.syncMore.push(entry.conv);
       break;
     case 'synced':
       onSynced();
@@ -590,16 +591,22 @@ function onMembership(roomName, user, joined) {
 // ---------------------------------------------------------------------------------------------
 // Lists
 
+// Listings come in pages: asks for each next one until the answer's `next_cursor` is null.
+async function eachPage(request, onPage) {
+  let cursor = null;
+  do {
+    const page = await connection.request(cursor ? { ...request, cursor } : request);
+    onPage(page);
+    cursor = page.next_cursor;
+  } while (cursor);
+}
+
 async function refreshUsers() {
   try {
-    let cursor;
-    for (;;) {
-      const page = await connection.request(cursor ? { type: 'users', cursor } : { type: 'users' });
+    await eachPage({ type: 'users' }, (page) => {
       for (const user of page.users) state.users.add(user.user);
       invalidate('sidebar');
-      if (!page.next_cursor) break;
-      cursor = page.next_cursor;
-    }
+    });
   } catch (error) {
     if (error.code !== 'disconnected') console.warn('users', error);
   }
@@ -607,9 +614,10 @@ async function refreshUsers() {
 
 async function refreshRooms() {
   try {
-    const answer = await connection.request({ type: 'rooms' });
     const fresh = new Map();
-    for (const room of answer.rooms) fresh.set(room.name, { name: room.name, members: room.members, joined: room.joined });
+    await eachPage({ type: 'rooms' }, (page) => {
+      for (const room of page.rooms) fresh.set(room.name, { name: room.name, members: room.members, joined: room.joined });
+    });
     state.rooms = fresh;
     invalidate('sidebar', 'conv');
     const conv = state.current && state.convs.get(state.current);
@@ -621,23 +629,24 @@ async function refreshRooms() {
 
 async function refreshConversations() {
   try {
-    const answer = await connection.request({ type: 'conversations' });
-    for (const entry of answer.conversations) {
-      const conv = conversation(entry.conv);
-      // Messages from others that arrived after the server's snapshot still count.
-      let newer = 0;
-      for (const message of conv.messages.values()) {
-        if (message.seq > entry.last_seq && message.from !== state.me) newer += 1;
+    await eachPage({ type: 'conversations' }, (page) => {
+      for (const entry of page.conversations) {
+        const conv = conversation(entry.conv);
+        // Messages from others that arrived after the server's snapshot still count.
+        let newer = 0;
+        for (const message of conv.messages.values()) {
+          if (message.seq > entry.last_seq && message.from !== state.me) newer += 1;
+        }
+        conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
+        conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
+        conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
+        const cursor = state.cursors.get(conv.id);
+        // The server has messages after our cursor that never reached us: fetch them.
+        if (cursor !== undefined && entry.last_seq > cursor) fillForward(conv);
+        if (isViewing(conv)) markRead(conv);
       }
-      conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
-      conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
-      conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
-      const cursor = state.cursors.get(conv.id);
-      // The server has messages after our cursor that never reached us: fetch them.
-      if (cursor !== undefined && entry.last_seq > cursor) fillForward(conv);
-      if (isViewing(conv)) markRead(conv);
-    }
-    invalidate('sidebar');
+      invalidate('sidebar');
+    });
   } catch (error) {
     if (error.code !== 'disconnected') console.warn('conversations', error);
   }
@@ -645,9 +654,14 @@ async function refreshConversations() {
 
 async function loadMembers(conv) {
   try {
-    const answer = await connection.request({ type: 'members', room: conv.name });
-    conv.members = new Set(answer.members.map((member) => member.user));
-    for (const member of answer.members) state.users.add(member.user);
+    const members = new Set();
+    await eachPage({ type: 'members', room: conv.name }, (page) => {
+      for (const member of page.members) {
+        members.add(member.user);
+        state.users.add(member.user);
+      }
+    });
+    conv.members = members;
     const room = state.rooms.get(conv.name);
     if (room) room.members = conv.members.size;
     invalidate('conv', 'sidebar');

@@ -42,14 +42,15 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false, changing nothing, when the room exists.
     async fn create_room(&self, room: &str, creator: &str, now: Millis) -> StoreResult<bool>;
     async fn room_exists(&self, room: &str) -> StoreResult<bool>;
-    /// Every room with its member count, by name.
-    async fn list_rooms(&self) -> StoreResult<Vec<RoomSummary>>;
+    /// Rooms by name after `after` (exclusive), at most `limit`, each with its member count and
+    /// whether `viewer` is a member; `total` counts every room.
+    async fn list_rooms(&self, viewer: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomSummary>>;
     /// Returns false when the user already was a member.
     async fn add_member(&self, room: &str, user: &str, now: Millis) -> StoreResult<bool>;
     /// Returns false when the user was not a member.
     async fn remove_member(&self, room: &str, user: &str) -> StoreResult<bool>;
-    /// Members of a room, by name.
-    async fn members(&self, room: &str) -> StoreResult<Vec<String>>;
+    /// Members of a room by name after `after` (exclusive), at most `limit`; `total` counts them all.
+    async fn members(&self, room: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<String>>;
     /// Rooms a user is a member of, by name.
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>>;
 
@@ -91,6 +92,14 @@ pub trait Store: Send + Sync + 'static {
     /// The user's private conversations that have messages, and the rooms they are a member of
     /// (with `last_seq` 0 when a room has no message yet), each with the user's read marker.
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>>;
+    /// [`Store::conversations_of`] by conversation id after `after` (exclusive), at most `limit`;
+    /// `total` counts them all.
+    async fn conversations_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>>;
     /// What a login syncs, in one call so a store can read it in one round trip: the user's
     /// conversations (as [`Store::conversations_of`]), each with the seq the sync starts after
     /// (the `cursors` entry, else the read marker, at most `last_seq`) and up to `limit` messages
@@ -135,4 +144,19 @@ pub trait InlineAppend: Send + Sync {
 /// and never past the newest message.
 pub fn sync_start(conversation: &ConversationRecord, cursors: &HashMap<String, u64>) -> u64 {
     cursors.get(&conversation.conv).copied().unwrap_or(conversation.read_seq).min(conversation.last_seq)
+}
+
+/// Where a conversation listing resumes among the user's rooms: the room names after which
+/// `room:<name>` sorts after `after`. Conversation ids are `dm:...` or `room:...`, and every
+/// `room:` id sorts after every `dm:` id.
+pub fn room_cursor(after: Option<&str>) -> Option<&str> {
+    match after {
+        None => None,
+        Some(after) => match after.strip_prefix("room:") {
+            Some(room) => Some(room),
+            None if after < "room:" => Some(""),
+            // Past every room id: a name no room can have (names are lowercase ASCII).
+            None => Some("\u{10ffff}"),
+        },
+    }
 }

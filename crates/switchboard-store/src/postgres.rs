@@ -18,8 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::PgConnection;
 
 use crate::{
-    AppendOutcome, ConversationRecord, Millis, NewMessage, RoomSummary, SessionRecord, Store, StoreError, StoreResult,
-    StoredMessage, UserRecord,
+    room_cursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store,
+    StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -537,15 +537,27 @@ impl Store for PostgresStore {
         Ok(exists)
     }
 
-    async fn list_rooms(&self) -> StoreResult<Vec<RoomSummary>> {
-        let rows = sqlx::query_as::<_, (String, i64)>(
-            "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) \
-             FROM rooms r ORDER BY r.name",
+    async fn list_rooms(&self, viewer: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomSummary>> {
+        let rows = sqlx::query_as::<_, (String, i64, bool)>(
+            "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name), \
+             EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.\"user\" = $1) \
+             FROM rooms r WHERE $2::text IS NULL OR r.name > $2 ORDER BY r.name LIMIT $3",
         )
+        .bind(viewer)
+        .bind(after)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.into_iter().map(|(name, members)| RoomSummary { name, members: from_sql(members) }).collect())
+        let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM rooms")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let items = rows
+            .into_iter()
+            .map(|(name, members, joined)| RoomSummary { name, members: from_sql(members), joined })
+            .collect();
+        Ok(Page { items, total: from_sql(total) })
     }
 
     async fn add_member(&self, room: &str, user: &str, now: Millis) -> StoreResult<bool> {
@@ -572,14 +584,23 @@ impl Store for PostgresStore {
         Ok(result.rows_affected() > 0)
     }
 
-    async fn members(&self, room: &str) -> StoreResult<Vec<String>> {
-        let users =
-            sqlx::query_scalar::<_, String>("SELECT \"user\" FROM room_members WHERE room = $1 ORDER BY \"user\"")
-                .bind(room)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?;
-        Ok(users)
+    async fn members(&self, room: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<String>> {
+        let items = sqlx::query_scalar::<_, String>(
+            "SELECT \"user\" FROM room_members WHERE room = $1 AND ($2::text IS NULL OR \"user\" > $2) \
+             ORDER BY \"user\" LIMIT $3",
+        )
+        .bind(room)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM room_members WHERE room = $1")
+            .bind(room)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(Page { items, total: from_sql(total) })
     }
 
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
@@ -704,6 +725,55 @@ impl Store for PostgresStore {
                 read_seq: from_sql(read_seq),
             })
             .collect())
+    }
+
+    async fn conversations_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>> {
+        // Each branch reads its index from the cursor on, at most `limit` rows.
+        let rows = sqlx::query_as::<_, (String, i64, Millis, i64)>(
+            "SELECT * FROM ( \
+                 SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) AS seq \
+                 FROM conversations c \
+                 LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
+                 WHERE (c.user_a = $1 OR c.user_b = $1) AND ($2::text IS NULL OR c.conv > $2) \
+                 UNION ALL \
+                 (SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+                  FROM room_members m \
+                  LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
+                  LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
+                  WHERE m.\"user\" = $1 AND ($3::text IS NULL OR m.room > $3) \
+                  ORDER BY m.room LIMIT $4) \
+             ) listed ORDER BY conv LIMIT $4",
+        )
+        .bind(user)
+        .bind(after)
+        .bind(room_cursor(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let total = sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = $1 OR user_b = $1) \
+             + (SELECT COUNT(*) FROM room_members WHERE \"user\" = $1)",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let items = rows
+            .into_iter()
+            .map(|(conv, last_seq, last_ts, read_seq)| ConversationRecord {
+                conv,
+                last_seq: from_sql(last_seq),
+                last_ts,
+                read_seq: from_sql(read_seq),
+            })
+            .collect();
+        Ok(Page { items, total: from_sql(total) })
     }
 
     async fn last_seq(&self, conv: &str) -> StoreResult<u64> {

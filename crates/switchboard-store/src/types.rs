@@ -22,6 +22,15 @@ pub struct SessionRecord {
 pub struct RoomSummary {
     pub name: String,
     pub members: u64,
+    /// Whether the user who asked is a member.
+    pub joined: bool,
+}
+
+/// One page of a listing, in ascending key order, and how many entries the whole listing has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
 }
 
 /// A message the core wants stored; the store assigns `seq`.

@@ -359,6 +359,34 @@ async fn join_prints_the_replayed_history_and_plain_lines_go_to_the_room() {
 }
 
 #[tokio::test]
+async fn rooms_members_and_conversations_gather_every_page() {
+    let store: std::sync::Arc<dyn switchboard_store::Store> =
+        std::sync::Arc::new(switchboard_store::SqliteStore::open_in_memory().await.expect("store"));
+    for index in 0..1100 {
+        let room = format!("r{index:04}");
+        assert!(store.create_room(&room, "alice", 1).await.unwrap());
+        assert!(store.add_member(&room, "alice", 1).await.unwrap());
+        assert!(store.add_member("r0000", &format!("m{index:04}"), 1).await.unwrap());
+    }
+    let server = TestServer::builder().chat(|c| c.node_id = "n1".into()).store(store).start().await;
+    let url = server.ws_url();
+    let config = tempfile::tempdir().expect("temp dir");
+    let token = token_of(&url, "alice").await;
+    let mut chat = resumed(&url, "alice", &token, config.path()).await;
+
+    chat.command("/rooms").await;
+    chat.expect("rooms (1100):").await;
+    chat.expect("room:r1099 (1 member, joined)").await;
+    chat.command("/members r0000").await;
+    let members = chat.expect("m1099").await;
+    assert!(members.contains("members of room:r0000 (1101):"), "{members}");
+    chat.command("/conversations").await;
+    chat.expect("room:r1099 (0 unread)").await;
+    chat.command("/quit").await;
+    assert_eq!(chat.wait_exit().await, 0);
+}
+
+#[tokio::test]
 async fn stats_history_users_whoami_and_help() {
     let server = server().await;
     let url = server.ws_url();

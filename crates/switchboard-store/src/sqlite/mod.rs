@@ -29,8 +29,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    sync_start, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, RoomSummary, SessionRecord, Store,
-    StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
+    sync_start, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary, SessionRecord,
+    Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
 };
 use queries::*;
 use threads::*;
@@ -177,6 +177,17 @@ impl InlineAppend for SqliteStore {
         };
         Ok(worker.transaction(|worker| append_batch(worker, &batch)))
     }
+}
+
+/// Runs `read` in one read transaction, so a page and its total agree (in memory the writer runs
+/// it inside its own transaction already).
+fn read_consistent<R>(conn: &Connection, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+    let tx = if conn.is_autocommit() { Some(conn.unchecked_transaction()?) } else { None };
+    let result = read(conn)?;
+    if let Some(tx) = tx {
+        tx.finish()?;
+    }
+    Ok(result)
 }
 
 fn configure(conn: &Connection, options: SqliteOptions) -> rusqlite::Result<()> {
@@ -330,15 +341,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_rooms(&self) -> StoreResult<Vec<RoomSummary>> {
-        self.read(|worker| {
-            let mut statement = worker.conn.prepare_cached(
-                "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) FROM rooms r ORDER BY r.name",
-            )?;
-            let rooms = statement
-                .query_map([], |row| Ok(RoomSummary { name: row.get(0)?, members: row.get::<_, i64>(1)? as u64 }))?
-                .collect::<rusqlite::Result<Vec<_>>>();
-            Ok(rooms?)
+    async fn list_rooms(&self, viewer: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomSummary>> {
+        let (viewer, after) = (viewer.to_owned(), after.map(str::to_owned));
+        self.read(move |worker| {
+            Ok(read_consistent(&worker.conn, |conn| rooms_page(conn, &viewer, after.as_deref(), limit))?)
         })
         .await
     }
@@ -376,13 +382,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn members(&self, room: &str) -> StoreResult<Vec<String>> {
-        let room = room.to_owned();
+    async fn members(&self, room: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<String>> {
+        let (room, after) = (room.to_owned(), after.map(str::to_owned));
         self.read(move |worker| {
-            let mut statement =
-                worker.conn.prepare_cached("SELECT user FROM room_members WHERE room = ?1 ORDER BY user")?;
-            let users = statement.query_map([room], |row| row.get(0))?.collect::<rusqlite::Result<Vec<_>>>();
-            Ok(users?)
+            Ok(read_consistent(&worker.conn, |conn| members_page(conn, &room, after.as_deref(), limit))?)
         })
         .await
     }
@@ -453,6 +456,19 @@ impl Store for SqliteStore {
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>> {
         let user = user.to_owned();
         self.read(move |worker| Ok(conversations_of(&worker.conn, &user)?)).await
+    }
+
+    async fn conversations_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>> {
+        let (user, after) = (user.to_owned(), after.map(str::to_owned));
+        self.read(move |worker| {
+            Ok(read_consistent(&worker.conn, |conn| conversations_page(conn, &user, after.as_deref(), limit))?)
+        })
+        .await
     }
 
     async fn sync_read(&self, user: &str, cursors: &HashMap<String, u64>, limit: u32) -> StoreResult<Vec<SyncRead>> {

@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::threads::Worker;
 use crate::{
-    AppendOutcome, ConversationRecord, Millis, NewMessage, SessionRecord, StoreError, StoreResult, StoredMessage,
+    room_cursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, StoreError,
+    StoreResult, StoredMessage,
 };
 
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
@@ -211,15 +212,90 @@ pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Resul
          WHERE m.user = ?1 \
          ORDER BY conv",
     )?;
-    let conversations = statement
-        .query_map([user], |row| {
-            Ok(ConversationRecord {
-                conv: row.get(0)?,
-                last_seq: row.get::<_, i64>(1)? as u64,
-                last_ts: row.get(2)?,
-                read_seq: row.get::<_, i64>(3)? as u64,
-            })
-        })?
-        .collect();
+    let conversations = statement.query_map([user], conversation_from)?.collect();
     conversations
+}
+
+fn conversation_from(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
+    Ok(ConversationRecord {
+        conv: row.get(0)?,
+        last_seq: row.get::<_, i64>(1)? as u64,
+        last_ts: row.get(2)?,
+        read_seq: row.get::<_, i64>(3)? as u64,
+    })
+}
+
+/// One page of [`conversations_of`]: private conversations by id, then rooms, each branch read
+/// from its index from the cursor on.
+pub(super) fn conversations_page(
+    conn: &Connection,
+    user: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<ConversationRecord>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT conv, last_seq, last_ts, seq FROM ( \
+             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq \
+             FROM conversations c \
+             LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+             WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
+             UNION ALL \
+             SELECT * FROM ( \
+                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+                 FROM room_members m \
+                 LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
+                 LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
+                 WHERE m.user = ?1 AND (?3 IS NULL OR m.room > ?3) \
+                 ORDER BY m.room LIMIT ?4 \
+             ) \
+         ) ORDER BY conv LIMIT ?4",
+    )?;
+    let items = statement
+        .query_map(params![user, after, room_cursor(after), i64::from(limit)], conversation_from)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = ?1 OR user_b = ?1) \
+             + (SELECT COUNT(*) FROM room_members WHERE user = ?1)",
+        )?
+        .query_row([user], |row| row.get(0))?;
+    Ok(Page { items, total: total as u64 })
+}
+
+pub(super) fn rooms_page(
+    conn: &Connection,
+    viewer: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<RoomSummary>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name), \
+         EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user = ?1) \
+         FROM rooms r WHERE ?2 IS NULL OR r.name > ?2 ORDER BY r.name LIMIT ?3",
+    )?;
+    let items = statement
+        .query_map(params![viewer, after, i64::from(limit)], |row| {
+            Ok(RoomSummary { name: row.get(0)?, members: row.get::<_, i64>(1)? as u64, joined: row.get(2)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let total: i64 = conn.prepare_cached("SELECT COUNT(*) FROM rooms")?.query_row([], |row| row.get(0))?;
+    Ok(Page { items, total: total as u64 })
+}
+
+pub(super) fn members_page(
+    conn: &Connection,
+    room: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Page<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT user FROM room_members WHERE room = ?1 AND (?2 IS NULL OR user > ?2) ORDER BY user LIMIT ?3",
+    )?;
+    let items = statement
+        .query_map(params![room, after, i64::from(limit)], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let total: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM room_members WHERE room = ?1")?
+        .query_row([room], |row| row.get(0))?;
+    Ok(Page { items, total: total as u64 })
 }

@@ -289,6 +289,7 @@ macro_rules! conformance_suite {
             health_answers_while_open,
             open_session_creates_the_user_once_stores_the_token_and_lists_rooms,
             sync_read_starts_after_the_cursor_else_the_read_marker,
+            listings_page_from_their_cursor_each_entry_once,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -303,7 +304,7 @@ macro_rules! conformance_suite {
 }
 
 pub mod conformance {
-    use switchboard_store::{ConversationRecord, RoomSummary, SessionRecord};
+    use switchboard_store::{ConversationRecord, Page, RoomSummary, SessionRecord};
 
     use super::*;
 
@@ -434,7 +435,7 @@ pub mod conformance {
         assert_eq!(user.password_hash.as_deref(), Some("$argon2id$hash"));
         assert_eq!(user.created_at, 5);
         assert_eq!(store.session("abc123").await.unwrap(), Some(session));
-        assert_eq!(store.members("lobby").await.unwrap(), ["alice"]);
+        assert_eq!(store.members("lobby", None, 10).await.unwrap().items, ["alice"]);
         assert_eq!(texts_of(&*store, "room:lobby").await, ["one", "two"]);
         assert_eq!(store.last_seq("room:lobby").await.unwrap(), 2);
 
@@ -605,23 +606,35 @@ pub mod conformance {
         assert!(store.add_member("lobby", "alice", 3).await.unwrap());
         assert!(!store.add_member("lobby", "alice", 4).await.unwrap());
         assert!(store.add_member("attic", "alice", 3).await.unwrap());
-        assert_eq!(store.members("lobby").await.unwrap(), ["alice", "carol"]);
-        assert!(store.members("cellar").await.unwrap().is_empty());
+        assert_eq!(
+            store.members("lobby", None, 10).await.unwrap(),
+            Page { items: vec!["alice".to_owned(), "carol".into()], total: 2 }
+        );
+        assert_eq!(store.members("cellar", None, 10).await.unwrap(), Page { items: vec![], total: 0 });
         assert_eq!(store.rooms_of("alice").await.unwrap(), ["attic", "lobby"]);
         assert!(store.rooms_of("nobody").await.unwrap().is_empty());
         assert_eq!(
-            store.list_rooms().await.unwrap(),
-            [RoomSummary { name: "attic".into(), members: 1 }, RoomSummary { name: "lobby".into(), members: 2 }]
+            store.list_rooms("alice", None, 10).await.unwrap().items,
+            [
+                RoomSummary { name: "attic".into(), members: 1, joined: true },
+                RoomSummary { name: "lobby".into(), members: 2, joined: true }
+            ]
         );
         assert!(store.remove_member("lobby", "alice").await.unwrap());
         assert!(!store.remove_member("lobby", "alice").await.unwrap());
         assert!(!store.remove_member("cellar", "alice").await.unwrap());
-        assert_eq!(store.members("lobby").await.unwrap(), ["carol"]);
+        assert_eq!(store.members("lobby", None, 10).await.unwrap().items, ["carol"]);
         assert_eq!(store.rooms_of("alice").await.unwrap(), ["attic"]);
         assert!(store.remove_member("attic", "alice").await.unwrap());
         assert_eq!(
-            store.list_rooms().await.unwrap(),
-            [RoomSummary { name: "attic".into(), members: 0 }, RoomSummary { name: "lobby".into(), members: 1 }]
+            store.list_rooms("carol", None, 10).await.unwrap(),
+            Page {
+                items: vec![
+                    RoomSummary { name: "attic".into(), members: 0, joined: false },
+                    RoomSummary { name: "lobby".into(), members: 1, joined: true }
+                ],
+                total: 2
+            }
         );
 
         let session = SessionRecord { token_hash: "t1".into(), user: "alice".into(), created_at: 1, expires_at: 2 };
@@ -631,6 +644,52 @@ pub mod conformance {
         store.delete_session("t1").await.unwrap();
         assert_eq!(store.session("t1").await.unwrap(), None);
         store.delete_session("t1").await.unwrap();
+        store.close().await;
+    }
+
+    pub async fn listings_page_from_their_cursor_each_entry_once(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let peers = ["bob", "carol", "zed"];
+        let rooms = ["a-room", "lobby", "m", "zz"];
+        for peer in peers {
+            store.append(vec![dm("alice", peer, "hi", None)]).await.unwrap();
+        }
+        for room in rooms {
+            assert!(store.create_room(room, "alice", 1).await.unwrap());
+            assert!(store.add_member(room, "alice", 1).await.unwrap());
+        }
+        assert!(store.create_room("other", "bob", 1).await.unwrap());
+        for member in ["ann", "ben", "cy"] {
+            assert!(store.add_member("lobby", member, 1).await.unwrap());
+        }
+        store.append(vec![in_room("m", "alice", "hello", None)]).await.unwrap();
+
+        let everything: Vec<String> =
+            store.conversations_of("alice").await.unwrap().into_iter().map(|record| record.conv).collect();
+        for size in 1..=everything.len() as u32 + 1 {
+            let (mut walked, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let page = store.conversations_page("alice", after.as_deref(), size).await.unwrap();
+                assert_eq!(page.total, everything.len() as u64);
+                assert!(page.items.len() <= size as usize);
+                let Some(last) = page.items.last() else { break };
+                after = Some(last.conv.clone());
+                walked.extend(page.items.into_iter().map(|record| record.conv));
+            }
+            assert_eq!(walked, everything, "pages of {size}");
+        }
+        let page = store.conversations_page("alice", Some("room:m"), 1).await.unwrap();
+        assert_eq!(page.items[0].conv, "room:zz");
+        let page = store.conversations_page("alice", Some("dm:alice:zed"), 10).await.unwrap();
+        assert_eq!(page.items.len(), rooms.len(), "every room id sorts after every private one");
+
+        let page = store.list_rooms("alice", Some("lobby"), 2).await.unwrap();
+        let names: Vec<&str> = page.items.iter().map(|room| room.name.as_str()).collect();
+        assert_eq!((names, page.total), (vec!["m", "other"], 5));
+        assert!(page.items[0].joined && !page.items[1].joined);
+        let page = store.members("lobby", Some("ann"), 2).await.unwrap();
+        assert_eq!((page.items, page.total), (vec!["ben".to_owned(), "cy".into()], 4));
+        assert!(store.members("lobby", Some("cy"), 2).await.unwrap().items.is_empty());
         store.close().await;
     }
 
@@ -648,9 +707,10 @@ pub mod conformance {
         assert_eq!(store.list_users(None, 10).await.unwrap(), sorted);
         assert_eq!(store.list_users(Some("a.b"), 10).await.unwrap(), ["a9", "a_c", "ab"]);
         assert_eq!(store.list_users(Some("a9"), 1).await.unwrap(), ["a_c"]);
-        assert_eq!(store.members("lobby").await.unwrap(), sorted);
+        assert_eq!(store.members("lobby", None, 10).await.unwrap().items, sorted);
         assert_eq!(store.rooms_of("alice").await.unwrap(), sorted);
-        let rooms: Vec<String> = store.list_rooms().await.unwrap().into_iter().map(|room| room.name).collect();
+        let rooms: Vec<String> =
+            store.list_rooms("alice", None, 10).await.unwrap().items.into_iter().map(|room| room.name).collect();
         assert_eq!(rooms, sorted);
         let convs: Vec<String> =
             store.conversations_of("alice").await.unwrap().into_iter().map(|record| record.conv).collect();
