@@ -14,7 +14,7 @@
 //! Around it: [`node::ChatNode`] holds the parts together and `login` lets connections in; [`auth`] (passwords, session tokens,
 //! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
 //! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
-//! [`metrics`]; [`config`]; [`error`].
+//! [`metrics`]; [`config`]; [`error`]. `fuzzing` (feature `fuzzing`): the login fuzz target's check.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -24,6 +24,9 @@ mod delivery;
 pub mod error;
 pub mod fence;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 mod link;
 mod login;

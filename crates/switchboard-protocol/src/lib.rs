@@ -4,6 +4,7 @@
 //! - [`request`]: client frames, parsed in one pass into a typed [`Request`].
 //! - [`event`]: server frames, serialised once and shared between recipients.
 //! - [`error`]: the protocol's error codes and WebSocket close codes.
+//! - `fuzzing` (feature `fuzzing`): the properties the fuzz targets and the corpus replay check.
 //! - [`ws`]: a server-side WebSocket (RFC 6455) handshake helper and frame codec that keeps no
 //!   buffer while a connection is idle.
 //!
@@ -12,6 +13,9 @@
 
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod names;
 pub mod request;
 pub mod ws;
