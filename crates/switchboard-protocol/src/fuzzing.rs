@@ -211,16 +211,15 @@ pub fn render(frame: &ClientFrame) -> String {
             render_target(target, &mut set);
             set("seq", json!(seq));
         }
-        Request::CreateRoom { room } | Request::Join { room } | Request::Leave { room } | Request::Members { room } => {
+        Request::CreateRoom { room } | Request::Join { room } | Request::Leave { room } => {
             set("room", json!(room));
         }
-        Request::Users { after, limit } => {
-            if let Some(after) = after {
-                set("cursor", json!(after));
-            }
-            if let Some(limit) = limit {
-                set("limit", json!(limit));
-            }
+        Request::Members { room, after, limit } => {
+            set("room", json!(room));
+            render_page(after, limit, &mut set);
+        }
+        Request::Users { after, limit } | Request::Conversations { after, limit } | Request::Rooms { after, limit } => {
+            render_page(after, limit, &mut set);
         }
         Request::Popular { n, seconds } => {
             for (name, value) in [("n", n), ("seconds", seconds)] {
@@ -230,14 +229,19 @@ pub fn render(frame: &ClientFrame) -> String {
             }
         }
         Request::Stats { user } => set("user", json!(user)),
-        Request::Logout
-        | Request::Conversations
-        | Request::Rooms
-        | Request::Online
-        | Request::Whoami
-        | Request::Ping => {}
+        Request::Logout | Request::Online | Request::Whoami | Request::Ping => {}
     }
     Value::Object(fields).to_string()
+}
+
+/// A paged listing's `cursor` and `limit`.
+fn render_page(after: &Option<String>, limit: &Option<u32>, set: &mut impl FnMut(&str, Value)) {
+    if let Some(after) = after {
+        set("cursor", json!(after));
+    }
+    if let Some(limit) = limit {
+        set("limit", json!(limit));
+    }
 }
 
 fn render_options(options: &AuthOptions, set: &mut impl FnMut(&str, Value)) {
