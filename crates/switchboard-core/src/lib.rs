@@ -27,11 +27,13 @@ pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod hub;
+mod gaps;
+mod hub;
 mod link;
 mod login;
 pub mod metrics;
 pub mod node;
+pub mod ordering;
 pub mod outbound;
 pub mod pipeline;
 pub mod popular;

@@ -213,7 +213,9 @@ impl ChatNode {
                 return Err(error);
             }
         };
-        connection.finish_sync(missed, sent);
+        if connection.finish_sync(missed, sent) {
+            shared.hub.gaps.watch(&connection);
+        }
         tracing::debug!(user = %user, conn = conn_id, resumed, "session started");
         Ok(Session::new(self.clone(), connection, record.token_hash))
     }
@@ -285,7 +287,9 @@ impl NodeShared {
             for message in &read.messages {
                 frames.push(ServerFrame::Message(&pipeline::view_of(message)).encode());
             }
-            sent.insert(conversation.conv, newest);
+            // Live messages follow on from the newest committed when the sync read: what is
+            // older the client has or pages to.
+            sent.insert(conversation.conv, newest.max(conversation.last_seq));
         }
         let total = frames.len();
         let mut out = Vec::with_capacity(total + 2);

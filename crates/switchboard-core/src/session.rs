@@ -476,6 +476,12 @@ impl Session {
             let last = shared.store.last_seq(&conv).await?;
             shared.store.set_read(me, &conv, last).await?;
         }
+        // Live messages of the room follow on from the answer's history.
+        let answered = match history.last() {
+            Some(message) => message.seq,
+            None => shared.store.last_seq(&conv).await?,
+        };
+        self.connection.caught_up(&conv, answered);
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.
         views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));
