@@ -200,12 +200,15 @@ pub(super) fn messages_after(
 
 pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<ConversationRecord>> {
     let mut statement = conn.prepare_cached(
-        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) \
+        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0), \
+         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0) \
          FROM conversations c \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+         LEFT JOIN read_markers p ON p.conv = c.conv \
+             AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
          WHERE c.user_a = ?1 OR c.user_b = ?1 \
          UNION ALL \
-         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
          FROM room_members m \
          LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
@@ -222,6 +225,8 @@ fn conversation_from(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
         last_seq: row.get::<_, i64>(1)? as u64,
         last_ts: row.get(2)?,
         read_seq: row.get::<_, i64>(3)? as u64,
+        peer_read_seq: row.get::<_, i64>(4)? as u64,
+        peer_delivered_seq: row.get::<_, i64>(5)? as u64,
     })
 }
 
@@ -234,14 +239,17 @@ pub(super) fn conversations_page(
     limit: u32,
 ) -> rusqlite::Result<Page<ConversationRecord>> {
     let mut statement = conn.prepare_cached(
-        "SELECT conv, last_seq, last_ts, seq FROM ( \
-             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq \
+        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered FROM ( \
+             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq, \
+             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
              FROM conversations c \
              LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+             LEFT JOIN read_markers p ON p.conv = c.conv \
+                 AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
              WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
              UNION ALL \
              SELECT * FROM ( \
-                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
                  FROM room_members m \
                  LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
                  LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
