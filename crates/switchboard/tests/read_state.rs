@@ -66,7 +66,7 @@ async fn delivered_and_seen_survive_a_reload(alice_url: &str, bob_url: &str, sam
         json!({"type": "read", "conv": "dm:alice:bob", "user": "bob", "seq": 2})
     );
 
-    // A reload of Alice's page, on Bob's node this time: both markers are in her listing...
+    // A reload of Alice's page, on Bob's node this time: both markers are in her sync and listing.
     let mut reloaded = TestClient::resume(bob_url, &alice.token(), json!({"dm:alice:bob": 1})).await;
     let summary = reloaded.next_of_type("sync").await;
     let entry = &summary["conversations"][0];
@@ -79,19 +79,26 @@ async fn delivered_and_seen_survive_a_reload(alice_url: &str, bob_url: &str, sam
     reloaded.next_of_type("synced").await;
     let listed = reloaded.request(json!({"type": "conversations"})).await;
     let entry = dm_entry(&listed);
-    assert_eq!((entry["read_seq"].clone(), entry["peer_read_seq"].clone()), (json!(0), json!(2)), "{listed}");
-    assert_eq!(entry["peer_delivered_seq"], 3);
-    // ... and Bob's listing has Alice's (she read nothing; her own messages are no unread of hers).
+    // Her own messages are read by her: nothing unread.
+    assert_eq!((entry["read_seq"].clone(), entry["unread"].clone()), (json!(3), json!(0)), "{listed}");
+    assert_eq!((entry["peer_read_seq"].clone(), entry["peer_delivered_seq"].clone()), (json!(2), json!(3)));
     let listed = laptop.request(json!({"type": "conversations"})).await;
     let entry = dm_entry(&listed);
     assert_eq!((entry["read_seq"].clone(), entry["unread"].clone()), (json!(2), json!(1)));
-    assert_eq!((entry["peer_read_seq"].clone(), entry["peer_delivered_seq"].clone()), (json!(0), json!(0)));
-
-    // A read moves delivered along.
-    ok(&mut reloaded, json!({"type": "read", "to": "bob", "seq": 3}), "read").await;
-    let listed = phone.request(json!({"type": "conversations"})).await;
-    let entry = dm_entry(&listed);
     assert_eq!((entry["peer_read_seq"].clone(), entry["peer_delivered_seq"].clone()), (json!(3), json!(3)));
+
+    // Bob answers from his laptop: his phone counts neither it nor what it answered as unread.
+    let ack = laptop.request(json!({"type": "send", "to": "alice", "text": "answer"})).await;
+    assert_eq!(ack["seq"], 4, "{ack}");
+    phone.next_of_type("message").await;
+    let entry = dm_entry(&phone.request(json!({"type": "conversations"})).await);
+    assert_eq!((entry["read_seq"].clone(), entry["unread"].clone()), (json!(4), json!(0)), "{entry}");
+    assert_eq!(entry["peer_delivered_seq"], 3);
+
+    // Alice's reload reads it: delivered moves along with seen.
+    ok(&mut reloaded, json!({"type": "read", "to": "bob", "seq": 4}), "read").await;
+    let entry = dm_entry(&phone.request(json!({"type": "conversations"})).await);
+    assert_eq!((entry["peer_read_seq"].clone(), entry["peer_delivered_seq"].clone()), (json!(4), json!(4)));
 
     // Rooms have no single peer: no peer markers; the marker needs membership.
     ok(&mut alice, json!({"type": "read", "to": "alice", "seq": 0}), "read").await;

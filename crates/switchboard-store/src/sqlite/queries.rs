@@ -182,7 +182,29 @@ pub(super) fn write_batch(
         let (user_a, user_b) = dm_participants(conv).unzip();
         upsert.execute(params![conv, user_a, user_b, to_sql(head.last_seq), head.last_ts])?;
     }
+    mark_read_by_senders(conn, &outcomes)?;
     Ok((outcomes, moved))
+}
+
+/// A sender has read their conversation up to their own message: their read marker (and so their
+/// delivered marker) moves to it, so their other devices do not count it, or what came before it,
+/// as unread.
+fn mark_read_by_senders(conn: &Connection, outcomes: &[AppendOutcome]) -> rusqlite::Result<()> {
+    let mut newest: HashMap<(&str, &str), u64> = HashMap::new();
+    for outcome in outcomes {
+        if let AppendOutcome::Stored(message) = outcome {
+            newest.insert((message.sender.as_str(), message.conv.as_str()), message.seq);
+        }
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO read_markers (user, conv, seq, delivered_seq) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (user, conv) DO UPDATE SET seq = MAX(seq, excluded.seq), \
+         delivered_seq = MAX(delivered_seq, excluded.seq)",
+    )?;
+    for ((sender, conv), seq) in newest {
+        upsert.execute(params![sender, conv, to_sql(seq)])?;
+    }
+    Ok(())
 }
 
 pub(super) fn messages_after(

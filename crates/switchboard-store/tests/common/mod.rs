@@ -334,7 +334,8 @@ pub async fn check_after_upgrade(store: &dyn Store) {
         .into_iter()
         .map(|r| (r.conv, r.last_seq, r.read_seq, r.peer_read_seq, r.peer_delivered_seq))
         .collect();
-    assert_eq!(listed, [("dm:alice:bob".into(), 2, 0, 1, 1), ("room:lobby".into(), 1, 1, 0, 0)]);
+    // Each sender has read up to their own message.
+    assert_eq!(listed, [("dm:alice:bob".into(), 2, 1, 2, 2), ("room:lobby".into(), 1, 1, 0, 0)]);
     let retried = store.append(vec![dm("alice", "bob", "one again", Some("k1"))]).await.unwrap();
     assert_eq!(duplicate(&retried[0]).text, "one");
     assert_eq!(stored(&store.append(vec![dm("bob", "alice", "three", None)]).await.unwrap()[0]).seq, 3);
@@ -495,15 +496,15 @@ pub mod conformance {
                     conv: "dm:alice:bob".into(),
                     last_seq: 2,
                     last_ts: 1_004,
-                    read_seq: 0,
-                    peer_read_seq: 0,
-                    peer_delivered_seq: 0
+                    read_seq: 1,
+                    peer_read_seq: 2,
+                    peer_delivered_seq: 2
                 },
                 ConversationRecord {
                     conv: "room:lobby".into(),
                     last_seq: 3,
                     last_ts: 2_005,
-                    read_seq: 2,
+                    read_seq: 3,
                     peer_read_seq: 0,
                     peer_delivered_seq: 0
                 },
@@ -579,23 +580,25 @@ pub mod conformance {
             peer_read_seq: 0,
             peer_delivered_seq: 0,
         };
-        // Bob sees Alice's read marker on their conversation, and her delivered marker with it.
-        let seen_by_alice =
-            ConversationRecord { peer_read_seq: 2, peer_delivered_seq: 2, ..record("dm:alice:bob", 2, 1_002, 0) };
+        let with_peer = |record: ConversationRecord, peer_seq| ConversationRecord {
+            peer_read_seq: peer_seq,
+            peer_delivered_seq: peer_seq,
+            ..record
+        };
+        // Each sender has read up to their own message; Bob sees Alice's read marker on their
+        // conversation, and her delivered marker with it.
+        let seen_by_alice = with_peer(record("dm:alice:bob", 2, 1_002, 2), 2);
         assert_eq!(
             store.conversations_of("alice").await.unwrap(),
             [
-                record("dm:alice:bob", 2, 1_002, 2),
-                record("dm:alice:carol", 1, 1_003, 0),
+                with_peer(record("dm:alice:bob", 2, 1_002, 2), 2),
+                with_peer(record("dm:alice:carol", 1, 1_003, 0), 1),
                 record("room:lobby", 1, 2_004, 0),
                 record("room:quiet", 0, 0, 0),
             ]
         );
-        assert_eq!(
-            store.conversations_of("bob").await.unwrap(),
-            [seen_by_alice.clone(), record("room:lobby", 1, 2_004, 1)]
-        );
-        assert_eq!(store.conversations_of("carol").await.unwrap(), [record("dm:alice:carol", 1, 1_003, 0)]);
+        assert_eq!(store.conversations_of("bob").await.unwrap(), [seen_by_alice, record("room:lobby", 1, 2_004, 1)]);
+        assert_eq!(store.conversations_of("carol").await.unwrap(), [record("dm:alice:carol", 1, 1_003, 1)]);
         assert!(store.conversations_of("dave").await.unwrap().is_empty());
 
         // The newest message sets last_ts, also when it is older than the one before.
@@ -603,10 +606,7 @@ pub mod conformance {
         late.ts = 500;
         store.append(vec![dm("alice", "bob", "on time", None), late]).await.unwrap();
         store.remove_member("lobby", "bob").await.unwrap();
-        assert_eq!(
-            store.conversations_of("bob").await.unwrap(),
-            [ConversationRecord { last_seq: 4, last_ts: 500, ..seen_by_alice }]
-        );
+        assert_eq!(store.conversations_of("bob").await.unwrap(), [with_peer(record("dm:alice:bob", 4, 500, 4), 3)]);
 
         // Byte order: '.', '-' and digits before '_', then letters.
         store.append(vec![dm("alice", "bo_b", "x", None), dm("alice", "bo.b", "y", None)]).await.unwrap();
@@ -848,9 +848,10 @@ pub mod conformance {
             reads.iter().map(|read| (read.conversation.conv.clone(), read.from, seqs(&read.messages))).collect();
         // The cursor beyond the newest message is capped at it.
         assert_eq!(summary, [("dm:amy:bob".into(), 3, vec![]), ("room:lobby".into(), 1, vec![2])]);
+        // Without cursors, after the read marker, which Bob's own message 2 moved past his read 1.
         let reads = store.sync_read("bob", &HashMap::new(), 1).await.unwrap();
         let summary: Vec<(u64, Vec<u64>)> = reads.iter().map(|read| (read.from, seqs(&read.messages))).collect();
-        assert_eq!(summary, [(1, vec![2]), (0, vec![1])]);
+        assert_eq!(summary, [(2, vec![3]), (0, vec![1])]);
         store.close().await;
     }
 
@@ -872,9 +873,10 @@ pub mod conformance {
                 .map(|record| (record.conv, record.read_seq, record.peer_read_seq, record.peer_delivered_seq))
                 .collect()
         };
+        // Alice has read what she sent herself.
         assert_eq!(
             peer_state(store.conversations_of("alice").await.unwrap()),
-            [("dm:alice:bob".into(), 0, 1, 3), ("room:lobby".into(), 0, 0, 0)]
+            [("dm:alice:bob".into(), 3, 1, 3), ("room:lobby".into(), 0, 0, 0)]
         );
 
         // A read moves delivered along; a later, lower delivered leaves both where they are.
