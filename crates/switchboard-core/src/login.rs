@@ -279,6 +279,8 @@ impl NodeShared {
                     conv: conversation.conv.clone(),
                     last_seq: conversation.last_seq,
                     read_seq: conversation.read_seq,
+                    peer_read_seq: conversation.peer_markers().map(|(read, _)| read),
+                    peer_delivered_seq: conversation.peer_markers().map(|(_, delivered)| delivered),
                     from_seq: read.from,
                     count: read.messages.len(),
                     more: newest < conversation.last_seq,
