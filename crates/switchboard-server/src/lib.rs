@@ -8,6 +8,7 @@
 //! - [`web`]: the web client (HTML, JavaScript modules, CSS), embedded in the binary and served
 //!   at `/`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
+//! - [`tls`]: TLS with rustls: the certificate that a reload swaps, and a connection's TLS session.
 //! - [`config`]: the server's settings.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod process;
 pub mod server;
+pub mod tls;
 pub mod web;
 pub mod websocket;
 

@@ -6,6 +6,8 @@
 //! - [`services`]: real `redis-server` and `nats-server` processes on free ports, and a
 //!   PostgreSQL database of the test's own.
 //! - [`proxy::TcpProxy`]: a TCP proxy that can be stopped and started, to cut a node off a service.
+//! - [`tls::TestCa`]: a certificate authority made in the test, its server certificates and a
+//!   client configuration that trusts it.
 //! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
 //!   everything else, and can wait until the server has processed all it was sent
 //!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
@@ -15,6 +17,7 @@ mod client;
 pub mod proxy;
 mod server;
 pub mod services;
+pub mod tls;
 
 pub use client::TestClient;
 pub use server::{http_get, metric_value, TestCluster, TestServer, TestServerBuilder};

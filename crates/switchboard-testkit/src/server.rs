@@ -92,6 +92,11 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The `wss://` URL, for a server started with TLS.
+    pub fn wss_url(&self) -> String {
+        format!("wss://localhost:{}/ws", self.addr.port())
+    }
+
     pub fn node(&self) -> &ChatNode {
         self.running.as_ref().expect("server running").node()
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use switchboard_core::ChatConfig;
+use switchboard_server::tls::TlsFiles;
 use switchboard_server::ServerConfig;
 use switchboard_store::sqlite::SqliteOptions;
 
@@ -115,6 +116,13 @@ pub struct ServeArgs {
     /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// PEM certificate chain: serve TLS (`wss://`, `https://`) with it and `--tls-key`. Reloaded on
+    /// SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -152,6 +160,8 @@ struct FileSettings {
     password_checks: Option<u32>,
     password_checks_waiting: Option<usize>,
     log_format: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 pub enum StoreKind {
@@ -218,9 +228,15 @@ impl Settings {
             Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => BusKind::Nats(url.to_owned()),
             Some(other) => anyhow::bail!("unknown bus '{}': use redis://... or nats://...", redact(other)),
         };
+        server.tls = match (pick!(args, file, tls_cert), pick!(args, file, tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls needs both tls_cert and tls_key"),
+        };
         let cluster = pick!(args, file, cluster).unwrap_or_else(|| "switchboard".into());
         chat.node_id = pick!(args, file, node_id).unwrap_or_else(|| format!("node-{}", server.listen.port()));
-        chat.public_url = pick!(args, file, public_url).unwrap_or_else(|| format!("ws://{}/ws", server.listen));
+        let scheme = if server.tls.is_some() { "wss" } else { "ws" };
+        chat.public_url = pick!(args, file, public_url).unwrap_or_else(|| format!("{scheme}://{}/ws", server.listen));
         if let Some(value) = pick!(args, file, heartbeat_ms) {
             chat.heartbeat_interval = Duration::from_millis(value.max(10));
         }
@@ -311,8 +327,9 @@ impl Settings {
             BusKind::Redis(url) | BusKind::Nats(url) => redact(url),
         };
         format!(
-            "listen={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
+            "listen={} tls={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
             self.server.listen,
+            if self.server.tls.is_some() { "on" } else { "off" },
             self.chat.node_id,
             store,
             bus,

@@ -1,0 +1,99 @@
+//! TLS on the listener: real rustls clients (the test kit's WebSocket client and a raw HTTPS
+//! request) against a certificate from a CA made in the test; the certificate reloads, on a file
+//! change and on SIGHUP, while connections stay up.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use switchboard_testkit::tls::TestCa;
+use switchboard_testkit::{eventually, TestClient, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn tls_server(ca: &TestCa, folder: &std::path::Path) -> TestServer {
+    let (files, _) = ca.issue(folder, "first");
+    TestServer::builder().chat(|c| c.open_auth = true).server(|s| s.tls = Some(files)).start().await
+}
+
+/// A GET over HTTPS trusting `tls`; the status line and the body.
+async fn https_get(server: &TestServer, tls: Arc<rustls::ClientConfig>, path: &str) -> String {
+    let stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut stream = tokio_rustls::TlsConnector::from(tls).connect(name, stream).await.expect("tls handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Two TLS clients chat in a room; each sends one message and gets the other's.
+async fn chat_both_ways(first: &mut TestClient, second: &mut TestClient, room: &str) {
+    for client in [&mut *first, &mut *second] {
+        let joined = client.request(json!({"type": "join", "room": room})).await;
+        assert_eq!(joined["type"], "room", "{joined}");
+    }
+    let ack = first.request(json!({"type": "send", "room": room, "text": "over tls"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let message = second.next_of_type("message").await;
+    assert_eq!(message["text"], "over tls");
+    let ack = second.request(json!({"type": "send", "room": room, "text": "and back"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    loop {
+        let message = first.next_of_type("message").await;
+        if message["text"] == "and back" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn clients_chat_over_wss_and_http_endpoints_answer_over_https() {
+    let folder = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let server = tls_server(&ca, folder.path()).await;
+    let url = server.wss_url();
+    let mut alice = TestClient::login_open_quiet_tls(&url, ca.client_config(), "alice").await;
+    let mut bob = TestClient::login_open_quiet_tls(&url, ca.client_config(), "bob").await;
+    chat_both_ways(&mut alice, &mut bob, "secure").await;
+
+    let health = https_get(&server, ca.client_config(), "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"), "{health}");
+    let page = https_get(&server, ca.client_config(), "/").await;
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<html"), "the web client over https: {page}");
+
+    let plain = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(plain.is_err(), "a plain ws:// client gets no WebSocket from a TLS port");
+    let untrusted = tokio_tungstenite::connect_async_tls_with_config(
+        &url,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(TestCa::new().client_config())),
+    )
+    .await;
+    assert!(untrusted.is_err(), "a client that trusts another CA refuses the certificate");
+}
+
+#[tokio::test]
+async fn a_changed_certificate_file_is_used_for_new_handshakes_while_old_connections_stay() {
+    let folder = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let server = tls_server(&ca, folder.path()).await;
+    let url = server.wss_url();
+    let mut alice = TestClient::login_open_quiet_tls(&url, ca.client_config(), "alice").await;
+    let first_certificate = alice.peer_certificate().expect("a tls connection");
+
+    let (_, second_certificate) = ca.issue(folder.path(), "second");
+    assert_ne!(first_certificate, second_certificate);
+    eventually("a new handshake gets the new certificate", std::time::Duration::from_secs(20), || async {
+        let probe = TestClient::connect_tls(&url, ca.client_config()).await;
+        probe.peer_certificate() == Some(second_certificate.clone())
+    })
+    .await;
+
+    let mut bob = TestClient::login_open_quiet_tls(&url, ca.client_config(), "bob").await;
+    assert_eq!(bob.peer_certificate(), Some(second_certificate));
+    assert_eq!(alice.peer_certificate(), Some(first_certificate), "alice's connection is the same one");
+    chat_both_ways(&mut alice, &mut bob, "reloaded").await;
+    assert!(alice.closed.is_none());
+}
