@@ -208,6 +208,9 @@ impl NodeShared {
             BusHeader::RoomEvent { room, skip_user } => {
                 self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
             }
+            BusHeader::Disconnect { user } => {
+                self.disconnect_local(&user);
+            }
             BusHeader::Presence { user, connections, since } => {
                 let change = self.presence.set(&message.from_node, &user, connections, since);
                 self.announce_presence(&user, change);

@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Certificate and key for TLS on the listener (`wss://`, `https://`); plain when absent.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Keys of the server API (`/api/`); it is off when there are none.
+    pub api_keys: crate::api::ApiKeys,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             max_login_attempts: 10,
             trusted_proxies: Vec::new(),
             tls: None,
+            api_keys: crate::api::ApiKeys::default(),
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{tls, web, websocket};
+use crate::{api, tls, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -198,6 +198,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         (&Method::GET, "/metrics") => http::metrics(&context),
         (&Method::GET, "/api/nodes") => http::nodes(&context),
         (&Method::GET, "/api/connect") => http::connect(&context),
+        (_, path) if path.starts_with("/api/") => api::serve(request, &context).await,
         (&Method::GET, path) => web::serve(path, request.headers()).unwrap_or_else(http::not_found),
         _ => http::not_found(),
     }

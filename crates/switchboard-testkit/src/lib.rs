@@ -20,7 +20,7 @@ pub mod services;
 pub mod tls;
 
 pub use client::TestClient;
-pub use server::{http_get, metric_value, TestCluster, TestServer, TestServerBuilder};
+pub use server::{http_get, http_json, metric_value, TestCluster, TestServer, TestServerBuilder};
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use switchboard_core::ChatConfig;
+use switchboard_server::api::ApiKeys;
 use switchboard_server::tls::TlsFiles;
 use switchboard_server::ServerConfig;
 use switchboard_store::sqlite::SqliteOptions;
@@ -123,6 +124,10 @@ pub struct ServeArgs {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Keys of the server API (`/api/`, `Authorization: Bearer KEY`), comma-separated; the API is
+    /// off without one. Never logged.
+    #[arg(long, env = "SWITCHBOARD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Option<Vec<String>>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -162,6 +167,7 @@ struct FileSettings {
     log_format: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    api_keys: Option<Vec<String>>,
 }
 
 pub enum StoreKind {
@@ -233,6 +239,7 @@ impl Settings {
             (None, None) => None,
             _ => anyhow::bail!("tls needs both tls_cert and tls_key"),
         };
+        server.api_keys = ApiKeys::new(pick!(args, file, api_keys).unwrap_or_default());
         let cluster = pick!(args, file, cluster).unwrap_or_else(|| "switchboard".into());
         chat.node_id = pick!(args, file, node_id).unwrap_or_else(|| format!("node-{}", server.listen.port()));
         let scheme = if server.tls.is_some() { "wss" } else { "ws" };
@@ -327,9 +334,10 @@ impl Settings {
             BusKind::Redis(url) | BusKind::Nats(url) => redact(url),
         };
         format!(
-            "listen={} tls={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
+            "listen={} tls={} api_keys={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
             self.server.listen,
             if self.server.tls.is_some() { "on" } else { "off" },
+            if self.server.api_keys.is_empty() { "off" } else { "set" },
             self.chat.node_id,
             store,
             bus,
@@ -426,11 +434,21 @@ mod tests {
         assert_eq!(redact("postgres://user:hunter2@db:5432/chat"), "postgres://***@db:5432/chat");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         let settings = Settings::load(
-            Cli::try_parse_from(["switchboard", "--jwt-secret", "hunter2", "--store", "postgres://u:hunter2@h/db"])
-                .unwrap()
-                .serve,
+            Cli::try_parse_from([
+                "switchboard",
+                "--jwt-secret",
+                "hunter2",
+                "--store",
+                "postgres://u:hunter2@h/db",
+                "--api-keys",
+                "hunter2,other",
+            ])
+            .unwrap()
+            .serve,
         )
         .unwrap();
         assert!(!settings.describe().contains("hunter2"), "{}", settings.describe());
+        assert!(settings.server.api_keys.accepts("other"));
+        assert!(!format!("{:?}", settings.server).contains("hunter2"), "nor in the server settings' Debug");
     }
 }
