@@ -147,6 +147,11 @@ impl ChatNode {
         shared.disconnect_local(user)
     }
 
+    /// The queue of events for the application's webhook.
+    pub fn hooks(&self) -> &crate::hooks::HookQueue {
+        &self.shared.hooks
+    }
+
     /// Where a user is online, cluster-wide; `None` when offline.
     pub fn presence_of(&self, user: &str) -> Option<PresenceInfo> {
         self.shared.presence.info(user)

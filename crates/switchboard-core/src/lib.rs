@@ -31,6 +31,7 @@ pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hooks;
 pub mod hub;
 mod link;
 mod login;

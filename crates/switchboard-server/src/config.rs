@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Keys of the server API (`/api/`); it is off when there are none.
     pub api_keys: crate::api::ApiKeys,
+    /// Where the node's hook events are POSTed; none when absent.
+    pub webhook: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             tls: None,
             api_keys: crate::api::ApiKeys::default(),
+            webhook: None,
         }
     }
 }

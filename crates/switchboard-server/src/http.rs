@@ -60,6 +60,9 @@ pub fn metrics(context: &ServerContext) -> HttpResponse {
         context.node.online_count()
     );
     context.node.metrics().render(&mut out);
+    if let Some(webhooks) = &context.webhooks {
+        webhooks.render(&context.node, &mut out);
+    }
     text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
 }
 

@@ -10,6 +10,7 @@
 //!   at `/`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
 //! - [`tls`]: TLS with rustls: the certificate that a reload swaps, and a connection's TLS session.
+//! - [`webhooks`]: the webhook sender (signed POSTs of the node's hook events, retried).
 //! - [`config`]: the server's settings.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod process;
 pub mod server;
 pub mod tls;
 pub mod web;
+pub mod webhooks;
 pub mod websocket;
 
 pub use config::ServerConfig;

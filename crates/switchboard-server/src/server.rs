@@ -33,6 +33,8 @@ pub struct ServerContext {
     pub store: Arc<dyn Store>,
     /// WebSocket connections open, logged in or not.
     pub open_sockets: AtomicI64,
+    /// The webhook sender's counters, when a webhook is set.
+    pub webhooks: Option<Arc<crate::webhooks::WebhookMetrics>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; when all are gone, the drain is complete.
     pub(crate) drain: mpsc::Sender<()>,
@@ -77,7 +79,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
+        let webhooks = self.config.webhook.clone().map(|webhook| crate::webhooks::start(&self.node, webhook));
         let context = Arc::new(ServerContext {
+            webhooks,
             config: self.config,
             node: self.node,
             store: self.store,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use switchboard_core::ChatConfig;
 use switchboard_server::api::ApiKeys;
 use switchboard_server::tls::TlsFiles;
+use switchboard_server::webhooks::WebhookConfig;
 use switchboard_server::ServerConfig;
 use switchboard_store::sqlite::SqliteOptions;
 
@@ -128,6 +129,16 @@ pub struct ServeArgs {
     /// off without one. Never logged.
     #[arg(long, env = "SWITCHBOARD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Option<Vec<String>>,
+    /// URL (http or https) that hook events are POSTed to: offline private messages, users online
+    /// and offline, rooms created.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key that signs each hook POST. Never logged.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Hook events queued at most while the URL is slow or down; more are dropped [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_QUEUE")]
+    pub webhook_queue: Option<usize>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -168,6 +179,9 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     api_keys: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_queue: Option<usize>,
 }
 
 pub enum StoreKind {
@@ -240,6 +254,17 @@ impl Settings {
             _ => anyhow::bail!("tls needs both tls_cert and tls_key"),
         };
         server.api_keys = ApiKeys::new(pick!(args, file, api_keys).unwrap_or_default());
+        server.webhook = match (pick!(args, file, webhook_url), pick!(args, file, webhook_secret)) {
+            (Some(url), Some(secret)) if !secret.is_empty() => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!("webhook_url must be an http:// or https:// url");
+                }
+                let queue = pick!(args, file, webhook_queue).unwrap_or(10_000);
+                Some(WebhookConfig { url, secret, queue })
+            }
+            (None, _) => None,
+            _ => anyhow::bail!("webhook_url needs webhook_secret"),
+        };
         let cluster = pick!(args, file, cluster).unwrap_or_else(|| "switchboard".into());
         chat.node_id = pick!(args, file, node_id).unwrap_or_else(|| format!("node-{}", server.listen.port()));
         let scheme = if server.tls.is_some() { "wss" } else { "ws" };
@@ -334,10 +359,11 @@ impl Settings {
             BusKind::Redis(url) | BusKind::Nats(url) => redact(url),
         };
         format!(
-            "listen={} tls={} api_keys={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
+            "listen={} tls={} api_keys={} webhook={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
             self.server.listen,
             if self.server.tls.is_some() { "on" } else { "off" },
             if self.server.api_keys.is_empty() { "off" } else { "set" },
+            if self.server.webhook.is_some() { "set" } else { "off" },
             self.chat.node_id,
             store,
             bus,
