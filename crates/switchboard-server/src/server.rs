@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{api, tls, web, websocket};
+use crate::{admin, api, tls, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -35,6 +35,8 @@ pub struct ServerContext {
     pub open_sockets: AtomicI64,
     /// The webhook sender's counters, when a webhook is set.
     pub webhooks: Option<Arc<crate::webhooks::WebhookMetrics>>,
+    /// The node's counters over the last minute, for `/admin`.
+    pub counter_history: Arc<crate::admin::recent::CounterHistory>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; when all are gone, the drain is complete.
     pub(crate) drain: mpsc::Sender<()>,
@@ -80,8 +82,15 @@ impl Server {
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
         let webhooks = self.config.webhook.clone().map(|webhook| crate::webhooks::start(&self.node, webhook));
+        let counter_history = Arc::new(crate::admin::recent::CounterHistory::default());
+        tokio::spawn(crate::admin::recent::sample(
+            self.node.clone(),
+            counter_history.clone(),
+            shutdown_receiver.clone(),
+        ));
         let context = Arc::new(ServerContext {
             webhooks,
+            counter_history,
             config: self.config,
             node: self.node,
             store: self.store,
@@ -200,6 +209,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         (&Method::GET, "/healthz") => http::healthz(),
         (&Method::GET, "/readyz") => http::readyz(&context).await,
         (&Method::GET, "/metrics") => http::metrics(&context),
+        (&Method::GET, "/admin") => admin::page(request.headers(), &context).await,
         (&Method::GET, "/api/nodes") => http::nodes(&context),
         (&Method::GET, "/api/connect") => http::connect(&context),
         (_, path) if path.starts_with("/api/") => api::serve(request, &context).await,

@@ -6,6 +6,7 @@
 //! - [`services`]: real `redis-server` and `nats-server` processes on free ports, and a
 //!   PostgreSQL database of the test's own.
 //! - [`proxy::TcpProxy`]: a TCP proxy that can be stopped and started, to cut a node off a service.
+//! - [`browser::run_ops_script`]: chromium (playwright-core) on the TLS web client or `/admin`.
 //! - [`tls::TestCa`]: a certificate authority made in the test, its server certificates and a
 //!   client configuration that trusts it.
 //! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
@@ -13,6 +14,7 @@
 //!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 mod client;
 pub mod proxy;
 mod server;

@@ -43,16 +43,28 @@ impl TestCa {
     /// `server.crt` and `server.key`, replacing what is there; returns the paths and the
     /// certificate's DER, to tell it from another.
     pub fn issue(&self, folder: &Path, name: &str) -> (TlsFiles, Vec<u8>) {
-        self.issue_with(folder, name, false)
+        let (files, der, _) = self.issue_with(folder, name, false);
+        (files, der)
+    }
+
+    /// Like [`TestCa::issue`]; returns the base64 SHA-256 of the server key's
+    /// SubjectPublicKeyInfo instead, what chromium's `--ignore-certificate-errors-spki-list` pins.
+    pub fn issue_pinned(&self, folder: &Path, name: &str) -> (TlsFiles, String) {
+        use base64::Engine;
+        use sha2::Digest;
+        let (files, _, spki) = self.issue_with(folder, name, false);
+        (files, base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki)))
     }
 
     /// Like [`TestCa::issue`], but the new files keep the old files' modification times, so that
     /// only SIGHUP, not the change check, makes the server load them.
     pub fn issue_keeping_times(&self, folder: &Path, name: &str) -> (TlsFiles, Vec<u8>) {
-        self.issue_with(folder, name, true)
+        let (files, der, _) = self.issue_with(folder, name, true);
+        (files, der)
     }
 
-    fn issue_with(&self, folder: &Path, name: &str, keep_times: bool) -> (TlsFiles, Vec<u8>) {
+    /// The files, the certificate's DER and the key's SubjectPublicKeyInfo DER.
+    fn issue_with(&self, folder: &Path, name: &str, keep_times: bool) -> (TlsFiles, Vec<u8>, Vec<u8>) {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
         params.distinguished_name.push(DnType::CommonName, name);
@@ -61,7 +73,7 @@ impl TestCa {
         let files = TlsFiles { cert: folder.join("server.crt"), key: folder.join("server.key") };
         write_replacing(&files.cert, certificate.pem().as_bytes(), keep_times);
         write_replacing(&files.key, key.serialize_pem().as_bytes(), keep_times);
-        (files, certificate.der().to_vec())
+        (files, certificate.der().to_vec(), key.public_key_der())
     }
 
     /// A rustls client configuration that trusts only this CA.

@@ -9,11 +9,14 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use switchboard_core::ChatConfig;
+use switchboard_server::admin::recent::RecentErrorsLayer;
 use switchboard_server::api::ApiKeys;
 use switchboard_server::tls::TlsFiles;
 use switchboard_server::webhooks::WebhookConfig;
 use switchboard_server::ServerConfig;
 use switchboard_store::sqlite::SqliteOptions;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -392,11 +395,12 @@ pub fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    // The admin page shows the last warnings and errors.
+    let registry = tracing_subscriber::registry().with(filter).with(RecentErrorsLayer);
     if format == "json" {
-        builder.json().init();
+        registry.with(tracing_subscriber::fmt::layer().json().with_ansi(ansi)).init();
     } else {
-        builder.init();
+        registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi)).init();
     }
 }
 

@@ -97,3 +97,24 @@ async fn a_changed_certificate_file_is_used_for_new_handshakes_while_old_connect
     chat_both_ways(&mut alice, &mut bob, "reloaded").await;
     assert!(alice.closed.is_none());
 }
+
+/// The web client in chromium over https: the page, its script modules and its WebSocket (wss)
+/// all come over TLS. Chromium trusts the server's key through
+/// `--ignore-certificate-errors-spki-list` (a pin of this one key; adding the test CA to a
+/// headless chromium would need an NSS database and `certutil`, which the machine lacks).
+#[tokio::test]
+async fn the_web_client_works_in_chromium_over_https() {
+    let folder = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (files, spki) = ca.issue_pinned(folder.path(), "browser");
+    let server = TestServer::builder().server(|s| s.tls = Some(files)).start().await;
+    let result = switchboard_testkit::browser::run_ops_script(&[
+        ("OPS_MODE", "https-client".to_owned()),
+        ("OPS_URL", format!("https://localhost:{}", server.addr.port())),
+        ("OPS_SPKI", spki),
+    ])
+    .await;
+    assert_eq!(result["pageUrl"].as_str().map(|url| url.starts_with("https://localhost:")), Some(true), "{result}");
+    assert_eq!(result["socketUrl"].as_str().map(|url| url.starts_with("wss://localhost:")), Some(true), "{result}");
+    assert_eq!(result["problems"], serde_json::json!([]), "{result}");
+}
