@@ -118,3 +118,54 @@ async fn the_web_client_works_in_chromium_over_https() {
     assert_eq!(result["socketUrl"].as_str().map(|url| url.starts_with("wss://localhost:")), Some(true), "{result}");
     assert_eq!(result["problems"], serde_json::json!([]), "{result}");
 }
+
+/// Over TLS, frames larger than the session's 64 KiB record buffer arrive whole, and a reader who
+/// stops reading is cut off as a slow consumer like over plain TCP (the writes wait on the socket
+/// through the TLS session).
+#[tokio::test]
+async fn large_answers_arrive_whole_and_a_stalled_reader_is_cut_off_over_tls() {
+    let folder = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (files, _) = ca.issue(folder.path(), "bulk");
+    let server = TestServer::builder()
+        .chat(|c| {
+            c.open_auth = true;
+            c.rate_per_sec = 10_000.0;
+            c.rate_burst = 10_000.0;
+            c.queue_max_bytes = 512 * 1024;
+        })
+        .server(|s| s.tls = Some(files))
+        .start()
+        .await;
+    let url = server.wss_url();
+    let mut alice = TestClient::login_open_quiet_tls(&url, ca.client_config(), "alice").await;
+    alice.request(json!({"type": "join", "room": "bulk"})).await;
+    let text_of = |n: usize| format!("{n:03} {}", "y".repeat(3_900));
+    for n in 0..40 {
+        let ack = alice.request(json!({"type": "send", "room": "bulk", "text": text_of(n)})).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let mut bob = TestClient::login_open_quiet_tls(&url, ca.client_config(), "bob").await;
+    let joined = bob.request(json!({"type": "join", "room": "bulk"})).await;
+    let history = joined["history"].as_array().expect("history");
+    assert_eq!(history.len(), 40, "one answer of about 160 KB");
+    assert!(history.iter().enumerate().all(|(n, message)| message["text"] == text_of(n)));
+
+    // Bob reads nothing more; alice's messages pile up in his queue until it overflows.
+    let mut n = 0;
+    // The port speaks TLS only: the counter is read from the node, not from a plain GET /metrics.
+    let overflows = || server.node().metrics().queue_overflows.load(std::sync::atomic::Ordering::Relaxed);
+    while overflows() < 1 {
+        for _ in 0..20 {
+            alice.send(json!({"type": "send", "to": "bob", "text": text_of(n % 1000)})).await;
+            n += 1;
+        }
+        alice.request(json!({"type": "ping"})).await;
+        assert!(n < 20_000, "bob's queue never overflowed");
+    }
+    if let Some((code, _)) = bob.expect_end().await {
+        assert_eq!(code, 4008);
+    }
+    let pong = alice.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "the sender is not held up");
+}
