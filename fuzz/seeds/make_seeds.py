@@ -43,7 +43,7 @@ def requests():
     with open(os.path.join(ROOT, "..", "docs", "protocol.md")) as doc:
         found = set(re.findall(r'\{"type":"[a-z_]+"[^`\n]*\}', doc.read()))
     client = {"register", "login", "resume", "login_jwt", "login_open", "logout", "send", "history",
-              "typing", "read", "conversations", "create_room", "join", "leave", "members", "rooms",
+              "typing", "read", "delivered", "conversations", "create_room", "join", "leave", "members", "rooms",
               "users", "online", "popular", "stats", "whoami", "ping"}
     kept = sorted(text for text in found if json.loads(text.replace("<signature>", "x"))["type"] in client)
     kept += [

@@ -52,6 +52,7 @@ test('the page and its files are served with their content types', async () => {
     ['/connection.js', 'text/javascript'],
     ['/dom.js', 'text/javascript'],
     ['/gateway.js', 'text/javascript'],
+    ['/receipts.js', 'text/javascript'],
     ['/style.css', 'text/css'],
   ]) {
     const response = await fetch(`${base}${path}`);

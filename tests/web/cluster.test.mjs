@@ -84,8 +84,14 @@ test('users on different nodes see each other online and chat privately and in a
     await openDm(una.page, 'vic');
     await sendText(una.page, 'hello from the other node');
     await vic.page.locator('#user-list [data-user="una"] .badge', { hasText: '1' }).waitFor();
+    // Delivered to vic's page across the bus, then seen; seen again after a reload of una's page.
+    await una.page.locator('#message-list .msg.mine .receipt', { hasText: 'delivered' }).waitFor();
     await openDm(vic.page, 'una');
     await waitForMessage(vic.page, 'hello from the other node');
+    await una.page.locator('#message-list .msg.mine .seen').waitFor();
+    await una.page.reload();
+    await waitReady(una.page);
+    await openDm(una.page, 'vic');
     await una.page.locator('#message-list .msg.mine .seen').waitFor();
     await vic.page.locator('#composer-text').pressSequentially('same', { delay: 20 });
     await una.page.locator('#typing', { hasText: 'vic is typing' }).waitFor();

@@ -76,8 +76,10 @@ export async function newTab(device) {
   });
   page.on('pageerror', (error) => device.problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
-    // Failed WebSocket connects while a server is down are expected; everything else is not.
-    if (message.type() === 'error' && !/WebSocket connection to .* failed/.test(message.text())) {
+    // Failed connects while a server is down are expected (the WebSocket, and the gateway's
+    // `/api/connect` asked before each reconnect); everything else is not.
+    const refused = /WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED/;
+    if (message.type() === 'error' && !refused.test(message.text())) {
       device.problems.push(`console error: ${message.text()}`);
     }
   });

@@ -15,7 +15,7 @@
 //! twice on one connection or at or below the cursor it resumed with, each conversation's live
 //! messages in `seq` order on each connection, no user shown online without a connection.
 
-mod device;
+pub(crate) mod device;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use serde::Serialize;
 use switchboard_testkit::services::{ProcessCluster, ServiceProcess};
 use tokio::sync::watch;
 
-use self::device::{DeviceLog, Phase, Placement};
+use self::device::{DeviceLog, Phase, Placement, Tally};
 
 /// How long a fault's effects may take to heal before the run fails.
 const HEAL_LIMIT: Duration = Duration::from_secs(60);
@@ -80,16 +80,10 @@ pub struct ChaosReport {
     pub fault_ms: u64,
     pub node_timeout_ms: u64,
     pub faults: Vec<FaultReport>,
-    pub sent: u64,
-    pub acked: u64,
-    pub received: u64,
-    pub lost: u64,
-    pub doubled: u64,
-    pub out_of_order: u64,
-    pub reconnects: u64,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Users shown online somewhere after every client had closed and the cluster settled.
     pub online_without_connection: u64,
-    pub examples: Vec<String>,
 }
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -178,7 +172,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
-    if report.lost + report.doubled + report.online_without_connection > 0 {
+    if report.tally.lost + report.tally.doubled + report.online_without_connection > 0 {
         bail!("the checker found faults");
     }
     Ok(())
@@ -283,7 +277,7 @@ impl Chaos {
 }
 
 fn check(args: &ChaosArgs, faults: Vec<FaultReport>, logs: &[DeviceLog], online: u64) -> ChaosReport {
-    let mut report = ChaosReport {
+    ChaosReport {
         scenario: "chaos",
         broker: format!("{:?}", args.broker).to_lowercase(),
         users: args.users,
@@ -291,37 +285,9 @@ fn check(args: &ChaosArgs, faults: Vec<FaultReport>, logs: &[DeviceLog], online:
         fault_ms: args.fault_ms,
         node_timeout_ms: args.node_timeout_ms,
         faults,
-        sent: 0,
-        acked: 0,
-        received: 0,
-        lost: 0,
-        doubled: 0,
-        out_of_order: 0,
-        reconnects: 0,
+        tally: Tally::of(logs),
         online_without_connection: online,
-        examples: Vec::new(),
-    };
-    for log in logs {
-        report.sent += log.sent;
-        report.acked += log.acked.len() as u64;
-        report.received += log.received.values().map(|seqs| seqs.len() as u64).sum::<u64>();
-        report.doubled += log.doubled;
-        report.out_of_order += log.out_of_order;
-        report.reconnects += log.reconnects;
-        report.examples.extend(log.examples.iter().cloned());
     }
-    // Every acknowledged message reached its recipient's device.
-    for log in logs {
-        for (conv, seq, to) in &log.acked {
-            let holds = logs[*to].received.get(conv).is_some_and(|seqs| seqs.contains(seq));
-            if !holds {
-                report.lost += 1;
-                report.examples.push(format!("lost: {conv} seq {seq} from {} to {}", log.user, logs[*to].user));
-            }
-        }
-    }
-    report.examples.truncate(20);
-    report
 }
 
 fn print(report: &ChaosReport) {
@@ -334,20 +300,8 @@ fn print(report: &ChaosReport) {
     for fault in &report.faults {
         println!("| {} | {:.2} s | {:.2} s |", fault.fault, fault.recovery_secs, fault.presence_heal_secs);
     }
-    println!(
-        "sent {}, acknowledged {}, received {}; lost {}, doubled {}, out of order {}; reconnects {}; online without a connection {}",
-        report.sent,
-        report.acked,
-        report.received,
-        report.lost,
-        report.doubled,
-        report.out_of_order,
-        report.reconnects,
-        report.online_without_connection
-    );
-    for example in &report.examples {
-        println!("  {example}");
-    }
+    report.tally.print();
+    println!("online without a connection: {}", report.online_without_connection);
 }
 
 #[cfg(test)]
@@ -367,7 +321,8 @@ mod tests {
         bob.received.entry("dm:user0:user1".into()).or_default().insert(2);
         bob.doubled = 1;
         let report = check(&args(), Vec::new(), &[alice, bob], 0);
-        assert_eq!((report.acked, report.received, report.lost, report.doubled), (2, 1, 1, 1));
-        assert_eq!(report.examples, ["lost: dm:user0:user1 seq 1 from user0 to user1"]);
+        let tally = &report.tally;
+        assert_eq!((tally.acked, tally.received, tally.lost, tally.doubled), (2, 1, 1, 1));
+        assert_eq!(tally.examples, ["lost: dm:user0:user1 seq 1 from user0 to user1"]);
     }
 }

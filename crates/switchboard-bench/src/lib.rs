@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pm;
 pub mod presence;
 pub mod report;
+pub mod soak;
 pub mod storm;
 
 pub use chaos::ChaosArgs;
@@ -32,6 +33,7 @@ pub use idle::IdleArgs;
 pub use logins::LoginsArgs;
 pub use pm::PmArgs;
 pub use presence::PresenceArgs;
+pub use soak::SoakArgs;
 pub use storm::StormArgs;
 
 /// `switchboard bench <scenario>`.
@@ -71,6 +73,10 @@ pub enum Scenario {
     /// Bursts of password registrations and logins (good and wrong passwords), all at once: the
     /// server's memory before, at the peak and once settled, and how many were refused.
     Logins(LoginsArgs),
+    /// Starts one node (SQLite) or three (PostgreSQL, Redis) of its own and keeps mixed load on
+    /// them for an hour (private messages with acks, short visits that join a room, send and read
+    /// history): every node's RSS and open files every 10 s, and the checker's tally.
+    Soak(SoakArgs),
     /// No server: SVG charts (for docs/benchmarks.md) of the JSON lines the other scenarios print
     /// with `--json`, as collected by scripts/bench-peers.sh.
     Chart(ChartArgs),
@@ -88,6 +94,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Floor(args) => floor::run(args).await,
         Scenario::Chaos(args) => chaos::run(args).await,
         Scenario::Logins(args) => logins::run(args).await,
+        Scenario::Soak(args) => soak::run(args).await,
         Scenario::Chart(args) => chart::run(args),
     }
 }

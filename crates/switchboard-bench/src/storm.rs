@@ -192,6 +192,8 @@ struct Shared {
     /// The highest acknowledged seq of every conversation.
     acked_high: Vec<AtomicU32>,
     sent: AtomicU64,
+    /// Senders that saw the quiet phase: none sends after that, so `sent` is final.
+    quiet_senders: AtomicU32,
     acked: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
@@ -220,6 +222,7 @@ impl Shared {
             slot_nanos: 1e9 / args.rate,
             acked_high: (0..u64::from(args.clients) * u64::from(args.senders)).map(|_| AtomicU32::new(0)).collect(),
             sent: AtomicU64::new(0),
+            quiet_senders: AtomicU32::new(0),
             acked: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -822,7 +825,12 @@ async fn sender_task(
                 let now = control.borrow_and_update().clone();
                 match now.phase {
                     Phase::Stop => break,
-                    Phase::Quiet => sending = false,
+                    Phase::Quiet => {
+                        if sending {
+                            shared.quiet_senders.fetch_add(1, Ordering::Relaxed);
+                        }
+                        sending = false;
+                    }
                     phase if phase >= Phase::Send && send_from.is_none() => {
                         send_from = Some(now.send_from);
                         sending = true;
@@ -961,8 +969,11 @@ pub async fn measure(args: StormArgs) -> anyhow::Result<StormReport> {
     control_tx.send_modify(|control| control.phase = Phase::Quiet);
     let stopped_at = clock.nanos();
     let grace_end = stopped_at + secs(load.grace_secs);
+    // A sender may still send once before it sees the quiet phase: `sent` is final only when all
+    // have seen it.
     wait_for(&clock, grace_end, || {
-        shared.acked.load(Ordering::Relaxed) + shared.errors.total() >= shared.sent.load(Ordering::Relaxed)
+        shared.quiet_senders.load(Ordering::Relaxed) >= shared.senders
+            && shared.acked.load(Ordering::Relaxed) + shared.errors.total() >= shared.sent.load(Ordering::Relaxed)
     })
     .await;
     control_tx.send_modify(|control| control.last = Some(shared.acked_now()));

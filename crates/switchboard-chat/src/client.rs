@@ -738,17 +738,8 @@ impl Client {
                     return;
                 }
                 let mut lines = vec![style.bold("conversations:")];
-                for conversation in &conversations {
-                    let name = match conversation["room"].as_str() {
-                        Some(room) => format!("room:{}", clean(room)),
-                        None => clean(str_of(conversation, "peer")),
-                    };
-                    let unread = conversation["unread"].as_u64().unwrap_or(0);
-                    let last = conversation["last_ts"].as_u64().filter(|&ts| ts > 0);
-                    let last =
-                        last.map(|ts| format!(", last message {}", display::age(ts, now_ms()))).unwrap_or_default();
-                    lines.push(format!("  {name} ({unread} unread{last})"));
-                }
+                let now = now_ms();
+                lines.extend(conversations.iter().map(|conversation| display::conversation_line(conversation, now)));
                 self.print(lines.join("\n"));
             }
             Pending::History(target) => {

@@ -155,6 +155,28 @@ pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u
 }
 
 /// A list of names, cut after `limit` with a count of the rest.
+/// One entry of `/conversations`: the name, unread count, age of the newest message and, for a
+/// private conversation, whether the peer received ("delivered") or read ("seen") the newest one.
+pub fn conversation_line(conversation: &Value, now: u64) -> String {
+    let name = match conversation["room"].as_str() {
+        Some(room) => format!("room:{}", clean(room)),
+        None => clean(str_of(conversation, "peer")),
+    };
+    let unread = conversation["unread"].as_u64().unwrap_or(0);
+    let last_seq = conversation["last_seq"].as_u64().unwrap_or(0);
+    let last = conversation["last_ts"].as_u64().filter(|&ts| ts > 0);
+    let last = last.map(|ts| format!(", last message {}", age(ts, now))).unwrap_or_default();
+    let reached = |field: &str| last_seq > 0 && conversation[field].as_u64().is_some_and(|seq| seq >= last_seq);
+    let receipt = if reached("peer_read_seq") {
+        format!(", {name} has read it all")
+    } else if reached("peer_delivered_seq") {
+        format!(", {name} has received it all")
+    } else {
+        String::new()
+    };
+    format!("  {name} ({unread} unread{last}{receipt})")
+}
+
 pub fn name_list(names: &[String], limit: usize) -> String {
     let mut text = names.iter().take(limit).map(|name| clean(name)).collect::<Vec<_>>().join(", ");
     if names.len() > limit {

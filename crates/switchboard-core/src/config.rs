@@ -58,6 +58,9 @@ pub struct ChatConfig {
     pub heartbeat_interval: Duration,
     /// A node not heard from for this long is dead: its users go offline everywhere.
     pub node_timeout: Duration,
+    /// How long a live message waits for the ones before it in its conversation before they are
+    /// read from the store (see `ordering.rs`).
+    pub reorder_wait: Duration,
 }
 
 impl Default for ChatConfig {
@@ -89,6 +92,7 @@ impl Default for ChatConfig {
             public_url: "ws://127.0.0.1:8080/ws".into(),
             heartbeat_interval: Duration::from_secs(2),
             node_timeout: Duration::from_secs(6),
+            reorder_wait: Duration::from_millis(50),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use switchboard_protocol::ws::WireFrame;
 
+use crate::gaps::GapWatch;
 use crate::outbound::{ConnId, Connection};
 
 /// The connections listening to one room on this node.
@@ -23,6 +24,8 @@ pub struct LocalHub {
     user_rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
     /// Connections that asked for presence events.
     presence_watchers: RwLock<HashMap<ConnId, Arc<Connection>>>,
+    /// Connections whose live stream waits for a missing seq.
+    pub gaps: Arc<GapWatch>,
 }
 
 /// What changed in the node's view when a connection came or went.
@@ -143,8 +146,10 @@ impl LocalHub {
         let Some(listeners) = all_rooms.get_mut(room) else {
             return false;
         };
+        let conv = format!("room:{room}");
         for connection in connections {
             listeners.remove(&connection.id);
+            connection.forget_conversation(&conv);
         }
         if listeners.is_empty() {
             all_rooms.remove(room);
@@ -178,7 +183,11 @@ impl LocalHub {
         };
         let mut reached = 0;
         for connection in connections.iter().filter(|c| Some(c.id) != skip) {
-            if connection.push_message(conv, seq, frame.clone()) {
+            let pushed = connection.push_message(conv, seq, frame.clone());
+            if pushed.started_waiting {
+                self.gaps.watch(connection);
+            }
+            if pushed.accepted {
                 reached += 1;
             }
         }
@@ -193,7 +202,11 @@ impl LocalHub {
         };
         let mut reached = 0;
         for connection in listeners.values().filter(|c| Some(c.id) != skip) {
-            if connection.push_message(conv, seq, frame.clone()) {
+            let pushed = connection.push_message(conv, seq, frame.clone());
+            if pushed.started_waiting {
+                self.gaps.watch(connection);
+            }
+            if pushed.accepted {
                 reached += 1;
             }
         }

@@ -31,12 +31,14 @@ pub mod filter;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod gaps;
 pub mod hooks;
-pub mod hub;
+mod hub;
 mod link;
 mod login;
 pub mod metrics;
 pub mod node;
+pub mod ordering;
 pub mod outbound;
 pub mod pipeline;
 pub mod popular;

@@ -220,7 +220,9 @@ impl ChatNode {
                 return Err(error);
             }
         };
-        connection.finish_sync(missed, sent);
+        if connection.finish_sync(missed, sent) {
+            shared.hub.gaps.watch(&connection);
+        }
         tracing::debug!(user = %user, conn = conn_id, resumed, "session started");
         Ok(Session::new(self.clone(), connection, record.token_hash))
     }
@@ -284,6 +286,8 @@ impl NodeShared {
                     conv: conversation.conv.clone(),
                     last_seq: conversation.last_seq,
                     read_seq: conversation.read_seq,
+                    peer_read_seq: conversation.peer_markers().map(|(read, _)| read),
+                    peer_delivered_seq: conversation.peer_markers().map(|(_, delivered)| delivered),
                     from_seq: read.from,
                     count: read.messages.len(),
                     more: newest < conversation.last_seq,
@@ -292,7 +296,9 @@ impl NodeShared {
             for message in &read.messages {
                 frames.push(ServerFrame::Message(&pipeline::view_of(message)).encode());
             }
-            sent.insert(conversation.conv, newest);
+            // Live messages follow on from the newest committed when the sync read: what is
+            // older the client has or pages to.
+            sent.insert(conversation.conv, newest.max(conversation.last_seq));
         }
         let total = frames.len();
         let mut out = Vec::with_capacity(total + 2);

@@ -29,6 +29,10 @@ pub struct ChatMetrics {
     /// Bus messages carrying chat traffic (messages, events, membership): what targeted routing
     /// keeps away from nodes with no interested user. Heartbeats and presence are not counted.
     pub bus_chat_received: AtomicU64,
+    /// Messages read from the store to close a gap in a connection's live stream.
+    pub gap_messages_filled: AtomicU64,
+    /// Seqs given up on (not in the store, or the read failed): a client sees a jump.
+    pub gap_seqs_skipped: AtomicU64,
     pub delivery_latency: Histogram,
     /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
     pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
@@ -87,6 +91,18 @@ impl ChatMetrics {
         counter(out, "switchboard_bytes_out_total", "Bytes written to WebSocket connections.", &self.bytes_out);
         counter(out, "switchboard_deliveries_total", "Messages queued to recipient connections.", &self.deliveries);
         counter(out, "switchboard_messages_stored_total", "Messages made durable.", &self.messages_stored);
+        counter(
+            out,
+            "switchboard_gap_messages_filled_total",
+            "Messages read from the store to deliver a live stream in seq order.",
+            &self.gap_messages_filled,
+        );
+        counter(
+            out,
+            "switchboard_gap_seqs_skipped_total",
+            "Seqs a live stream stopped waiting for without finding them.",
+            &self.gap_seqs_skipped,
+        );
         counter(
             out,
             "switchboard_messages_duplicate_total",

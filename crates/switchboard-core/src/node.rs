@@ -20,6 +20,7 @@ use crate::config::ChatConfig;
 use crate::error::ChatError;
 use crate::fence::{self, Fences};
 use crate::filter::WordFilter;
+use crate::gaps;
 use crate::hub::LocalHub;
 use crate::link;
 use crate::metrics::ChatMetrics;
@@ -139,7 +140,8 @@ impl ChatNode {
         let upkeep = tokio::spawn(link::run_cluster_upkeep(Arc::downgrade(&shared)));
         let subscriptions = tokio::spawn(RoomSubscriptions::run(Arc::downgrade(&shared)));
         let fences = tokio::spawn(fence::run_fences(Arc::downgrade(&shared), fence_inbox));
-        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences]);
+        let gaps = tokio::spawn(gaps::run_gap_filler(Arc::downgrade(&shared), shared.hub.gaps.clone()));
+        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences, gaps]);
         shared.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
         Ok(ChatNode { shared })
     }

@@ -9,10 +9,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use switchboard_protocol::ws::WireFrame;
 use switchboard_protocol::CloseCode;
 use tokio::sync::Notify;
+
+use crate::ordering::{Admit, Gap, StreamOrder};
 
 pub type ConnId = u64;
 
@@ -54,10 +56,8 @@ struct QueueState {
     /// While the connection is catching up, live messages wait here so that they can be put
     /// after the missed ones and those already sent dropped.
     syncing: Option<Vec<SequencedFrame>>,
-    /// After the sync, per conversation, the newest seq it carried: a message committed before the
-    /// sync read the store can still be handed over live after the sync ended, and must not reach
-    /// the client twice. Sorted by conversation; empty for a user without conversations.
-    synced: Box<[(Box<str>, u64)]>,
+    /// Puts each conversation's live messages in seq order (see `ordering.rs`).
+    order: StreamOrder,
     /// Room over the bounds granted to a sync's frames until they are written, so that a large
     /// catch-up does not count as a slow reader.
     sync_allowance_frames: usize,
@@ -74,6 +74,15 @@ pub struct SequencedFrame {
     pub conv: Box<str>,
     pub seq: u64,
     pub frame: WireFrame,
+}
+
+/// What became of a conversation message offered to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// False when the queue overflowed (now or before) or was closed.
+    pub accepted: bool,
+    /// The message waits for a gap, and is the first to: the gap filler must watch this connection.
+    pub started_waiting: bool,
 }
 
 /// What the transport should do after draining.
@@ -103,18 +112,24 @@ impl Connection {
     /// Queues a frame, or writes it at once when nothing is ahead of it. Returns false when the
     /// queue overflowed (now or before) or was closed.
     pub fn push(&self, frame: WireFrame) -> bool {
-        let accepted = {
-            let mut state = self.state.lock();
-            let frame = match Self::write_direct(&state, frame) {
-                Ok(()) => return true,
-                Err(rest) => rest,
-            };
-            let max_frames = self.max_frames + state.sync_allowance_frames;
-            let max_bytes = self.max_bytes + state.sync_allowance_bytes;
-            Self::push_locked(&mut state, frame, max_frames, max_bytes)
-        };
-        self.ready.notify_one();
+        let mut state = self.state.lock();
+        let (accepted, queued) = self.enqueue_locked(&mut state, frame);
+        drop(state);
+        if queued {
+            self.ready.notify_one();
+        }
         accepted
+    }
+
+    /// Writes the frame directly or queues it. Returns (accepted, queued for the transport).
+    fn enqueue_locked(&self, state: &mut QueueState, frame: WireFrame) -> (bool, bool) {
+        let frame = match Self::write_direct(state, frame) {
+            Ok(()) => return (true, false),
+            Err(rest) => rest,
+        };
+        let max_frames = self.max_frames + state.sync_allowance_frames;
+        let max_bytes = self.max_bytes + state.sync_allowance_bytes;
+        (Self::push_locked(state, frame, max_frames, max_bytes), true)
     }
 
     /// Writes the frame into the socket when nothing is queued or being written before it; what
@@ -154,29 +169,99 @@ impl Connection {
         true
     }
 
-    /// Queues a conversation message; while the connection syncs it is held back instead, and one
-    /// the sync carried already is dropped.
-    pub fn push_message(&self, conv: &str, seq: u64, frame: WireFrame) -> bool {
-        {
-            let mut state = self.state.lock();
-            if let Some(held) = state.syncing.as_mut() {
-                if held.len() < self.max_frames {
-                    held.push(SequencedFrame { conv: conv.into(), seq, frame });
-                    return true;
-                }
-                state.overflowed = true;
-                state.syncing = None;
-                drop(state);
-                self.ready.notify_one();
-                return false;
+    /// Queues a conversation message in its conversation's seq order (see `ordering.rs`); while
+    /// the connection syncs it is held back instead, and one the client has already is dropped.
+    pub fn push_message(&self, conv: &str, seq: u64, frame: WireFrame) -> Pushed {
+        let mut state = self.state.lock();
+        if let Some(held) = state.syncing.as_mut() {
+            if held.len() < self.max_frames {
+                held.push(SequencedFrame { conv: conv.into(), seq, frame });
+                return Pushed { accepted: true, started_waiting: false };
             }
-            if let Ok(index) = state.synced.binary_search_by(|(synced, _)| (**synced).cmp(conv)) {
-                if seq <= state.synced[index].1 {
-                    return true;
+            state.overflowed = true;
+            state.syncing = None;
+            drop(state);
+            self.ready.notify_one();
+            return Pushed { accepted: false, started_waiting: false };
+        }
+        let admit = state.order.admit(conv, seq, Some(frame));
+        self.deliver_admitted(state, conv, admit)
+    }
+
+    /// Takes the connection's own send (answered by its ack, not delivered) into the order of
+    /// its conversation. Returns true when messages now wait for a gap before it.
+    pub fn own_message(&self, conv: &str, seq: u64) -> bool {
+        let mut state = self.state.lock();
+        if state.syncing.is_some() {
+            return false;
+        }
+        let admit = state.order.admit(conv, seq, None);
+        self.deliver_admitted(state, conv, admit).started_waiting
+    }
+
+    fn deliver_admitted(&self, mut state: MutexGuard<'_, QueueState>, conv: &str, admit: Admit) -> Pushed {
+        let mut frame = match admit {
+            Admit::Duplicate => return Pushed { accepted: true, started_waiting: false },
+            Admit::Held { started } => {
+                if state.order.held_count() > self.max_frames {
+                    state.overflowed = true;
+                    drop(state);
+                    self.ready.notify_one();
+                    return Pushed { accepted: false, started_waiting: false };
                 }
+                return Pushed { accepted: true, started_waiting: started };
+            }
+            Admit::Now(frame) => frame,
+        };
+        let (mut accepted, mut queued) = (true, false);
+        loop {
+            if let Some(frame) = frame.take() {
+                let (ok, into_queue) = self.enqueue_locked(&mut state, frame);
+                accepted &= ok;
+                queued |= into_queue;
+            }
+            match state.order.next_ready(conv) {
+                Some(next) => frame = next,
+                None => break,
             }
         }
-        self.push(frame)
+        drop(state);
+        if queued {
+            self.ready.notify_one();
+        }
+        Pushed { accepted, started_waiting: false }
+    }
+
+    /// When the oldest message held for a gap began waiting.
+    pub fn waiting_since(&self) -> Option<std::time::Instant> {
+        self.state.lock().order.waiting_since()
+    }
+
+    /// The gaps held messages wait for (and their wait starts again).
+    pub fn gaps(&self) -> Vec<Gap> {
+        self.state.lock().order.gaps(std::time::Instant::now())
+    }
+
+    /// Gives up on the seqs of `conv` before `seq`, releasing what waited for them.
+    pub fn skip_gap(&self, conv: &str, seq: u64) {
+        let mut state = self.state.lock();
+        state.order.skip_to(conv, seq);
+        match state.order.next_ready(conv) {
+            Some(frame) => {
+                self.deliver_admitted(state, conv, Admit::Now(frame));
+            }
+            None => drop(state),
+        }
+    }
+
+    /// The client got everything of `conv` up to `seq` another way (a join answer).
+    pub fn caught_up(&self, conv: &str, seq: u64) {
+        self.state.lock().order.caught_up(conv, seq);
+    }
+
+    /// The connection no longer follows `conv`.
+    pub fn forget_conversation(&self, conv: &str) {
+        self.state.lock().order.forget(conv);
     }
 
     /// Starts holding live messages back (before the connection registers in the hub).
@@ -185,35 +270,46 @@ impl Connection {
     }
 
     /// Ends the sync: after what is queued already (the `session` answer and any events), queues
-    /// the missed messages, then the held-back live ones that were not among them; from then on
-    /// live messages flow straight into the queue, but for those the sync covered. `sent` tells,
-    /// per conversation, the newest seq the client now has. The sync may exceed the queue bound
-    /// once: it is bounded by `sync_limit_per_conv` instead.
-    pub fn finish_sync(&self, missed: Vec<WireFrame>, sent: HashMap<String, u64>) {
-        let sent_of = |conv: &str| sent.get(conv).copied().unwrap_or(0);
-        {
-            let mut state = self.state.lock();
-            let held = state.syncing.take().unwrap_or_default();
-            let mut added = 0;
-            for frame in missed {
-                added += frame.len();
-                state.frames.push_back(frame);
-            }
-            for item in held {
-                if item.seq > sent_of(&item.conv) {
-                    added += item.frame.len();
-                    state.frames.push_back(item.frame);
-                }
-            }
-            state.bytes += added;
-            state.sync_allowance_frames = state.frames.len();
-            state.sync_allowance_bytes = state.bytes;
-            let mut synced: Vec<(Box<str>, u64)> =
-                sent.into_iter().filter(|&(_, seq)| seq > 0).map(|(conv, seq)| (conv.into_boxed_str(), seq)).collect();
-            synced.sort_unstable();
-            state.synced = synced.into_boxed_slice();
+    /// the missed messages, then the held-back live ones in each conversation's order; from then
+    /// on live messages flow in order, but for those the sync covered. `newest` tells, per
+    /// conversation, the newest seq the client now has or can page to. The sync may exceed the
+    /// queue bound once: it is bounded by `sync_limit_per_conv` instead. Returns true when live
+    /// messages wait for a gap.
+    pub fn finish_sync(&self, missed: Vec<WireFrame>, newest: HashMap<String, u64>) -> bool {
+        let mut state = self.state.lock();
+        let mut held = state.syncing.take().unwrap_or_default();
+        let mut added = 0;
+        for frame in missed {
+            added += frame.len();
+            state.frames.push_back(frame);
         }
+        state.bytes += added;
+        state.sync_allowance_frames = state.frames.len();
+        state.sync_allowance_bytes = state.bytes;
+        state.order.start(newest);
+        held.sort_unstable_by(|a, b| (&a.conv, a.seq).cmp(&(&b.conv, b.seq)));
+        let mut started_waiting = false;
+        for item in held {
+            match state.order.admit(&item.conv, item.seq, Some(item.frame)) {
+                Admit::Now(mut frame) => loop {
+                    if let Some(ready) = frame.take() {
+                        state.bytes += ready.len();
+                        state.sync_allowance_frames += 1;
+                        state.sync_allowance_bytes += ready.len();
+                        state.frames.push_back(ready);
+                    }
+                    match state.order.next_ready(&item.conv) {
+                        Some(next) => frame = next,
+                        None => break,
+                    }
+                },
+                Admit::Held { started } => started_waiting |= started,
+                Admit::Duplicate => {}
+            }
+        }
+        drop(state);
         self.ready.notify_one();
+        started_waiting
     }
 
     /// Moves up to `max` queued frames into `out`.

@@ -280,6 +280,9 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
             duplicate,
         };
         origin.connection.push(ack.encode());
+        if !duplicate && origin.connection.own_message(conv, message.seq) {
+            shared.hub.gaps.watch(&origin.connection);
+        }
     }
     if duplicate {
         shared.metrics.messages_duplicate.fetch_add(1, Relaxed);

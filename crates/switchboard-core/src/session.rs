@@ -167,6 +167,18 @@ impl Session {
         Err(ChatError::NotAMember(room.to_owned()))
     }
 
+    /// The conversation a `read` or `delivered` moves a marker in, checked as the user's, and its
+    /// newest seq (no marker goes past it).
+    async fn marker_target(&self, target: &Target) -> Result<(String, u64), ChatError> {
+        match target {
+            Target::Room(room) => self.require_member(room).await?,
+            Target::User(peer) => self.require_user(peer).await?,
+        }
+        let conv = self.conv_of(target).to_string();
+        let last = self.node.shared.store.last_seq(&conv).await?;
+        Ok((conv, last))
+    }
+
     async fn require_user(&self, user: &str) -> Result<(), ChatError> {
         if self.node.shared.user_exists(user).await? {
             return Ok(());
@@ -226,12 +238,7 @@ impl Session {
                 }
             }
             Request::Read { target, seq } => {
-                let conv = self.conv_of(&target).to_string();
-                match &target {
-                    Target::Room(room) => self.require_member(room).await?,
-                    Target::User(peer) => self.require_user(peer).await?,
-                }
-                let last = shared.store.last_seq(&conv).await?;
+                let (conv, last) = self.marker_target(&target).await?;
                 let stored = shared.store.set_read(me, &conv, seq.min(last)).await?;
                 let frame = ServerFrame::Read { conv: &conv, user: me, seq: stored }.encode();
                 shared.event_to_user(me, &frame, Some(self.connection.id));
@@ -241,6 +248,18 @@ impl Session {
                     }
                 }
                 self.reply(ServerFrame::Ok { reference, of: "read" });
+            }
+            Request::Delivered { target, seq } => {
+                let (conv, last) = self.marker_target(&target).await?;
+                let stored = shared.store.set_delivered(me, &conv, seq.min(last)).await?;
+                // Only a private conversation's peer shows "delivered"; rooms keep it for later.
+                if let Target::User(peer) = &target {
+                    if peer != me {
+                        let frame = ServerFrame::Delivered { conv: &conv, user: me, seq: stored }.encode();
+                        shared.event_to_user(peer, &frame, None);
+                    }
+                }
+                self.reply(ServerFrame::Ok { reference, of: "delivered" });
             }
             Request::Conversations { after, limit } => {
                 let limit = list_limit(limit);
@@ -256,6 +275,8 @@ impl Session {
                             room: conv.as_ref().and_then(|c| c.room_name()).map(str::to_owned),
                             last_seq: record.last_seq,
                             read_seq: record.read_seq,
+                            peer_read_seq: record.peer_markers().map(|(read, _)| read),
+                            peer_delivered_seq: record.peer_markers().map(|(_, delivered)| delivered),
                             unread: record.last_seq.saturating_sub(record.read_seq),
                             last_ts: record.last_ts,
                         }
@@ -480,6 +501,12 @@ impl Session {
             let last = shared.store.last_seq(&conv).await?;
             shared.store.set_read(me, &conv, last).await?;
         }
+        // Live messages of the room follow on from the answer's history.
+        let answered = match history.last() {
+            Some(message) => message.seq,
+            None => shared.store.last_seq(&conv).await?,
+        };
+        self.connection.caught_up(&conv, answered);
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.
         views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));

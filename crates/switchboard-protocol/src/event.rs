@@ -226,6 +226,12 @@ pub enum ServerFrame<'a> {
         user: &'a str,
         seq: u64,
     },
+    /// `user`'s devices hold `conv` up to `seq`: "delivered", apart from "seen" (`Read`).
+    Delivered {
+        conv: &'a str,
+        user: &'a str,
+        seq: u64,
+    },
     Popular {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
@@ -281,6 +287,12 @@ pub struct SyncEntry {
     pub last_seq: u64,
     /// The user's read marker.
     pub read_seq: u64,
+    /// Private conversations: the other user's read marker ("seen" up to here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_read_seq: Option<u64>,
+    /// Private conversations: how far the other user's devices received ("delivered").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_delivered_seq: Option<u64>,
     /// Messages after this seq follow in this sync.
     pub from_seq: u64,
     /// How many messages of this conversation follow.
@@ -299,6 +311,12 @@ pub struct ConversationView {
     pub room: Option<String>,
     pub last_seq: u64,
     pub read_seq: u64,
+    /// Private conversations: the other user's read marker ("seen" up to here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_read_seq: Option<u64>,
+    /// Private conversations: how far the other user's devices received ("delivered").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_delivered_seq: Option<u64>,
     pub unread: u64,
     /// Timestamp of the newest message, ms since the Unix epoch (0 if empty).
     pub last_ts: i64,

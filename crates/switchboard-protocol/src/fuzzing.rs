@@ -207,7 +207,7 @@ pub fn render(frame: &ClientFrame) -> String {
             }
         }
         Request::Typing { target } => render_target(target, &mut set),
-        Request::Read { target, seq } => {
+        Request::Read { target, seq } | Request::Delivered { target, seq } => {
             render_target(target, &mut set);
             set("seq", json!(seq));
         }

@@ -142,6 +142,11 @@ pub enum Request {
         target: Target,
         seq: u64,
     },
+    /// The user's devices hold the conversation up to `seq` (seen or not).
+    Delivered {
+        target: Target,
+        seq: u64,
+    },
     /// Listings take `cursor` (the last key of the previous page) and `limit`.
     Conversations {
         after: Option<String>,
@@ -207,6 +212,7 @@ impl Request {
             Request::History { .. } => "history",
             Request::Typing { .. } => "typing",
             Request::Read { .. } => "read",
+            Request::Delivered { .. } => "delivered",
             Request::Conversations { .. } => "conversations",
             Request::CreateRoom { .. } => "create_room",
             Request::Join { .. } => "join",
@@ -372,6 +378,7 @@ fn check(raw: RawFrame) -> Check<Request> {
         },
         "typing" => Request::Typing { target: target(raw.to, raw.room)? },
         "read" => Request::Read { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
+        "delivered" => Request::Delivered { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
         "conversations" => Request::Conversations { after: conv_cursor(raw.cursor)?, limit: raw.limit },
         "create_room" => Request::CreateRoom { room: room_field(raw.room)? },
         "join" => Request::Join { room: room_field(raw.room)? },

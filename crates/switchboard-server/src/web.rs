@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = &[
     asset("/connection.js", JAVASCRIPT, include_bytes!("../web/connection.js")),
     asset("/dom.js", JAVASCRIPT, include_bytes!("../web/dom.js")),
     asset("/gateway.js", JAVASCRIPT, include_bytes!("../web/gateway.js")),
+    asset("/receipts.js", JAVASCRIPT, include_bytes!("../web/receipts.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -110,6 +111,7 @@ mod tests {
             ("/connection.js", JAVASCRIPT),
             ("/dom.js", JAVASCRIPT),
             ("/gateway.js", JAVASCRIPT),
+            ("/receipts.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

@@ -7,6 +7,7 @@
 import { Connection } from './connection.js';
 import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
+import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -81,6 +82,10 @@ const state = {
 };
 
 let connection = null;
+/** This device's `delivered` reports (receipts.js). */
+const deliveries = new DeliveryReports((convId, seq) =>
+  connection.request({ type: 'delivered', ...targetOf(conversation(convId)), seq }),
+);
 /** Picks the node of every connect; remembers nodes that just failed across connections. */
 const gateway = new Gateway();
 
@@ -119,8 +124,9 @@ function conversation(id) {
     filling: false,
     /** user -> time their "typing" expires. */
     typing: new Map(),
-    /** Private conversations: the peer's read marker, from `read` events. */
+    /** Private conversations: the peer's read and delivered markers (see receipts.js). */
     peerRead: 0,
+    peerDelivered: 0,
     /** Rooms: the member names (a Set), from `members` and membership events; null until loaded. */
     members: null,
     /** Rendered list items by key, reused across renders. */
@@ -227,6 +233,7 @@ function ingest(convId, messages, { pickup = true } = {}) {
     if (conv.messages.has(message.seq)) continue;
     conv.messages.set(message.seq, message);
     added += 1;
+    if (message.from !== state.me && conv.kind === 'dm' && connection?.loggedIn) deliveries.note(conv.id, message.seq);
     if (message.seq > conv.lastSeq) {
       if (message.from !== state.me && message.seq > conv.readSeq) conv.unread += 1;
       conv.lastSeq = message.seq;
@@ -443,7 +450,11 @@ function onFrame(frame) {
       break;
     case 'sync':
       // A long summary comes in several `sync` frames.
-      for (const entry of frame.conversations) if (entry.more) state.syncMore.push(entry.conv);
+      for (const entry of frame.conversations) {
+        if (entry.more) state.syncMore.push(entry.conv);
+        takePeerMarkers(conversation(entry.conv), entry);
+      }
+      invalidate('conv');
       break;
     case 'synced':
       onSynced();
@@ -460,6 +471,13 @@ function onFrame(frame) {
       break;
     case 'read':
       onRead(frame);
+      break;
+    case 'delivered':
+      if (frame.user !== state.me) {
+        const conv = conversation(frame.conv);
+        conv.peerDelivered = Math.max(conv.peerDelivered, frame.seq);
+        if (conv.id === state.current) invalidate('conv');
+      }
       break;
     case 'member_joined':
     case 'member_left':
@@ -550,7 +568,7 @@ function onRead(frame) {
     conv.unread = Math.max(0, conv.lastSeq - conv.readSeq);
     invalidate('sidebar');
   } else if (conv.kind === 'dm') {
-    conv.peerRead = Math.max(conv.peerRead, frame.seq);
+    takePeerMarkers(conv, { peer_read_seq: frame.seq });
     if (conv.id === state.current) invalidate('conv');
   }
 }
@@ -639,6 +657,8 @@ async function refreshConversations() {
         }
         conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
         conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
+        takePeerMarkers(conv, entry);
+        if (conv.id === state.current) invalidate('conv');
         conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
         const cursor = state.cursors.get(conv.id);
         // The server has messages after our cursor that never reached us: fetch them.
@@ -1218,9 +1238,9 @@ function renderMessages(conv) {
     }
     pushNoticesUpTo(seq - 1);
     const continued = previous !== null && previous.from === message.from && message.ts - previous.ts < 5 * 60_000;
-    const seen = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq && conv.peerRead >= seq;
-    const version = `${continued}|${seen}`;
-    items.push(cached(conv, `m:${seq}`, version, () => messageElement(conv, message, { continued, seen })));
+    const receipt = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq ? receiptOf(conv, seq) : null;
+    const version = `${continued}|${receipt}`;
+    items.push(cached(conv, `m:${seq}`, version, () => messageElement(conv, message, { continued, receipt })));
     previous = message;
   }
   pushNoticesUpTo(Infinity);
@@ -1264,7 +1284,7 @@ function cached(conv, key, version, build) {
   return node;
 }
 
-function messageElement(conv, message, { continued, seen }) {
+function messageElement(conv, message, { continued, receipt }) {
   const mine = message.from === state.me;
   return h(
     'li',
@@ -1278,7 +1298,7 @@ function messageElement(conv, message, { continued, seen }) {
         'span',
         { class: 'meta' },
         h('time', { datetime: new Date(message.ts).toISOString(), text: formatTime(message.ts) }),
-        seen ? h('span', { class: 'seen', text: 'seen' }) : null,
+        receipt ? h('span', { class: `receipt ${receipt}`, text: receipt }) : null,
       ),
     ),
   );

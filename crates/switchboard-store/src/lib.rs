@@ -119,8 +119,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The newest seq of one conversation (0 when it has none).
     async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
-    /// Moves the user's read marker forward (never back); returns the marker now stored.
+    /// Moves the user's read marker forward (never back), and their delivered marker with it (what
+    /// was read was received); returns the read marker now stored.
     async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64>;
+    /// Moves the user's delivered marker forward (never back); returns the marker now stored.
+    async fn set_delivered(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64>;
 
     /// Answers when the database answers: for readiness checks.
     async fn health(&self) -> StoreResult<()> {

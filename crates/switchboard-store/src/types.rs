@@ -88,6 +88,18 @@ pub struct ConversationRecord {
     pub last_ts: Millis,
     /// The user's read marker (0 when never set).
     pub read_seq: u64,
+    /// Private conversations: the other user's read marker (the user's own in a conversation
+    /// with themselves), so "seen" survives a reload; 0 for rooms.
+    pub peer_read_seq: u64,
+    /// Private conversations: how far the other user's devices reported receiving; 0 for rooms.
+    pub peer_delivered_seq: u64,
+}
+
+impl ConversationRecord {
+    /// The peer's markers, for a private conversation (rooms have no single peer).
+    pub fn peer_markers(&self) -> Option<(u64, u64)> {
+        self.conv.starts_with("dm:").then_some((self.peer_read_seq, self.peer_delivered_seq))
+    }
 }
 
 /// One conversation of a login's sync: where it starts and what follows.

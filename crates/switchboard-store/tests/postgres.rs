@@ -273,3 +273,24 @@ async fn a_closed_store_is_unavailable() {
     ));
     assert!(matches!(store.last_seq("room:lobby").await, Err(StoreError::Unavailable(_))));
 }
+
+/// A database of the release before read state (its first migration only) is upgraded by the
+/// first node that connects, and keeps everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
+    use sqlx::{Connection, Executor};
+    let postgres = Postgres::new().await;
+    let store = postgres.connect().await;
+    common::fill_before_upgrade(&store).await;
+    store.close().await;
+    // Back to the first migration as that release left it.
+    let mut old = sqlx::PgConnection::connect(&postgres.database.url()).await.unwrap();
+    old.execute("ALTER TABLE read_markers DROP COLUMN delivered_seq; DELETE FROM _sqlx_migrations WHERE version > 1")
+        .await
+        .unwrap();
+    old.close().await.unwrap();
+
+    let store = postgres.connect().await;
+    common::check_after_upgrade(&store).await;
+    store.close().await;
+}

@@ -98,3 +98,25 @@ async fn a_steady_stream_of_writes_keeps_the_wal_bounded() {
     let wal_after_close = std::fs::metadata(dir.path().join("switchboard.db-wal")).map_or(0, |meta| meta.len());
     assert_eq!(wal_after_close, 0, "close folds the wal into the database");
 }
+
+/// A database of the release before read state (schema version 1, no delivered markers) opens,
+/// is upgraded in place, and keeps everything.
+#[tokio::test]
+async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    common::fill_before_upgrade(&store).await;
+    store.close().await;
+    // Back to version 1 as that release left it: what migration 2 adds is not there.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch("ALTER TABLE read_markers DROP COLUMN delivered_seq; PRAGMA user_version = 1;").unwrap();
+    drop(old);
+
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    common::check_after_upgrade(&store).await;
+    store.close().await;
+    let upgraded = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    assert_eq!(version, 2);
+}

@@ -241,6 +241,11 @@ impl NodeProcess {
         node
     }
 
+    /// The running process's id; `None` while it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }

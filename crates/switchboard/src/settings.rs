@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// [default: 6000].
     #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT_MS")]
     pub node_timeout_ms: Option<u64>,
+    /// Milliseconds a live message waits for an earlier one of its conversation (from another
+    /// node) before that one is read from the store [default: 50].
+    #[arg(long, env = "SWITCHBOARD_REORDER_WAIT_MS")]
+    pub reorder_wait_ms: Option<u64>,
     /// Make every SQLite commit survive power loss (fsync), not only a process crash.
     #[arg(long, env = "SWITCHBOARD_SQLITE_SYNC_FULL", num_args = 0..=1, default_missing_value = "true")]
     pub sqlite_sync_full: Option<bool>,
@@ -156,6 +160,7 @@ struct FileSettings {
     public_url: Option<String>,
     heartbeat_ms: Option<u64>,
     node_timeout_ms: Option<u64>,
+    reorder_wait_ms: Option<u64>,
     sqlite_sync_full: Option<bool>,
     node_id: Option<String>,
     registration: Option<bool>,
@@ -277,6 +282,9 @@ impl Settings {
         }
         if let Some(value) = pick!(args, file, node_timeout_ms) {
             chat.node_timeout = Duration::from_millis(value.max(10));
+        }
+        if let Some(value) = pick!(args, file, reorder_wait_ms) {
+            chat.reorder_wait = Duration::from_millis(value.max(1));
         }
         if let Some(registration) = pick!(args, file, registration) {
             chat.registration = registration;

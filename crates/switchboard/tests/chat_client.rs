@@ -649,3 +649,31 @@ async fn two_clients_on_different_nodes_of_a_cluster_see_each_other_and_talk_in_
     bob.command("/quit").await;
     assert_eq!(bob.wait_exit().await, 0, "{}", bob.text);
 }
+
+#[tokio::test]
+async fn conversations_say_whether_the_peer_received_and_read_the_newest_message() {
+    let server = server().await;
+    let url = server.ws_url();
+    let config = tempfile::tempdir().expect("temp dir");
+    let mut bob = TestClient::register(&url, "bob", PASSWORD).await;
+    let token = token_of(&url, "alice").await;
+    let mut chat = resumed(&url, "alice", &token, config.path()).await;
+
+    chat.command("/chat bob are you there?").await;
+    let message = bob.next_of_type("message").await;
+    chat.command("/conversations").await;
+    chat.expect("bob (0 unread, last message").await;
+    assert!(!chat.expect("\n").await.contains("has "), "neither received nor read yet");
+
+    let seq = message["seq"].clone();
+    let ok = bob.request(json!({"type": "delivered", "to": "alice", "seq": seq})).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    chat.command("/conversations").await;
+    chat.expect("bob has received it all)").await;
+    let ok = bob.request(json!({"type": "read", "to": "alice", "seq": seq})).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    chat.command("/conversations").await;
+    chat.expect("bob has read it all)").await;
+    chat.command("/quit").await;
+    assert_eq!(chat.wait_exit().await, 0);
+}

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -107,6 +108,55 @@ pub struct DeviceLog {
     pub out_of_order: u64,
     pub reconnects: u64,
     pub examples: Vec<String>,
+}
+
+/// What a run's clients saw, added up and checked.
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    pub sent: u64,
+    pub acked: u64,
+    pub received: u64,
+    /// Acknowledged messages their recipient's device never received.
+    pub lost: u64,
+    pub doubled: u64,
+    pub out_of_order: u64,
+    pub reconnects: u64,
+    pub examples: Vec<String>,
+}
+
+impl Tally {
+    pub fn of(logs: &[DeviceLog]) -> Tally {
+        let mut tally = Tally::default();
+        for log in logs {
+            tally.sent += log.sent;
+            tally.acked += log.acked.len() as u64;
+            tally.received += log.received.values().map(|seqs| seqs.len() as u64).sum::<u64>();
+            tally.doubled += log.doubled;
+            tally.out_of_order += log.out_of_order;
+            tally.reconnects += log.reconnects;
+            tally.examples.extend(log.examples.iter().cloned());
+        }
+        for log in logs {
+            for (conv, seq, to) in &log.acked {
+                if !logs[*to].received.get(conv).is_some_and(|seqs| seqs.contains(seq)) {
+                    tally.lost += 1;
+                    tally.examples.push(format!("lost: {conv} seq {seq} from {} to {}", log.user, logs[*to].user));
+                }
+            }
+        }
+        tally.examples.truncate(20);
+        tally
+    }
+
+    pub fn print(&self) {
+        println!(
+            "sent {}, acknowledged {}, received {}; lost {}, doubled {}, out of order {}; reconnects {}",
+            self.sent, self.acked, self.received, self.lost, self.doubled, self.out_of_order, self.reconnects
+        );
+        for example in &self.examples {
+            println!("  {example}");
+        }
+    }
 }
 
 struct Pending {

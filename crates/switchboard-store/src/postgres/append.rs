@@ -174,7 +174,8 @@ async fn originals_of(
 }
 
 /// Moves each conversation's `last_seq` past the batch's new messages (creating the missing
-/// rows) and inserts those messages, numbered from the heads it moved, in one statement; records
+/// rows), inserts those messages, numbered from the heads it moved, and moves each sender's read
+/// marker to their newest message (one has read what one answers), in one statement; records
 /// in `growth` the first seq each conversation got. Rows are locked in conv order, the order of
 /// `growth`, so two batches never wait on each other in a cycle; the locks are held until the
 /// statement ends, which serialises concurrent appends to a conversation from every node.
@@ -230,6 +231,13 @@ async fn append_new(
                         + ROW_NUMBER() OVER (PARTITION BY m.conv ORDER BY m.position), \
                     m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
              FROM batch m JOIN heads h ON h.conv = m.conv \
+             RETURNING sender, conv, seq \
+         ), marked AS ( \
+             INSERT INTO read_markers (\"user\", conv, seq, delivered_seq) \
+             SELECT sender, conv, MAX(seq), MAX(seq) FROM inserted GROUP BY sender, conv ORDER BY sender, conv \
+             ON CONFLICT (\"user\", conv) DO UPDATE \
+             SET seq = GREATEST(read_markers.seq, EXCLUDED.seq), \
+                 delivered_seq = GREATEST(read_markers.delivered_seq, EXCLUDED.seq) \
          ) \
          SELECT conv, last_seq FROM heads",
     )

@@ -8,6 +8,7 @@
 //! batch that fails gives its seqs back with it.
 
 mod append;
+mod read_state;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -18,8 +19,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::{
-    room_cursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store, StoreError,
+    StoreResult, StoredMessage, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -434,33 +435,7 @@ impl Store for PostgresStore {
     }
 
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>> {
-        // Every text column is in the "C" collation, so `conv` sorts bytewise as in SQLite.
-        let rows = sqlx::query_as::<_, (String, i64, Millis, i64)>(
-            "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) \
-             FROM conversations c \
-             LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
-             WHERE c.user_a = $1 OR c.user_b = $1 \
-             UNION ALL \
-             SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
-             FROM room_members m \
-             LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
-             LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
-             WHERE m.\"user\" = $1 \
-             ORDER BY conv",
-        )
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(conv, last_seq, last_ts, read_seq)| ConversationRecord {
-                conv,
-                last_seq: from_sql(last_seq),
-                last_ts,
-                read_seq: from_sql(read_seq),
-            })
-            .collect())
+        read_state::conversations_of(&self.pool, user).await
     }
 
     async fn conversations_page(
@@ -469,47 +444,7 @@ impl Store for PostgresStore {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Page<ConversationRecord>> {
-        // Each branch reads its index from the cursor on, at most `limit` rows.
-        let rows = sqlx::query_as::<_, (String, i64, Millis, i64)>(
-            "SELECT * FROM ( \
-                 SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) AS seq \
-                 FROM conversations c \
-                 LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
-                 WHERE (c.user_a = $1 OR c.user_b = $1) AND ($2::text IS NULL OR c.conv > $2) \
-                 UNION ALL \
-                 (SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
-                  FROM room_members m \
-                  LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
-                  LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
-                  WHERE m.\"user\" = $1 AND ($3::text IS NULL OR m.room > $3) \
-                  ORDER BY m.room LIMIT $4) \
-             ) listed ORDER BY conv LIMIT $4",
-        )
-        .bind(user)
-        .bind(after)
-        .bind(room_cursor(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let total = sqlx::query_scalar::<_, i64>(
-            "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = $1 OR user_b = $1) \
-             + (SELECT COUNT(*) FROM room_members WHERE \"user\" = $1)",
-        )
-        .bind(user)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let items = rows
-            .into_iter()
-            .map(|(conv, last_seq, last_ts, read_seq)| ConversationRecord {
-                conv,
-                last_seq: from_sql(last_seq),
-                last_ts,
-                read_seq: from_sql(read_seq),
-            })
-            .collect();
-        Ok(Page { items, total: from_sql(total) })
+        read_state::conversations_page(&self.pool, user, after, limit).await
     }
 
     async fn last_seq(&self, conv: &str) -> StoreResult<u64> {
@@ -523,18 +458,11 @@ impl Store for PostgresStore {
     }
 
     async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64> {
-        let stored = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO read_markers (\"user\", conv, seq) VALUES ($1, $2, $3) \
-             ON CONFLICT (\"user\", conv) DO UPDATE SET seq = GREATEST(read_markers.seq, EXCLUDED.seq) \
-             RETURNING seq",
-        )
-        .bind(user)
-        .bind(conv)
-        .bind(to_sql(seq))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(from_sql(stored))
+        read_state::set_read(&self.pool, user, conv, seq).await
+    }
+
+    async fn set_delivered(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64> {
+        read_state::set_delivered(&self.pool, user, conv, seq).await
     }
 
     async fn health(&self) -> StoreResult<()> {

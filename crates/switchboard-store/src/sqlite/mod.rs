@@ -36,7 +36,10 @@ use queries::*;
 use threads::*;
 
 /// The schema, one entry per version; `PRAGMA user_version` holds how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_delivered.sql"),
+];
 
 /// Two cores' worth of concurrent reads (history, listings, login syncs).
 const READER_THREADS: usize = 2;
@@ -153,6 +156,17 @@ impl SqliteStore {
         R: Send + 'static,
     {
         Self::call(&self.writer, work).await
+    }
+
+    /// Runs an upsert of one read marker (`user`, `conv`, `seq` as ?1-?3) that returns the
+    /// marker now stored.
+    async fn move_marker(&self, user: &str, conv: &str, seq: u64, upsert: &'static str) -> StoreResult<u64> {
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.write(move |worker| {
+            let mut statement = worker.conn.prepare_cached(upsert)?;
+            Ok(statement.query_row(params![user, conv, to_sql(seq)], |row| row.get::<_, i64>(0))? as u64)
+        })
+        .await
     }
 
     /// Runs `work` on a reader, which sees what is committed.
@@ -507,22 +521,26 @@ impl Store for SqliteStore {
     }
 
     async fn set_read(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64> {
-        let (user, conv) = (user.to_owned(), conv.to_owned());
-        self.write(move |worker| {
-            let stored = worker
-                .conn
-                .prepare_cached(
-                    "INSERT INTO read_markers (user, conv, seq) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (user, conv) DO UPDATE SET seq = MAX(seq, excluded.seq) RETURNING seq",
-                )
-                .and_then(|mut statement| {
-                    statement.query_row(params![user, conv, to_sql(seq)], |row| row.get::<_, i64>(0))
-                });
-            match stored {
-                Ok(stored) => Ok(stored as u64),
-                Err(error) => Err(error.into()),
-            }
-        })
+        self.move_marker(
+            user,
+            conv,
+            seq,
+            "INSERT INTO read_markers (user, conv, seq, delivered_seq) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT (user, conv) DO UPDATE SET seq = MAX(seq, excluded.seq), \
+             delivered_seq = MAX(delivered_seq, excluded.seq) RETURNING seq",
+        )
+        .await
+    }
+
+    async fn set_delivered(&self, user: &str, conv: &str, seq: u64) -> StoreResult<u64> {
+        self.move_marker(
+            user,
+            conv,
+            seq,
+            "INSERT INTO read_markers (user, conv, seq, delivered_seq) VALUES (?1, ?2, 0, ?3) \
+             ON CONFLICT (user, conv) DO UPDATE SET delivered_seq = MAX(delivered_seq, excluded.delivered_seq) \
+             RETURNING delivered_seq",
+        )
         .await
     }
 

@@ -182,7 +182,29 @@ pub(super) fn write_batch(
         let (user_a, user_b) = dm_participants(conv).unzip();
         upsert.execute(params![conv, user_a, user_b, to_sql(head.last_seq), head.last_ts])?;
     }
+    mark_read_by_senders(conn, &outcomes)?;
     Ok((outcomes, moved))
+}
+
+/// A sender has read their conversation up to their own message: their read marker (and so their
+/// delivered marker) moves to it, so their other devices do not count it, or what came before it,
+/// as unread.
+fn mark_read_by_senders(conn: &Connection, outcomes: &[AppendOutcome]) -> rusqlite::Result<()> {
+    let mut newest: HashMap<(&str, &str), u64> = HashMap::new();
+    for outcome in outcomes {
+        if let AppendOutcome::Stored(message) = outcome {
+            newest.insert((message.sender.as_str(), message.conv.as_str()), message.seq);
+        }
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO read_markers (user, conv, seq, delivered_seq) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (user, conv) DO UPDATE SET seq = MAX(seq, excluded.seq), \
+         delivered_seq = MAX(delivered_seq, excluded.seq)",
+    )?;
+    for ((sender, conv), seq) in newest {
+        upsert.execute(params![sender, conv, to_sql(seq)])?;
+    }
+    Ok(())
 }
 
 pub(super) fn messages_after(
@@ -200,12 +222,15 @@ pub(super) fn messages_after(
 
 pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<ConversationRecord>> {
     let mut statement = conn.prepare_cached(
-        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) \
+        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0), \
+         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0) \
          FROM conversations c \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+         LEFT JOIN read_markers p ON p.conv = c.conv \
+             AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
          WHERE c.user_a = ?1 OR c.user_b = ?1 \
          UNION ALL \
-         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
          FROM room_members m \
          LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
@@ -222,6 +247,8 @@ fn conversation_from(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
         last_seq: row.get::<_, i64>(1)? as u64,
         last_ts: row.get(2)?,
         read_seq: row.get::<_, i64>(3)? as u64,
+        peer_read_seq: row.get::<_, i64>(4)? as u64,
+        peer_delivered_seq: row.get::<_, i64>(5)? as u64,
     })
 }
 
@@ -234,14 +261,17 @@ pub(super) fn conversations_page(
     limit: u32,
 ) -> rusqlite::Result<Page<ConversationRecord>> {
     let mut statement = conn.prepare_cached(
-        "SELECT conv, last_seq, last_ts, seq FROM ( \
-             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq \
+        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered FROM ( \
+             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq, \
+             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
              FROM conversations c \
              LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+             LEFT JOIN read_markers p ON p.conv = c.conv \
+                 AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
              WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
              UNION ALL \
              SELECT * FROM ( \
-                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0) \
+                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
                  FROM room_members m \
                  LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
                  LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \

@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 use super::queries::ConvHead;
 use crate::{StoreError, StoreResult};
 
+/// How often the final checkpoint is tried while a checkpointer pass holds it off (10 ms apart).
+const FINAL_CHECKPOINT_ATTEMPTS: u32 = 500;
 /// 16 MB of 4 KiB pages: once the WAL is this long and checkpointed, it starts over.
 pub(super) const WAL_RESTART_FRAMES: u64 = 4096;
 /// The WAL length (bytes) at which the writer stops to checkpoint it itself, waiting for the
@@ -235,8 +237,18 @@ impl Worker {
         self.moved_in_transaction.clear();
         if std::mem::take(&mut self.checkpoint_requested) {
             // Folds the WAL back into the database file, so a copy of that file alone is complete.
-            if let Err(error) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::warn!(%error, "final wal checkpoint failed");
+            // A pass of the checkpointer still running makes it answer busy (a row, not an
+            // error) at once: it is tried again until that pass is over.
+            for attempt in 1..=FINAL_CHECKPOINT_ATTEMPTS {
+                match self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
+                    Ok(0) => break,
+                    Ok(_) if attempt < FINAL_CHECKPOINT_ATTEMPTS => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(_) => tracing::warn!("final wal checkpoint still busy; the wal stays beside the database"),
+                    Err(error) => {
+                        tracing::warn!(%error, "final wal checkpoint failed");
+                        break;
+                    }
+                }
             }
         }
         commit

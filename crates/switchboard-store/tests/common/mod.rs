@@ -290,6 +290,7 @@ macro_rules! conformance_suite {
             open_session_creates_the_user_once_stores_the_token_and_lists_rooms,
             sync_read_starts_after_the_cursor_else_the_read_marker,
             listings_page_from_their_cursor_each_entry_once,
+            the_peers_read_and_delivered_markers_are_listed_and_synced,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -301,6 +302,44 @@ macro_rules! conformance_suite {
             }
         )*
     };
+}
+
+/// What a database made before the newest migrations holds, written through the store: a user
+/// with a session, a room with a member, messages of both kinds and read markers.
+pub async fn fill_before_upgrade(store: &dyn Store) {
+    use switchboard_store::SessionRecord;
+    assert!(store.create_user("alice", Some("hash"), 1).await.unwrap());
+    let session = SessionRecord { token_hash: "t".into(), user: "alice".into(), created_at: 1, expires_at: i64::MAX };
+    store.create_session(&session).await.unwrap();
+    assert!(store.create_room("lobby", "alice", 1).await.unwrap());
+    store.add_member("lobby", "alice", 1).await.unwrap();
+    store.append(vec![dm("alice", "bob", "one", Some("k1")), dm("bob", "alice", "two", None)]).await.unwrap();
+    store.append(vec![in_room("lobby", "alice", "hello", None)]).await.unwrap();
+    store.set_read("bob", "dm:alice:bob", 1).await.unwrap();
+    store.set_read("alice", "room:lobby", 1).await.unwrap();
+}
+
+/// Finds everything [`fill_before_upgrade`] wrote in the upgraded database, the read markers as
+/// delivered as far as they were read, and the store working on from there.
+pub async fn check_after_upgrade(store: &dyn Store) {
+    assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash.as_deref(), Some("hash"));
+    assert_eq!(store.session("t").await.unwrap().unwrap().user, "alice");
+    assert_eq!(store.rooms_of("alice").await.unwrap(), ["lobby"]);
+    assert_eq!(texts_of(store, "dm:alice:bob").await, ["one", "two"]);
+    assert_eq!(texts_of(store, "room:lobby").await, ["hello"]);
+    let listed: Vec<(String, u64, u64, u64, u64)> = store
+        .conversations_of("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.conv, r.last_seq, r.read_seq, r.peer_read_seq, r.peer_delivered_seq))
+        .collect();
+    // Each sender has read up to their own message.
+    assert_eq!(listed, [("dm:alice:bob".into(), 2, 1, 2, 2), ("room:lobby".into(), 1, 1, 0, 0)]);
+    let retried = store.append(vec![dm("alice", "bob", "one again", Some("k1"))]).await.unwrap();
+    assert_eq!(duplicate(&retried[0]).text, "one");
+    assert_eq!(stored(&store.append(vec![dm("bob", "alice", "three", None)]).await.unwrap()[0]).seq, 3);
+    assert_eq!(store.set_delivered("alice", "dm:alice:bob", 3).await.unwrap(), 3);
 }
 
 pub mod conformance {
@@ -453,8 +492,22 @@ pub mod conformance {
         assert_eq!(
             store.conversations_of("alice").await.unwrap(),
             [
-                ConversationRecord { conv: "dm:alice:bob".into(), last_seq: 2, last_ts: 1_004, read_seq: 0 },
-                ConversationRecord { conv: "room:lobby".into(), last_seq: 3, last_ts: 2_005, read_seq: 2 },
+                ConversationRecord {
+                    conv: "dm:alice:bob".into(),
+                    last_seq: 2,
+                    last_ts: 1_004,
+                    read_seq: 1,
+                    peer_read_seq: 2,
+                    peer_delivered_seq: 2
+                },
+                ConversationRecord {
+                    conv: "room:lobby".into(),
+                    last_seq: 3,
+                    last_ts: 2_005,
+                    read_seq: 3,
+                    peer_read_seq: 0,
+                    peer_delivered_seq: 0
+                },
             ]
         );
         store.close().await;
@@ -524,21 +577,28 @@ pub mod conformance {
             last_seq,
             last_ts,
             read_seq,
+            peer_read_seq: 0,
+            peer_delivered_seq: 0,
         };
+        let with_peer = |record: ConversationRecord, peer_seq| ConversationRecord {
+            peer_read_seq: peer_seq,
+            peer_delivered_seq: peer_seq,
+            ..record
+        };
+        // Each sender has read up to their own message; Bob sees Alice's read marker on their
+        // conversation, and her delivered marker with it.
+        let seen_by_alice = with_peer(record("dm:alice:bob", 2, 1_002, 2), 2);
         assert_eq!(
             store.conversations_of("alice").await.unwrap(),
             [
-                record("dm:alice:bob", 2, 1_002, 2),
-                record("dm:alice:carol", 1, 1_003, 0),
+                with_peer(record("dm:alice:bob", 2, 1_002, 2), 2),
+                with_peer(record("dm:alice:carol", 1, 1_003, 0), 1),
                 record("room:lobby", 1, 2_004, 0),
                 record("room:quiet", 0, 0, 0),
             ]
         );
-        assert_eq!(
-            store.conversations_of("bob").await.unwrap(),
-            [record("dm:alice:bob", 2, 1_002, 0), record("room:lobby", 1, 2_004, 1)]
-        );
-        assert_eq!(store.conversations_of("carol").await.unwrap(), [record("dm:alice:carol", 1, 1_003, 0)]);
+        assert_eq!(store.conversations_of("bob").await.unwrap(), [seen_by_alice, record("room:lobby", 1, 2_004, 1)]);
+        assert_eq!(store.conversations_of("carol").await.unwrap(), [record("dm:alice:carol", 1, 1_003, 1)]);
         assert!(store.conversations_of("dave").await.unwrap().is_empty());
 
         // The newest message sets last_ts, also when it is older than the one before.
@@ -546,7 +606,7 @@ pub mod conformance {
         late.ts = 500;
         store.append(vec![dm("alice", "bob", "on time", None), late]).await.unwrap();
         store.remove_member("lobby", "bob").await.unwrap();
-        assert_eq!(store.conversations_of("bob").await.unwrap(), [record("dm:alice:bob", 4, 500, 0)]);
+        assert_eq!(store.conversations_of("bob").await.unwrap(), [with_peer(record("dm:alice:bob", 4, 500, 4), 3)]);
 
         // Byte order: '.', '-' and digits before '_', then letters.
         store.append(vec![dm("alice", "bo_b", "x", None), dm("alice", "bo.b", "y", None)]).await.unwrap();
@@ -788,9 +848,55 @@ pub mod conformance {
             reads.iter().map(|read| (read.conversation.conv.clone(), read.from, seqs(&read.messages))).collect();
         // The cursor beyond the newest message is capped at it.
         assert_eq!(summary, [("dm:amy:bob".into(), 3, vec![]), ("room:lobby".into(), 1, vec![2])]);
+        // Without cursors, after the read marker, which Bob's own message 2 moved past his read 1.
         let reads = store.sync_read("bob", &HashMap::new(), 1).await.unwrap();
         let summary: Vec<(u64, Vec<u64>)> = reads.iter().map(|read| (read.from, seqs(&read.messages))).collect();
-        assert_eq!(summary, [(1, vec![2]), (0, vec![1])]);
+        assert_eq!(summary, [(2, vec![3]), (0, vec![1])]);
+        store.close().await;
+    }
+
+    pub async fn the_peers_read_and_delivered_markers_are_listed_and_synced(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        let three: Vec<NewMessage> = (1..=3).map(|n| dm("alice", "bob", &format!("m{n}"), None)).collect();
+        store.append(three).await.unwrap();
+        store.append(vec![dm("bob", "bob", "note to self", None)]).await.unwrap();
+        store.add_member("lobby", "alice", 1).await.unwrap();
+        store.append(vec![in_room("lobby", "bob", "hi", None)]).await.unwrap();
+
+        // Delivered moves forward only, and apart from the read marker.
+        assert_eq!(store.set_delivered("bob", "dm:alice:bob", 3).await.unwrap(), 3);
+        assert_eq!(store.set_delivered("bob", "dm:alice:bob", 2).await.unwrap(), 3);
+        assert_eq!(store.set_read("bob", "dm:alice:bob", 1).await.unwrap(), 1);
+        let peer_state = |records: Vec<ConversationRecord>| -> Vec<(String, u64, u64, u64)> {
+            records
+                .into_iter()
+                .map(|record| (record.conv, record.read_seq, record.peer_read_seq, record.peer_delivered_seq))
+                .collect()
+        };
+        // Alice has read what she sent herself.
+        assert_eq!(
+            peer_state(store.conversations_of("alice").await.unwrap()),
+            [("dm:alice:bob".into(), 3, 1, 3), ("room:lobby".into(), 0, 0, 0)]
+        );
+
+        // A read moves delivered along; a later, lower delivered leaves both where they are.
+        assert_eq!(store.set_read("alice", "dm:alice:bob", 3).await.unwrap(), 3);
+        assert_eq!(store.set_delivered("alice", "dm:alice:bob", 1).await.unwrap(), 3);
+        // In a conversation with oneself, the peer is oneself.
+        assert_eq!(store.set_read("bob", "dm:bob:bob", 1).await.unwrap(), 1);
+        let bobs = peer_state(store.conversations_of("bob").await.unwrap());
+        assert_eq!(bobs, [("dm:alice:bob".into(), 1, 3, 3), ("dm:bob:bob".into(), 1, 1, 1)]);
+
+        // The paged listing and the login's sync read carry the same state.
+        assert_eq!(peer_state(store.conversations_page("bob", None, 10).await.unwrap().items), bobs);
+        let synced: Vec<ConversationRecord> = store
+            .sync_read("bob", &HashMap::new(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|read| read.conversation)
+            .collect();
+        assert_eq!(peer_state(synced), bobs);
         store.close().await;
     }
 }
