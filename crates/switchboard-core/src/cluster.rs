@@ -58,6 +58,8 @@ pub enum BusHeader {
     Fence { round: u64 },
     /// The answer to a fence, to the node that sent it.
     FenceAnswer { round: u64 },
+    /// Close this user's connections on the receiving node (the server API's disconnect).
+    Disconnect { user: String },
 }
 
 /// What a node tells the cluster about itself, and what the gateway lists.

@@ -10,6 +10,7 @@ use switchboard_protocol::ws::WireFrame;
 use switchboard_store::StoredMessage;
 
 use crate::cluster::BusHeader;
+use crate::hooks::HookEvent;
 use crate::node::NodeShared;
 use crate::now_millis;
 use crate::outbound::{ConnId, Connection};
@@ -37,6 +38,17 @@ impl NodeShared {
             return 0;
         };
         let sender = &message.sender;
+        if recipient != sender && self.hooks.is_open() && !self.presence.is_online(recipient) {
+            self.hooks.emit(HookEvent::OfflineMessage {
+                user: recipient.clone(),
+                from: sender.clone(),
+                conv: message.conv.clone(),
+                id: message.id.clone(),
+                seq: message.seq,
+                text: message.text.clone(),
+                ts: message.ts,
+            });
+        }
         let mut reached = self.hub.deliver_to_user(recipient, conv, message.seq, &frame, skip);
         if recipient != sender {
             reached += self.hub.deliver_to_user(sender, conv, message.seq, &frame, skip);
@@ -79,6 +91,11 @@ impl NodeShared {
         let change = self.presence.set(&self.config.node_id, user, count, now);
         let since = self.presence.info(user).map_or(now, |info| info.since);
         self.publish(Topic::Cluster, &BusHeader::Presence { user: user.to_owned(), connections: count, since }, None);
+        match change {
+            PresenceChange::CameOnline => self.hooks.emit(HookEvent::UserOnline { user: user.to_owned(), ts: now }),
+            PresenceChange::WentOffline => self.hooks.emit(HookEvent::UserOffline { user: user.to_owned(), ts: now }),
+            PresenceChange::Unchanged => {}
+        }
         self.announce_presence(user, change);
     }
 

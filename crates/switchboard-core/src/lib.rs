@@ -11,6 +11,9 @@
 //! - `delivery`: where a durable message or an event goes, here and on other nodes; `link`: this
 //!   node's side of the bus (publications, what it hears, heartbeats, dead nodes).
 //!
+//! For an application's backend: [`backend`] (the server API's publish, disconnect, presence,
+//! members, users and tokens, history, through the same paths as sessions).
+//!
 //! Around it: [`node::ChatNode`] holds the parts together and `login` lets connections in; [`auth`] (passwords, session tokens,
 //! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
 //! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
@@ -18,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backend;
 pub mod cluster;
 pub mod config;
 mod delivery;
@@ -28,6 +32,7 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gaps;
+pub mod hooks;
 mod hub;
 mod link;
 mod login;

@@ -127,7 +127,18 @@ impl NodeShared {
     pub(crate) fn forget_node(&self, node: &str) {
         let gone = self.presence.remove_node(node);
         tracing::info!(node, users = gone.len(), "node gone");
+        // One node reports the dead node's users gone: the live one with the smallest id.
+        let reporter = self
+            .directory
+            .list()
+            .iter()
+            .filter(|other| other.id != node)
+            .all(|other| other.id.as_str() > self.config.node_id.as_str());
+        let now = crate::now_millis();
         for user in gone {
+            if reporter && self.hooks.is_open() && !self.presence.is_online(&user) {
+                self.hooks.emit(crate::hooks::HookEvent::UserOffline { user: user.to_string(), ts: now });
+            }
             self.announce_presence(&user, PresenceChange::WentOffline);
         }
     }
@@ -207,6 +218,9 @@ impl NodeShared {
             }
             BusHeader::RoomEvent { room, skip_user } => {
                 self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
+            }
+            BusHeader::Disconnect { user } => {
+                self.disconnect_local(&user);
             }
             BusHeader::Presence { user, connections, since } => {
                 let change = self.presence.set(&message.from_node, &user, connections, since);

@@ -65,6 +65,9 @@ impl ChatNode {
                 if chars < config.min_password_chars || chars > auth::MAX_PASSWORD_CHARS {
                     return Err(ChatError::InvalidPassword { min: config.min_password_chars });
                 }
+                if username == crate::backend::SYSTEM_SENDER {
+                    return Err(ChatError::UserExists);
+                }
                 let hash = shared.password_checks.hash(password).await?;
                 if !shared.store.create_user(&username, Some(&hash), now_millis()).await? {
                     return Err(ChatError::UserExists);
@@ -150,6 +153,10 @@ impl ChatNode {
         options: AuthOptions,
         reference: Option<RefValue>,
     ) -> Result<Session, ChatError> {
+        if user == crate::backend::SYSTEM_SENDER {
+            // The API's system sender: nobody signs in as it.
+            return Err(ChatError::AuthFailed);
+        }
         let shared = &self.shared;
         let now = now_millis();
         let create_user = existing.is_none() && create_user && !shared.known_users.read().contains(user.as_str());

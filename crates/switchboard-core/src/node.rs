@@ -55,6 +55,8 @@ pub struct NodeShared {
     pub metrics: ChatMetrics,
     /// The other live nodes.
     pub directory: NodeDirectory,
+    /// Events for the application's webhook (see [`crate::hooks`]).
+    pub hooks: crate::hooks::HookQueue,
     /// When this node started (ms since the Unix epoch).
     pub(crate) started_at: i64,
     /// Random per start, on every bus payload: the others tell this start from the next one
@@ -116,6 +118,7 @@ impl ChatNode {
             leaving: AtomicBool::new(false),
             known_users: RwLock::new(HashSet::new()),
             next_conn_id: AtomicU64::new(1),
+            hooks: Default::default(),
             id_salt: rand::random(),
             id_counter: AtomicU64::new(0),
             pipeline,

@@ -295,10 +295,14 @@ impl Session {
                     return Err(ChatError::RoomExists(room));
                 }
                 tracing::info!(%room, user = me, "room created");
+                shared.room_created(&room, me);
                 self.join(&room, true, reference).await?;
             }
             Request::Join { room } => {
                 let created = shared.store.create_room(&room, me, now_millis()).await?;
+                if created {
+                    shared.room_created(&room, me);
+                }
                 self.join(&room, created, reference).await?;
             }
             Request::Leave { room } => {

@@ -122,6 +122,8 @@ pub enum CloseCode {
     SlowConsumer,
     /// The client kept sending far above its rate limit.
     Flood,
+    /// The application's backend disconnected the user through the server API.
+    Disconnected,
 }
 
 impl CloseCode {
@@ -138,6 +140,7 @@ impl CloseCode {
             CloseCode::PingTimeout => 4001,
             CloseCode::SlowConsumer => 4008,
             CloseCode::Flood => 4029,
+            CloseCode::Disconnected => 4010,
         }
     }
 
@@ -154,6 +157,7 @@ impl CloseCode {
             CloseCode::PingTimeout => "ping timeout",
             CloseCode::SlowConsumer => "slow consumer, reconnect and resume",
             CloseCode::Flood => "flooding",
+            CloseCode::Disconnected => "disconnected by the server",
         }
     }
 }

@@ -21,6 +21,12 @@ pub struct ServerConfig {
     pub max_login_attempts: u32,
     /// Proxies (nginx) whose `X-Real-IP` / `X-Forwarded-For` is believed; nobody by default.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Certificate and key for TLS on the listener (`wss://`, `https://`); plain when absent.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Keys of the server API (`/api/`); it is off when there are none.
+    pub api_keys: crate::api::ApiKeys,
+    /// Where the node's hook events are POSTed; none when absent.
+    pub webhook: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +40,9 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_login_attempts: 10,
             trusted_proxies: Vec::new(),
+            tls: None,
+            api_keys: crate::api::ApiKeys::default(),
+            webhook: None,
         }
     }
 }

@@ -1,4 +1,12 @@
 //! Plain HTTP endpoints.
+//!
+//! `/metrics` is rendered by hand from the node's atomic counters, not by a metrics crate (issue
+//! 14 asked to switch if output and memory stayed the same). prometheus-client encodes OpenMetrics
+//! text (`# EOF` line, its own `_total` and unit handling, another content type), so scrapers and
+//! the tests that read these names would see different output; `metrics` with
+//! metrics-exporter-prometheus renders Prometheus text but orders and describes series its own way
+//! and puts a registry lookup (or a kept handle per series) on the message path. Neither costs
+//! memory per connection (the counters are per node), but neither keeps the output as it is.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -60,6 +68,9 @@ pub fn metrics(context: &ServerContext) -> HttpResponse {
         context.node.online_count()
     );
     context.node.metrics().render(&mut out);
+    if let Some(webhooks) = &context.webhooks {
+        webhooks.render(&context.node, &mut out);
+    }
     text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
 }
 

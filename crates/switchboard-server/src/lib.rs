@@ -4,18 +4,26 @@
 //!   WebSocket upgrades at `/ws` to [`websocket`].
 //! - [`websocket`]: one task per connection that `select!`s over the socket, the connection's
 //!   outbound queue, a ping timer and shutdown; it holds no buffer while the connection is idle.
+//! - [`admin`]: the operators' page at `/admin` (nodes, connections, rooms, rates, recent errors).
+//! - [`api`]: the server API for an application's backend under `/api/` (API keys, OpenAPI).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the cluster gateway's `/api/*`.
 //! - [`web`]: the web client (HTML, JavaScript modules, CSS), embedded in the binary and served
 //!   at `/`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
+//! - [`tls`]: TLS with rustls: the certificate that a reload swaps, and a connection's TLS session.
+//! - [`webhooks`]: the webhook sender (signed POSTs of the node's hook events, retried).
 //! - [`config`]: the server's settings.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod api;
 pub mod config;
 pub mod http;
 pub mod process;
 pub mod server;
+pub mod tls;
 pub mod web;
+pub mod webhooks;
 pub mod websocket;
 
 pub use config::ServerConfig;

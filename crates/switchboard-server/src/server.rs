@@ -19,10 +19,12 @@ use switchboard_store::Store;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{web, websocket};
+use crate::{admin, api, tls, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -31,6 +33,10 @@ pub struct ServerContext {
     pub store: Arc<dyn Store>,
     /// WebSocket connections open, logged in or not.
     pub open_sockets: AtomicI64,
+    /// The webhook sender's counters, when a webhook is set.
+    pub webhooks: Option<Arc<crate::webhooks::WebhookMetrics>>,
+    /// The node's counters over the last minute, for `/admin`.
+    pub counter_history: Arc<crate::admin::recent::CounterHistory>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; when all are gone, the drain is complete.
     pub(crate) drain: mpsc::Sender<()>,
@@ -64,11 +70,27 @@ impl Server {
 
     /// Binds the listener and starts accepting.
     pub async fn start(self) -> std::io::Result<RunningServer> {
+        let tls = match &self.config.tls {
+            Some(files) => {
+                let certificates = tls::Certificates::load(files.clone()).map_err(std::io::Error::other)?;
+                Some((certificates.acceptor().map_err(std::io::Error::other)?, certificates))
+            }
+            None => None,
+        };
         let listener = bind_listener(self.config.listen)?;
         let local_addr = listener.local_addr()?;
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
+        let webhooks = self.config.webhook.clone().map(|webhook| crate::webhooks::start(&self.node, webhook));
+        let counter_history = Arc::new(crate::admin::recent::CounterHistory::default());
+        tokio::spawn(crate::admin::recent::sample(
+            self.node.clone(),
+            counter_history.clone(),
+            shutdown_receiver.clone(),
+        ));
         let context = Arc::new(ServerContext {
+            webhooks,
+            counter_history,
             config: self.config,
             node: self.node,
             store: self.store,
@@ -76,7 +98,11 @@ impl Server {
             shutdown: shutdown_receiver,
             drain: drain_sender,
         });
-        let accept_task = tokio::spawn(accept_loop(listener, context.clone()));
+        let acceptor = tls.map(|(acceptor, certificates)| {
+            tokio::spawn(tls::watch(certificates, context.shutdown.clone()));
+            acceptor
+        });
+        let accept_task = tokio::spawn(accept_loop(listener, acceptor, context.clone()));
         tracing::info!(%local_addr, node = context.node.node_id(), "switchboard listening");
         Ok(RunningServer { local_addr, context, shutdown: shutdown_sender, drained, accept_task })
     }
@@ -118,7 +144,10 @@ fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// Accept backlog; the kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 8192;
 
-async fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, context: Arc<ServerContext>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -131,11 +160,28 @@ async fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
         };
         let _ = stream.set_nodelay(true);
         let context = context.clone();
-        tokio::spawn(serve_http(stream, peer, context));
+        match &acceptor {
+            None => {
+                tokio::spawn(serve_http(stream, peer, context));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve_http(stream, peer, context).await,
+                        Ok(Err(error)) => tracing::debug!(%error, %peer, "tls handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                    }
+                });
+            }
+        }
     }
 }
 
-async fn serve_http(stream: TcpStream, peer: SocketAddr, context: Arc<ServerContext>) {
+async fn serve_http<Stream>(stream: Stream, peer: SocketAddr, context: Arc<ServerContext>)
+where
+    Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service_context = context.clone();
     let service = service_fn(move |request| {
         let context = service_context.clone();
@@ -163,8 +209,10 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
         (&Method::GET, "/healthz") => http::healthz(),
         (&Method::GET, "/readyz") => http::readyz(&context).await,
         (&Method::GET, "/metrics") => http::metrics(&context),
+        (&Method::GET, "/admin") => admin::page(request.headers(), &context).await,
         (&Method::GET, "/api/nodes") => http::nodes(&context),
         (&Method::GET, "/api/connect") => http::connect(&context),
+        (_, path) if path.starts_with("/api/") => api::serve(request, &context).await,
         (&Method::GET, path) => web::serve(path, request.headers()).unwrap_or_else(http::not_found),
         _ => http::not_found(),
     }
@@ -224,9 +272,16 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
                 return;
             }
         };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => websocket::serve(parts.io.into_inner(), parts.read_buf, peer, context).await,
-            Err(_) => tracing::error!("upgraded connection is not a tcp stream"),
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => return websocket::serve(parts.io.into_inner(), None, parts.read_buf, peer, context).await,
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let (stream, session) = parts.io.into_inner().into_inner();
+                websocket::serve(stream, Some(session), parts.read_buf, peer, context).await
+            }
+            Err(_) => tracing::error!("upgraded connection is neither tcp nor tls"),
         }
     };
     tracing::trace!(bytes = std::mem::size_of_val(&connection_task), "connection task size");

@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::server::ServerContext;
+use crate::tls::session::{ReadOutcome, TlsSession};
 
 /// The error a write reports when it gave up because the connection's queue overflowed.
 const QUEUE_OVERFLOWED: &str = "outbound queue overflowed";
@@ -76,15 +77,29 @@ struct Socket {
     ping_sent: bool,
 }
 
-pub(crate) async fn serve(stream: TcpStream, leftover: Bytes, peer: SocketAddr, context: Arc<ServerContext>) {
+/// Serves one upgraded connection; `tls` is its session when the client came over TLS.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    tls: Option<rustls::ServerConnection>,
+    leftover: Bytes,
+    peer: SocketAddr,
+    context: Arc<ServerContext>,
+) {
     let _drain_guard = context.drain.clone();
     context.open_sockets.fetch_add(1, Ordering::Relaxed);
     // `leftover` is a slice of hyper's read buffer and would keep all of it alive for the life of
     // the connection: copy what it holds (usually nothing) and let it go now.
-    let pending = BytesMut::from(&leftover[..]);
+    let mut pending = BytesMut::from(&leftover[..]);
     drop(leftover);
+    let tls = tls.map(TlsSession::new);
+    if let Some(session) = &tls {
+        if session.take_buffered(&mut pending).is_err() {
+            context.open_sockets.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    }
     let (reader, writer) = stream.into_split();
-    let writer = Arc::new(SocketWriter { half: writer, node: context.node.clone() });
+    let writer = Arc::new(SocketWriter { half: writer, tls, node: context.node.clone() });
     let mut socket = Socket {
         reader,
         writer,
@@ -169,7 +184,10 @@ async fn session_phase(socket: &mut Socket, mut session: Session, context: &Serv
 
 async fn run_session(socket: &mut Socket, session: &mut Session, context: &ServerContext) -> End {
     let connection = session.connection().clone();
-    connection.set_direct_writer(socket.writer.clone());
+    // Over TLS every write goes through the session's lock and buffer: the task writes them all.
+    if socket.writer.tls.is_none() {
+        connection.set_direct_writer(socket.writer.clone());
+    }
     let metrics = context.node.metrics();
     let ping_interval = context.config.ping_interval;
     let mut shutdown = context.shutdown.clone();
@@ -246,7 +264,19 @@ async fn run_session(socket: &mut Socket, session: &mut Session, context: &Serve
 /// [`DirectWrite`]); it counts what it writes like the connection's task does.
 struct SocketWriter {
     half: OwnedWriteHalf,
+    /// The TLS session, for a client that came over TLS.
+    tls: Option<TlsSession>,
     node: ChatNode,
+}
+
+impl SocketWriter {
+    /// Writes what the socket (or, over TLS, the session's bounded buffer) takes now.
+    fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        match &self.tls {
+            None => self.half.try_write_vectored(slices),
+            Some(session) => session.try_write_vectored(&self.half, slices),
+        }
+    }
 }
 
 impl DirectWrite for SocketWriter {
@@ -321,6 +351,18 @@ impl Socket {
     /// drained after a short read: the next wait goes to epoll instead of a read that would only
     /// say `WouldBlock`.
     fn read_available(&mut self) -> Result<(), End> {
+        if let Some(session) = &self.writer.tls {
+            return match session.read_available(&self.reader, &mut self.pending) {
+                Ok(ReadOutcome::Drained { heard }) => {
+                    if heard {
+                        self.last_heard = Instant::now();
+                        self.ping_sent = false;
+                    }
+                    Ok(())
+                }
+                Ok(ReadOutcome::Closed) | Err(_) => Err(End::Gone),
+            };
+        }
         // Not zeroed: zeroing 16 KiB per read was 14% of a login's instructions (callgrind).
         let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
@@ -398,7 +440,7 @@ impl Socket {
                     slices[count] = IoSlice::new(if position == 0 { &bytes[offset..] } else { &bytes[..] });
                     count += 1;
                 }
-                self.writer.half.try_write_vectored(&slices[..count])
+                self.writer.try_write_vectored(&slices[..count])
             };
             match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -420,6 +462,18 @@ impl Socket {
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
+            }
+        }
+        if let Some(session) = &self.writer.tls {
+            // The frames are in the session; their records go out before this write counts as done.
+            loop {
+                match session.flush(&self.writer.half) {
+                    Ok(()) => break,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        self.wait_writable(watched, context.config.write_timeout).await?;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         metrics.frames_out.fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -491,6 +545,10 @@ impl Socket {
             // Part of a close frame, or none: nothing the client could wait for.
             _ => return,
         }
+        if let Some(session) = &self.writer.tls {
+            session.close_notify();
+            let _ = session.flush(&self.writer.half);
+        }
         let _ = socket2::SockRef::from(self.writer.half.as_ref()).shutdown(std::net::Shutdown::Write);
         if linger == Linger::UntilClientCloses {
             let _ = tokio::time::timeout(CLOSE_LINGER, self.await_client_close()).await;
@@ -508,6 +566,16 @@ impl Socket {
             }
             if self.reader.readable().await.is_err() {
                 return;
+            }
+            if let Some(session) = &self.writer.tls {
+                match session.read_available(&self.reader, &mut self.pending) {
+                    Ok(ReadOutcome::Drained { .. }) if !self.decoder.has_failed() => continue,
+                    Ok(ReadOutcome::Drained { .. }) => {
+                        self.pending = BytesMut::new();
+                        continue;
+                    }
+                    Ok(ReadOutcome::Closed) | Err(_) => return,
+                }
             }
             match self.reader.try_read(&mut chunk) {
                 Ok(0) => return,

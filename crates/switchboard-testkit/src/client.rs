@@ -30,6 +30,25 @@ impl TestClient {
         Self::greeted(ws).await
     }
 
+    /// Connects over TLS (`wss://`) trusting what `tls` trusts, and reads `hello`.
+    pub async fn connect_tls(url: &str, tls: std::sync::Arc<rustls::ClientConfig>) -> TestClient {
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+            .await
+            .expect("websocket connect over tls");
+        Self::greeted(ws).await
+    }
+
+    /// The server's certificate (DER) when connected over TLS.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Rustls(stream) => {
+                stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|der| der.to_vec())
+            }
+            _ => None,
+        }
+    }
+
     /// Connects from the local address `source` (on Linux any of 127.0.0.0/8 reaches a loopback
     /// server), as a client at another address would, and reads `hello`.
     pub async fn connect_from(url: &str, source: std::net::IpAddr) -> TestClient {
@@ -93,7 +112,20 @@ impl TestClient {
 
     /// Connects, sends a login frame, waits for `session` and then `synced`.
     pub async fn login_with(url: &str, frame: Value) -> TestClient {
-        let mut client = Self::connect(url).await;
+        Self::connect(url).await.logged_in(frame).await
+    }
+
+    /// Over TLS: connects trusting what `tls` trusts and logs in by name only, quietly (see
+    /// [`TestClient::login_open_quiet`]).
+    pub async fn login_open_quiet_tls(url: &str, tls: std::sync::Arc<rustls::ClientConfig>, user: &str) -> TestClient {
+        let client = Self::connect_tls(url, tls).await;
+        let mut client = client.logged_in(json!({"type": "login_open", "username": user, "presence": false})).await;
+        client.take_inbox();
+        client
+    }
+
+    async fn logged_in(self, frame: Value) -> TestClient {
+        let mut client = self;
         let answer = client.request(frame).await;
         assert_eq!(answer["type"], "session", "login failed: {answer}");
         client.session = answer;

@@ -6,18 +6,23 @@
 //! - [`services`]: real `redis-server` and `nats-server` processes on free ports, and a
 //!   PostgreSQL database of the test's own.
 //! - [`proxy::TcpProxy`]: a TCP proxy that can be stopped and started, to cut a node off a service.
+//! - [`browser::run_ops_script`]: chromium (playwright-core) on the TLS web client or `/admin`.
+//! - [`tls::TestCa`]: a certificate authority made in the test, its server certificates and a
+//!   client configuration that trusts it.
 //! - [`TestClient`]: a WebSocket client that matches answers to requests by `ref`, buffers
 //!   everything else, and can wait until the server has processed all it was sent
 //!   ([`TestClient::quiesce`]) so that tests assert absences without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 mod client;
 pub mod proxy;
 mod server;
 pub mod services;
+pub mod tls;
 
 pub use client::TestClient;
-pub use server::{http_get, metric_value, TestCluster, TestServer, TestServerBuilder};
+pub use server::{http_get, http_json, metric_value, TestCluster, TestServer, TestServerBuilder};
 
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

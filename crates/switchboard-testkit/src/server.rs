@@ -92,6 +92,11 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The `wss://` URL, for a server started with TLS.
+    pub fn wss_url(&self) -> String {
+        format!("wss://localhost:{}/ws", self.addr.port())
+    }
+
     pub fn node(&self) -> &ChatNode {
         self.running.as_ref().expect("server running").node()
     }
@@ -136,6 +141,31 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// An HTTP request with an optional bearer key and JSON body; the status and the JSON answer
+/// (`Null` when the body is not JSON).
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect for http");
+    let body = body.map(|value| value.to_string()).unwrap_or_default();
+    let authorization = bearer.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write http request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read http response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
 /// Finds `name value` in Prometheus text.
 pub fn metric_value(body: &str, name: &str) -> Option<f64> {
     body.lines()
@@ -160,6 +190,15 @@ impl TestCluster {
 
     /// Like `start`, with every node's settings adjusted by `configure`.
     pub async fn start_with(size: usize, configure: impl Fn(&mut ChatConfig)) -> TestCluster {
+        Self::start_with_server(size, configure, |_| {}).await
+    }
+
+    /// Like `start_with`, with every node's server settings adjusted by `configure_server`.
+    pub async fn start_with_server(
+        size: usize,
+        configure: impl Fn(&mut ChatConfig),
+        configure_server: impl Fn(&mut ServerConfig),
+    ) -> TestCluster {
         let broker = InProcessBroker::new();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("open in-memory store"));
         let mut nodes = Vec::with_capacity(size);
@@ -170,6 +209,7 @@ impl TestCluster {
                     c.open_auth = true;
                     configure(c);
                 })
+                .server(&configure_server)
                 .broker(&broker)
                 .store(store.clone())
                 .start()

@@ -9,8 +9,14 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use switchboard_core::ChatConfig;
+use switchboard_server::admin::recent::RecentErrorsLayer;
+use switchboard_server::api::ApiKeys;
+use switchboard_server::tls::TlsFiles;
+use switchboard_server::webhooks::WebhookConfig;
 use switchboard_server::ServerConfig;
 use switchboard_store::sqlite::SqliteOptions;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -119,6 +125,27 @@ pub struct ServeArgs {
     /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// PEM certificate chain: serve TLS (`wss://`, `https://`) with it and `--tls-key`. Reloaded on
+    /// SIGHUP and when the file changes.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Keys of the server API (`/api/`, `Authorization: Bearer KEY`), comma-separated; the API is
+    /// off without one. Never logged.
+    #[arg(long, env = "SWITCHBOARD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Option<Vec<String>>,
+    /// URL (http or https) that hook events are POSTed to: offline private messages, users online
+    /// and offline, rooms created.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key that signs each hook POST. Never logged.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Hook events queued at most while the URL is slow or down; more are dropped [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_QUEUE")]
+    pub webhook_queue: Option<usize>,
 }
 
 /// The TOML file: the same names as the flags, with underscores.
@@ -157,6 +184,12 @@ struct FileSettings {
     password_checks: Option<u32>,
     password_checks_waiting: Option<usize>,
     log_format: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    api_keys: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_queue: Option<usize>,
 }
 
 pub enum StoreKind {
@@ -223,9 +256,27 @@ impl Settings {
             Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => BusKind::Nats(url.to_owned()),
             Some(other) => anyhow::bail!("unknown bus '{}': use redis://... or nats://...", redact(other)),
         };
+        server.tls = match (pick!(args, file, tls_cert), pick!(args, file, tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("tls needs both tls_cert and tls_key"),
+        };
+        server.api_keys = ApiKeys::new(pick!(args, file, api_keys).unwrap_or_default());
+        server.webhook = match (pick!(args, file, webhook_url), pick!(args, file, webhook_secret)) {
+            (Some(url), Some(secret)) if !secret.is_empty() => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!("webhook_url must be an http:// or https:// url");
+                }
+                let queue = pick!(args, file, webhook_queue).unwrap_or(10_000);
+                Some(WebhookConfig { url, secret, queue })
+            }
+            (None, _) => None,
+            _ => anyhow::bail!("webhook_url needs webhook_secret"),
+        };
         let cluster = pick!(args, file, cluster).unwrap_or_else(|| "switchboard".into());
         chat.node_id = pick!(args, file, node_id).unwrap_or_else(|| format!("node-{}", server.listen.port()));
-        chat.public_url = pick!(args, file, public_url).unwrap_or_else(|| format!("ws://{}/ws", server.listen));
+        let scheme = if server.tls.is_some() { "wss" } else { "ws" };
+        chat.public_url = pick!(args, file, public_url).unwrap_or_else(|| format!("{scheme}://{}/ws", server.listen));
         if let Some(value) = pick!(args, file, heartbeat_ms) {
             chat.heartbeat_interval = Duration::from_millis(value.max(10));
         }
@@ -319,8 +370,11 @@ impl Settings {
             BusKind::Redis(url) | BusKind::Nats(url) => redact(url),
         };
         format!(
-            "listen={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
+            "listen={} tls={} api_keys={} webhook={} node={} store={} bus={} cluster={} registration={} open_auth={} jwt={} bad_words={}",
             self.server.listen,
+            if self.server.tls.is_some() { "on" } else { "off" },
+            if self.server.api_keys.is_empty() { "off" } else { "set" },
+            if self.server.webhook.is_some() { "set" } else { "off" },
             self.chat.node_id,
             store,
             bus,
@@ -349,11 +403,12 @@ pub fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    // The admin page shows the last warnings and errors.
+    let registry = tracing_subscriber::registry().with(filter).with(RecentErrorsLayer);
     if format == "json" {
-        builder.json().init();
+        registry.with(tracing_subscriber::fmt::layer().json().with_ansi(ansi)).init();
     } else {
-        builder.init();
+        registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi)).init();
     }
 }
 
@@ -417,11 +472,21 @@ mod tests {
         assert_eq!(redact("postgres://user:hunter2@db:5432/chat"), "postgres://***@db:5432/chat");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         let settings = Settings::load(
-            Cli::try_parse_from(["switchboard", "--jwt-secret", "hunter2", "--store", "postgres://u:hunter2@h/db"])
-                .unwrap()
-                .serve,
+            Cli::try_parse_from([
+                "switchboard",
+                "--jwt-secret",
+                "hunter2",
+                "--store",
+                "postgres://u:hunter2@h/db",
+                "--api-keys",
+                "hunter2,other",
+            ])
+            .unwrap()
+            .serve,
         )
         .unwrap();
         assert!(!settings.describe().contains("hunter2"), "{}", settings.describe());
+        assert!(settings.server.api_keys.accepts("other"));
+        assert!(!format!("{:?}", settings.server).contains("hunter2"), "nor in the server settings' Debug");
     }
 }
