@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub max_login_attempts: u32,
     /// Proxies (nginx) whose `X-Real-IP` / `X-Forwarded-For` is believed; nobody by default.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins allowed on `/socket.io/` (echoed with credentials allowed); empty: any.
+    pub socketio_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +36,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_login_attempts: 10,
             trusted_proxies: Vec::new(),
+            socketio_origins: Vec::new(),
         }
     }
 }

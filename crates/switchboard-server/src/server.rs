@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{web, websocket};
+use crate::{socketio, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -31,6 +31,8 @@ pub struct ServerContext {
     pub store: Arc<dyn Store>,
     /// WebSocket connections open, logged in or not.
     pub open_sockets: AtomicI64,
+    /// `/socket.io/`.
+    pub(crate) socketio: socketio::Endpoint,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; when all are gone, the drain is complete.
     pub(crate) drain: mpsc::Sender<()>,
@@ -68,7 +70,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
+        let socketio = socketio::Endpoint::new(&self.config, self.node.clone());
         let context = Arc::new(ServerContext {
+            socketio,
             config: self.config,
             node: self.node,
             store: self.store,
@@ -95,6 +99,7 @@ impl RunningServer {
         accept_task.abort();
         let grace = context.config.shutdown_grace;
         let node = context.node.clone();
+        context.socketio.close().await;
         // Our own clone of the drain sender lives in the context; drop it so that only the
         // connection tasks hold one.
         drop(context);
@@ -157,7 +162,12 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, context: Arc<ServerCont
     }
 }
 
-async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+async fn route(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    if request.uri().path().starts_with(socketio::PATH) {
+        let peer = client_address(request.headers(), peer, &context.config.trusted_proxies);
+        request.extensions_mut().insert(peer);
+        return context.socketio.serve(request).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/ws") => upgrade(request, peer, context),
         (&Method::GET, "/healthz") => http::healthz(),
