@@ -70,7 +70,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let (shutdown_sender, shutdown_receiver) = watch::channel(false);
         let (drain_sender, drained) = mpsc::channel(1);
-        let socketio = socketio::Endpoint::new(&self.config, self.node.clone());
+        let socketio = socketio::Endpoint::new(&self.config, self.node.clone(), self.store.clone());
         let context = Arc::new(ServerContext {
             socketio,
             config: self.config,

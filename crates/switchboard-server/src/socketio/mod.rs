@@ -9,6 +9,7 @@
 
 mod identity;
 mod native;
+mod seed002;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType};
 use switchboard_core::ChatNode;
+use switchboard_store::Store;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
@@ -41,7 +43,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(config: &ServerConfig, node: ChatNode) -> Endpoint {
+    pub fn new(config: &ServerConfig, node: ChatNode, store: Arc<dyn Store>) -> Endpoint {
         let (service, io) = SocketIo::builder()
             .req_path(PATH)
             .ping_interval(config.ping_interval.min(std::time::Duration::from_secs(25)))
@@ -50,7 +52,7 @@ impl Endpoint {
             .max_buffer_size(native::MAX_QUEUED_PACKETS)
             .transports([TransportType::Polling, TransportType::Websocket])
             .build_svc();
-        native::mount(&io, node, config.max_frame_bytes);
+        native::mount(&io, node, store, config.max_frame_bytes);
         Endpoint { service, io, allowed_origins: config.socketio_origins.clone().into() }
     }
 

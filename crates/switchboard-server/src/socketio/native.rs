@@ -20,9 +20,11 @@ use socketioxide::SocketIo;
 use switchboard_core::outbound::QueueStatus;
 use switchboard_core::{ChatNode, Flow, Session};
 use switchboard_protocol::ws::WireFrame;
+use switchboard_store::Store;
 use tokio::sync::{mpsc, Notify};
 
-use super::identity;
+use super::identity::{self, Refusal};
+use super::seed002;
 
 /// Packets a socket may have waiting to be sent; more means a slow client, which is cut off.
 pub const MAX_QUEUED_PACKETS: usize = 1024;
@@ -35,7 +37,14 @@ const MAX_PENDING_ACKS: usize = 256;
 const DRAIN_BATCH: usize = 64;
 
 /// Sessions opened by the handshake, waiting for the connect handler to take them.
-type Opened = Arc<Mutex<HashMap<Sid, Session>>>;
+type Opened = Arc<Mutex<HashMap<Sid, Opening>>>;
+
+/// A handshake's session and the dialect it chose.
+enum Opening {
+    Native(Session),
+    /// Seed 002, with the `sessionID` to announce.
+    Seed002(Session, String),
+}
 
 /// A request on its way to the session.
 struct Inbound {
@@ -45,21 +54,38 @@ struct Inbound {
     ack: AckSender,
 }
 
-pub fn mount(io: &SocketIo, node: ChatNode, max_frame_bytes: usize) {
+pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_bytes: usize) {
     let opened: Opened = Arc::default();
     let check = {
         let opened = opened.clone();
+        let node = node.clone();
+        let store = store.clone();
         move |socket: SocketRef, TryData(auth): TryData<Value>| {
             let node = node.clone();
+            let store = store.clone();
             let opened = opened.clone();
             async move {
+                let auth = auth.ok();
                 let parts = socket.req_parts();
-                let frame = identity::login_frame(auth.ok().as_ref(), parts.uri.query())?;
                 let peer =
                     parts.extensions.get::<SocketAddr>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip());
+                if node.config().open_auth && seed002::wants(auth.as_ref()) {
+                    let auth = auth.unwrap_or_default();
+                    let (frame, fresh) = seed002::login_frame(&auth, store.as_ref())
+                        .await
+                        .map_err(|message| Refusal::Login(message.to_owned()))?;
+                    let session =
+                        node.login(&frame, peer).await.map_err(|_| Refusal::Login(seed002::INVALID.to_owned()))?;
+                    let session_id = fresh
+                        .or_else(|| auth.get("sessionID").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_default();
+                    opened.lock().insert(socket.id, Opening::Seed002(session, session_id));
+                    return Ok(());
+                }
+                let frame = identity::login_frame(auth.as_ref(), parts.uri.query())?;
                 match node.login(&frame, peer).await {
                     Ok(session) => {
-                        opened.lock().insert(socket.id, session);
+                        opened.lock().insert(socket.id, Opening::Native(session));
                         Ok(())
                     }
                     Err(error) => Err(identity::refusal(&error.payload())),
@@ -68,11 +94,16 @@ pub fn mount(io: &SocketIo, node: ChatNode, max_frame_bytes: usize) {
         }
     };
     let connect = move |socket: SocketRef| {
-        let Some(session) = opened.lock().remove(&socket.id) else {
-            let _ = socket.disconnect();
-            return;
-        };
-        start(socket, session, max_frame_bytes);
+        let opening = opened.lock().remove(&socket.id);
+        match opening {
+            Some(Opening::Native(session)) => start(socket, session, max_frame_bytes),
+            Some(Opening::Seed002(session, session_id)) => {
+                seed002::start(socket, session, session_id, node.clone(), store.clone())
+            }
+            None => {
+                let _ = socket.disconnect();
+            }
+        }
     };
     io.ns("/", connect.with(check));
 }

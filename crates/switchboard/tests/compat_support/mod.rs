@@ -41,7 +41,9 @@ pub fn run_node_tests(file: &str, urls: &[String], open_auth: bool, extra_env: &
     let dir = compat_dir();
     install(&dir);
     // Into a file, not a pipe: a test file's process left behind must not hold the output open.
-    let log_path = std::env::temp_dir().join(format!("switchboard-compat-{}-{file}.log", std::process::id()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_path = std::env::temp_dir().join(format!("switchboard-compat-{}-{run}-{file}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).expect("node log file");
     let mut command = Command::new("node");
     command
@@ -72,6 +74,7 @@ pub fn run_node_tests(file: &str, urls: &[String], open_auth: bool, extra_env: &
     let _ = std::fs::remove_file(&log_path);
     assert!(status.is_some_and(|status| status.success()), "node --test {file} failed ({status:?}):\n{report}");
     assert!(report.contains("# fail 0"), "node --test {file} reported failures:\n{report}");
+    assert!(report.contains("# pass ") && !report.contains("# pass 0\n"), "node --test {file} ran no test:\n{report}");
 }
 
 /// The HTTP base URL of a node listening on `addr`.
