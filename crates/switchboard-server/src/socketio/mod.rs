@@ -7,9 +7,12 @@
 //! events between the socket and the session. docs/socketio.md has the mapping and what was
 //! worked around.
 
+mod dialect;
 mod identity;
 mod native;
+mod seed000;
 mod seed002;
+mod seed003;
 
 use std::sync::Arc;
 

@@ -24,7 +24,7 @@ use switchboard_store::Store;
 use tokio::sync::{mpsc, Notify};
 
 use super::identity::{self, Refusal};
-use super::seed002;
+use super::{dialect, seed002};
 
 /// Packets a socket may have waiting to be sent; more means a slow client, which is cut off.
 pub const MAX_QUEUED_PACKETS: usize = 1024;
@@ -44,6 +44,8 @@ enum Opening {
     Native(Session),
     /// Seed 002, with the `sessionID` to announce.
     Seed002(Session, String),
+    /// No credential, with `--open-auth`: the first event picks seed 000 or 003.
+    Pending(IpAddr),
 }
 
 /// A request on its way to the session.
@@ -82,7 +84,13 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
                     opened.lock().insert(socket.id, Opening::Seed002(session, session_id));
                     return Ok(());
                 }
-                let frame = identity::login_frame(auth.as_ref(), parts.uri.query())?;
+                let frame = match identity::login_frame(auth.as_ref(), parts.uri.query()) {
+                    Err(Refusal::NoCredential) if node.config().open_auth => {
+                        opened.lock().insert(socket.id, Opening::Pending(peer));
+                        return Ok(());
+                    }
+                    other => other?,
+                };
                 match node.login(&frame, peer).await {
                     Ok(session) => {
                         opened.lock().insert(socket.id, Opening::Native(session));
@@ -100,6 +108,7 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
             Some(Opening::Seed002(session, session_id)) => {
                 seed002::start(socket, session, session_id, node.clone(), store.clone())
             }
+            Some(Opening::Pending(peer)) => dialect::start_pending(socket, node.clone(), peer),
             None => {
                 let _ = socket.disconnect();
             }
