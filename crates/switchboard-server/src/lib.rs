@@ -8,6 +8,7 @@
 //! - [`web`]: the web client (HTML, JavaScript modules, CSS), embedded in the binary and served
 //!   at `/`.
 //! - [`socketio`]: `/socket.io/` (EIO3 and EIO4) onto the same chat core, see docs/socketio.md.
+//! - [`seed001`]: seed 001's `{id, action, data}` protocol on a WebSocket at `/`, and `GET /server`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
 //! - [`config`]: the server's settings.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod http;
 pub mod process;
+pub mod seed001;
 pub mod server;
 pub mod socketio;
 pub mod web;

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{socketio, web, websocket};
+use crate::{seed001, socketio, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -170,6 +170,10 @@ async fn route(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Se
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/ws") => upgrade(request, peer, context),
+        (&Method::GET, "/") if header_has_token(&request, UPGRADE, "websocket") => {
+            seed001_upgrade(request, peer, context)
+        }
+        (&Method::GET, "/server") => seed001::gateway(&context, request.uri().query()),
         (&Method::GET, "/healthz") => http::healthz(),
         (&Method::GET, "/readyz") => http::readyz(&context).await,
         (&Method::GET, "/metrics") => http::metrics(&context),
@@ -241,6 +245,30 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
     };
     tracing::trace!(bytes = std::mem::size_of_val(&connection_task), "connection task size");
     tokio::spawn(connection_task);
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&switchboard_protocol::ws::accept_key(&key)) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// A WebSocket upgrade at `/`: seed 001's protocol (see [`seed001`]).
+fn seed001_upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    let key = request.headers().get(SEC_WEBSOCKET_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (Some(key), false) = (key, context.shutting_down()) else {
+        return http::text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "websocket upgrade expected\n");
+    };
+    let peer = client_address(request.headers(), peer, &context.config.trusted_proxies);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            seed001::serve(upgraded, peer, context).await;
+        }
+    });
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

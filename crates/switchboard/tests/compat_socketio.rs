@@ -56,3 +56,10 @@ fn seeds_000_and_003_across_three_nodes_over_nats() {
     let urls: Vec<String> = (0..3).map(|index| http_url(cluster.addr(index))).collect();
     run_node_tests("seeds-legacy.test.mjs", &urls, true, &[]);
 }
+
+#[test]
+fn seed_001_protocol_across_three_nodes_over_redis() {
+    let cluster = ProcessCluster::start(BINARY, ServiceProcess::redis(), 3, &["--node-timeout-ms", "1500"]);
+    let urls: Vec<String> = (0..3).map(|index| http_url(cluster.addr(index))).collect();
+    run_node_tests("seed001.test.mjs", &urls, true, &[]);
+}
