@@ -42,8 +42,8 @@ type Opened = Arc<Mutex<HashMap<Sid, Opening>>>;
 /// A handshake's session and the dialect it chose.
 enum Opening {
     Native(Session),
-    /// Seed 002, with the `sessionID` to announce.
-    Seed002(Session, String),
+    /// Seed 002, with the `sessionID` to announce and whether it is new.
+    Seed002(Session, String, bool),
     /// No credential, with `--open-auth`: the first event picks seed 000 or 003.
     Pending(IpAddr),
 }
@@ -78,10 +78,11 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
                         .map_err(|message| Refusal::Login(message.to_owned()))?;
                     let session =
                         node.login(&frame, peer).await.map_err(|_| Refusal::Login(seed002::INVALID.to_owned()))?;
+                    let is_new = fresh.is_some();
                     let session_id = fresh
                         .or_else(|| auth.get("sessionID").and_then(Value::as_str).map(str::to_owned))
                         .unwrap_or_default();
-                    opened.lock().insert(socket.id, Opening::Seed002(session, session_id));
+                    opened.lock().insert(socket.id, Opening::Seed002(session, session_id, is_new));
                     return Ok(());
                 }
                 let frame = match identity::login_frame(auth.as_ref(), parts.uri.query()) {
@@ -105,8 +106,8 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
         let opening = opened.lock().remove(&socket.id);
         match opening {
             Some(Opening::Native(session)) => start(socket, session, max_frame_bytes),
-            Some(Opening::Seed002(session, session_id)) => {
-                seed002::start(socket, session, session_id, node.clone(), store.clone())
+            Some(Opening::Seed002(session, session_id, is_new)) => {
+                seed002::start(socket, session, (session_id, is_new), node.clone(), store.clone())
             }
             Some(Opening::Pending(peer)) => dialect::start_pending(socket, node.clone(), peer),
             None => {

@@ -80,7 +80,8 @@ async fn remember(store: &dyn Store, session_id: &str, user: &str) {
 }
 
 /// Runs a connection in this dialect until it closes.
-pub fn start(socket: SocketRef, session: Session, session_id: String, node: ChatNode, store: Arc<dyn Store>) {
+/// `session_id`: the `sessionID` to announce, and whether it is new (to be stored).
+pub fn start(socket: SocketRef, session: Session, session_id: (String, bool), node: ChatNode, store: Arc<dyn Store>) {
     let (sender, requests) = mpsc::channel::<(String, String)>(REQUEST_QUEUE);
     socket.on("private message", move |Data(data): Data<Value>| {
         let content = data.get("content").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -96,14 +97,16 @@ pub fn start(socket: SocketRef, session: Session, session_id: String, node: Chat
 async fn run(
     socket: SocketRef,
     mut session: Session,
-    session_id: String,
+    (session_id, is_new): (String, bool),
     node: ChatNode,
     store: Arc<dyn Store>,
     mut requests: mpsc::Receiver<(String, String)>,
     gone: Arc<Notify>,
 ) {
     let me = session.user().to_owned();
-    remember(store.as_ref(), &session_id, &me).await;
+    if is_new {
+        remember(store.as_ref(), &session_id, &me).await;
+    }
     let mut names: HashMap<String, String> = HashMap::new();
     names.insert(user_id(&me), me.clone());
     let _ = socket.emit("session", &json!({"sessionID": session_id, "userID": user_id(&me)}));

@@ -1,6 +1,8 @@
 //! Runs the Node tests of `tests/compat` (real socket.io-client and `ws` packages from npm, node's
 //! test runner) against running nodes. `npm ci` runs there first when its node_modules is
 //! missing; a missing node or npm fails the test rather than skipping it.
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
