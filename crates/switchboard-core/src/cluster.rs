@@ -58,9 +58,6 @@ pub enum BusHeader {
     Fence { round: u64 },
     /// The answer to a fence, to the node that sent it.
     FenceAnswer { round: u64 },
-    /// The text of a room message stored through the sending node, for every node's `popular`
-    /// ranking (cluster-wide, as seed 001's Redis ranking was).
-    Words { text: String, ts_secs: u64 },
 }
 
 /// What a node tells the cluster about itself, and what the gateway lists.

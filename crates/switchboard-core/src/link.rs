@@ -232,7 +232,6 @@ impl NodeShared {
                 self.fences.gone(from);
                 self.forget_node(from);
             }
-            BusHeader::Words { text, ts_secs } => self.popular.record(&text, ts_secs),
             BusHeader::Membership { user, room, joined } => {
                 let changed = if joined { self.hub.join_room(&user, &room) } else { self.hub.leave_room(&user, &room) };
                 if changed {

@@ -290,10 +290,7 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
         shared.metrics.delivery_latency.observe(received_at.elapsed());
         if message.room.is_some() {
             // Only room talk is counted: words of private conversations must not leak.
-            let ts_secs = (message.ts / 1000) as u64;
-            shared.popular.record(&message.text, ts_secs);
-            let words = crate::cluster::BusHeader::Words { text: message.text.clone(), ts_secs };
-            shared.publish(switchboard_bus::Topic::Cluster, &words, None);
+            shared.popular.record(&message.text, (message.ts / 1000) as u64);
         }
     }
 }
