@@ -162,6 +162,11 @@ impl ChatNode {
         self.shared.hub.connection_count()
     }
 
+    /// Whether `user` has a connection on any live node (for the Socket.IO dialects' user lists).
+    pub fn is_online(&self, user: &str) -> bool {
+        self.shared.presence.is_online(user)
+    }
+
     pub fn online_count(&self) -> usize {
         self.shared.presence.online_count()
     }

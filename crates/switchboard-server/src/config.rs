@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub api_keys: crate::api::ApiKeys,
     /// Where the node's hook events are POSTed; none when absent.
     pub webhook: Option<crate::webhooks::WebhookConfig>,
+    /// Origins allowed on `/socket.io/` (echoed with credentials allowed); empty: any.
+    pub socketio_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             tls: None,
             api_keys: crate::api::ApiKeys::default(),
             webhook: None,
+            socketio_origins: Vec::new(),
         }
     }
 }

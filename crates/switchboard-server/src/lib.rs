@@ -9,6 +9,8 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the cluster gateway's `/api/*`.
 //! - [`web`]: the web client (HTML, JavaScript modules, CSS), embedded in the binary and served
 //!   at `/`.
+//! - [`socketio`]: `/socket.io/` (EIO3 and EIO4) onto the same chat core, see docs/socketio.md.
+//! - [`seed001`]: seed 001's `{id, action, data}` protocol on a WebSocket at `/`, and `GET /server`.
 //! - [`process`]: the process's own CPU time and resident memory, for `/metrics`.
 //! - [`tls`]: TLS with rustls: the certificate that a reload swaps, and a connection's TLS session.
 //! - [`webhooks`]: the webhook sender (signed POSTs of the node's hook events, retried).
@@ -20,7 +22,9 @@ pub mod api;
 pub mod config;
 pub mod http;
 pub mod process;
+pub mod seed001;
 pub mod server;
+pub mod socketio;
 pub mod tls;
 pub mod web;
 pub mod webhooks;

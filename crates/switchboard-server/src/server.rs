@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::http::{self, HttpResponse};
-use crate::{admin, api, tls, web, websocket};
+use crate::{admin, api, seed001, socketio, tls, web, websocket};
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -37,6 +37,8 @@ pub struct ServerContext {
     pub webhooks: Option<Arc<crate::webhooks::WebhookMetrics>>,
     /// The node's counters over the last minute, for `/admin`.
     pub counter_history: Arc<crate::admin::recent::CounterHistory>,
+    /// `/socket.io/`.
+    pub(crate) socketio: socketio::Endpoint,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; when all are gone, the drain is complete.
     pub(crate) drain: mpsc::Sender<()>,
@@ -88,9 +90,11 @@ impl Server {
             counter_history.clone(),
             shutdown_receiver.clone(),
         ));
+        let socketio = socketio::Endpoint::new(&self.config, self.node.clone(), self.store.clone());
         let context = Arc::new(ServerContext {
             webhooks,
             counter_history,
+            socketio,
             config: self.config,
             node: self.node,
             store: self.store,
@@ -121,6 +125,7 @@ impl RunningServer {
         accept_task.abort();
         let grace = context.config.shutdown_grace;
         let node = context.node.clone();
+        context.socketio.close().await;
         // Our own clone of the drain sender lives in the context; drop it so that only the
         // connection tasks hold one.
         drop(context);
@@ -203,9 +208,18 @@ where
     }
 }
 
-async fn route(request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+async fn route(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    if request.uri().path().starts_with(socketio::PATH) {
+        let peer = client_address(request.headers(), peer, &context.config.trusted_proxies);
+        request.extensions_mut().insert(peer);
+        return context.socketio.serve(request).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/ws") => upgrade(request, peer, context),
+        (&Method::GET, "/") if header_has_token(&request, UPGRADE, "websocket") => {
+            seed001_upgrade(request, peer, context)
+        }
+        (&Method::GET, "/server") => seed001::gateway(&context, request.uri().query()),
         (&Method::GET, "/healthz") => http::healthz(),
         (&Method::GET, "/readyz") => http::readyz(&context).await,
         (&Method::GET, "/metrics") => http::metrics(&context),
@@ -286,6 +300,30 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<Server
     };
     tracing::trace!(bytes = std::mem::size_of_val(&connection_task), "connection task size");
     tokio::spawn(connection_task);
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&switchboard_protocol::ws::accept_key(&key)) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// A WebSocket upgrade at `/`: seed 001's protocol (see [`seed001`]).
+fn seed001_upgrade(mut request: Request<Incoming>, peer: SocketAddr, context: Arc<ServerContext>) -> HttpResponse {
+    let key = request.headers().get(SEC_WEBSOCKET_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (Some(key), false) = (key, context.shutting_down()) else {
+        return http::text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "websocket upgrade expected\n");
+    };
+    let peer = client_address(request.headers(), peer, &context.config.trusted_proxies);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            seed001::serve(upgraded, peer, context).await;
+        }
+    });
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

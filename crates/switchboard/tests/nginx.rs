@@ -2,6 +2,8 @@
 //! nginx runs the shipped configuration with only its ports changed, and clients that know nothing
 //! but nginx's address are spread over the nodes and chat across them.
 
+mod compat_support;
+
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ fn nginx_binary() -> PathBuf {
 }
 
 /// The shipped configuration with the nodes' and the listener's ports replaced; everything else
-/// stays as shipped. Each replaced line must be there exactly once, so a change to the shipped
+/// stays as shipped. Each replaced line must be there as often as expected, so a change to the shipped
 /// file that this rendering no longer fits fails here rather than testing something else.
 fn render_config(node_ports: &[u16], listen_port: u16) -> String {
     let mut config = SHIPPED_CONFIG.to_owned();
@@ -43,7 +45,13 @@ fn render_config(node_ports: &[u16], listen_port: u16) -> String {
         .collect();
     replacements.push(("listen 8080;".into(), format!("listen 127.0.0.1:{listen_port};")));
     for (from, to) in replacements {
-        assert_eq!(config.matches(&from).count(), 1, "deploy/nginx.conf should contain `{from}` exactly once");
+        // Node lines appear in the native upstream and in the sticky Socket.IO one.
+        let expected = if from.starts_with("server ") { 2 } else { 1 };
+        assert_eq!(
+            config.matches(&from).count(),
+            expected,
+            "deploy/nginx.conf should contain `{from}` {expected} times"
+        );
         config = config.replace(&from, &to);
     }
     config
@@ -235,4 +243,17 @@ async fn nginx_spreads_websocket_clients_over_three_nodes_that_act_as_one_server
     drop((alice, bob, clients));
     drop(nginx);
     drop(cluster);
+}
+
+/// Socket.IO through nginx to three nodes: long-polling sessions (a series of requests) and their
+/// upgrades reach the node that holds them, by the sticky `/socket.io/` upstream. The whole
+/// Socket.IO suite (tests/compat/socketio.test.mjs) runs with nginx as its only address.
+#[test]
+fn nginx_routes_socketio_polling_and_upgrades_to_the_node_holding_the_session() {
+    nginx_binary();
+    let cluster = ProcessCluster::start(BINARY, ServiceProcess::redis(), 3, &[]);
+    let node_ports: Vec<u16> = cluster.nodes.iter().map(|node| node.port).collect();
+    let nginx_port = free_port();
+    let nginx = Nginx::start(&render_config(&node_ports, nginx_port), nginx_port);
+    compat_support::run_node_tests("socketio.test.mjs", &[compat_support::http_url(nginx.addr())], true, &[]);
 }
