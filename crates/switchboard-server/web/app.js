@@ -1013,7 +1013,8 @@ function renderStatus() {
       text.title = status.url ?? '';
       break;
     case 'connecting':
-      text.textContent = status.closeCode ? 'reconnecting…' : 'connecting…';
+      // Any close seen before (a socket closed with no code reports 0) makes this a reconnect.
+      text.textContent = status.closeCode !== null ? 'reconnecting…' : 'connecting…';
       break;
     case 'waiting': {
       const seconds = Math.max(1, Math.ceil((status.retryAt - Date.now()) / 1000));
