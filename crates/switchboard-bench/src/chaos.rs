@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use switchboard_testkit::services::{ProcessCluster, ServiceProcess};
-use tokio::sync::watch;
 
 use self::device::{DeviceLog, Phase, Placement, Tally};
 
@@ -100,15 +99,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let ids: Vec<String> = cluster.nodes.iter().map(|node| node.id.clone()).collect();
     eprintln!("cluster up: {} over {}", ids.join(", "), cluster.broker.url());
 
-    let placement = Arc::new(Placement::new(args.users as usize));
-    let (phase, phase_watch) = watch::channel(Phase::Chat);
-    let interval = Duration::from_secs_f64(f64::from(args.users) / args.rate);
-    let devices: Vec<_> = (0..args.users as usize)
-        .map(|index| {
-            let device = device::Device::new(index, args.users as usize, urls.clone(), placement.clone(), interval);
-            tokio::spawn(device.run(phase_watch.clone()))
-        })
-        .collect();
+    let (placement, phase, devices) = device::spawn_devices(args.users as usize, args.rate, &urls);
     let mut chaos = Chaos { urls: urls.clone(), ids, placement: placement.clone(), down: vec![false; 3] };
     chaos.settle("start", Instant::now(), &chaos.on(None)).await?;
 
@@ -224,14 +215,7 @@ impl Chaos {
     }
 
     async fn wait_for(&self, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + HEAL_LIMIT;
-        while !done() {
-            if Instant::now() > deadline {
-                bail!("{what}: not within {HEAL_LIMIT:?}; clients: {}", self.placement.describe());
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+        device::wait_until(what, HEAL_LIMIT, &self.placement, done).await
     }
 
     /// The first difference between where the clients are and what a running node shows.

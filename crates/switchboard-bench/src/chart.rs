@@ -32,6 +32,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Deserialize;
 
+mod soak;
+
 /// `switchboard bench chart`.
 #[derive(clap::Args, Debug)]
 pub struct ChartArgs {
@@ -68,7 +70,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<()> {
     let mut soak = Vec::new();
     for input in &args.inputs {
         let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-        soak.extend(text.lines().filter_map(|line| serde_json::from_str::<SoakSample>(line).ok()));
+        soak.extend(text.lines().filter_map(|line| serde_json::from_str::<soak::SoakSample>(line).ok()));
         let (mut parsed, skipped, bad) = parse_lines(&text, &args.system);
         for (line, error) in &bad {
             eprintln!("warning: {}:{line}: skipped, {error}", input.display());
@@ -84,7 +86,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<()> {
     }
     let floor = args.floor_us.map(|write_us| (write_us, args.floor_read_us.unwrap_or(write_us)));
     let mut written = write_charts(&runs, floor, &args.out_dir)?;
-    if let Some(chart) = soak_chart(&soak) {
+    if let Some(chart) = soak::chart(&soak) {
         written.push(write_chart(&chart, &args.out_dir)?);
     }
     anyhow::ensure!(!written.is_empty(), "nothing to chart: no line of idle, pm, fanout, storm, presence or soak");
@@ -582,75 +584,6 @@ fn write_chart(chart: &Chart, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let svg = render(chart).with_context(|| format!("drawing {}", chart.file))?;
     std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-/// A `soak-sample` line of `switchboard bench soak`.
-#[derive(Debug, Deserialize)]
-struct SoakSample {
-    #[serde(rename = "scenario")]
-    _scenario: SoakTag,
-    nodes: u32,
-    node: String,
-    secs: f64,
-    rss_kib: u64,
-    open_files: u64,
-}
-
-#[derive(Debug, Deserialize)]
-enum SoakTag {
-    #[serde(rename = "soak-sample")]
-    Sample,
-}
-
-/// `soak.svg`: each node's RSS and open files over a soak, a line per node of each run.
-fn soak_chart(samples: &[SoakSample]) -> Option<Chart> {
-    let mut series: Vec<(String, Vec<&SoakSample>)> = Vec::new();
-    for sample in samples {
-        let name =
-            if sample.nodes == 1 { "1 node".to_owned() } else { format!("{} nodes: {}", sample.nodes, sample.node) };
-        match series.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, points)) => points.push(sample),
-            None => series.push((name, vec![sample])),
-        }
-    }
-    if series.is_empty() {
-        return None;
-    }
-    let colours = [KNOWN_SYSTEMS[0].2, OTHER_COLOURS[0], OTHER_COLOURS[1], OTHER_COLOURS[2], OTHER_COLOURS[3]];
-    let panel = |title: &str, y_desc: &str, value: fn(&SoakSample) -> f64| {
-        let lines = series
-            .iter()
-            .enumerate()
-            .map(|(index, (name, points))| Line {
-                system: name.clone(),
-                colour: colours[index % colours.len()],
-                dashed: false,
-                points: points.iter().map(|sample| (sample.secs / 60.0, value(sample), true)).collect(),
-            })
-            .collect();
-        Panel::Lines(Lines {
-            title: title.into(),
-            x_desc: "minutes".into(),
-            y_desc: y_desc.into(),
-            log_y: false,
-            lines,
-            refs: Vec::new(),
-        })
-    };
-    let keys = series
-        .iter()
-        .enumerate()
-        .map(|(index, (name, _))| (Key::Line(colours[index % colours.len()], false), name.clone()))
-        .collect();
-    Some(Chart {
-        file: "soak.svg",
-        title: "Soak: mixed load for an hour, every node sampled every 10 s".into(),
-        keys,
-        panels: vec![
-            panel("Resident memory", "RSS (MiB)", |sample| sample.rss_kib as f64 / 1024.0),
-            panel("Open files", "open file descriptors", |sample| sample.open_files as f64),
-        ],
-    })
 }
 
 /// Legend keys for the systems of the panels, in palette order.

@@ -23,8 +23,11 @@ use switchboard_testkit::services::{NodeProcess, ProcessCluster, ServiceProcess}
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::chaos::device::{self, Phase, Placement, Tally};
+use crate::chaos::device::{self, Phase, Tally};
 use crate::client::{self, Target};
+
+/// How long the clients may take to drain and resume at the end.
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Options of `switchboard bench soak`.
 #[derive(clap::Args, Debug)]
@@ -119,17 +122,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         args.duration_secs
     );
 
-    let placement = Arc::new(Placement::new(args.users as usize));
-    let (phase, phase_watch) = watch::channel(Phase::Chat);
-    let interval = Duration::from_secs_f64(f64::from(args.users) / args.rate);
-    let devices: Vec<_> = (0..args.users as usize)
-        .map(|index| {
-            let device = device::Device::new(index, args.users as usize, urls.clone(), placement.clone(), interval);
-            tokio::spawn(device.run(phase_watch.clone()))
-        })
-        .collect();
+    let (placement, phase, devices) = device::spawn_devices(args.users as usize, args.rate, &urls);
     let visits = Arc::new(Visits::default());
-    let churn = tokio::spawn(churn(urls.clone(), args.churn, visits.clone(), phase_watch.clone()));
+    let churn = tokio::spawn(churn(urls.clone(), args.churn, visits.clone(), phase.subscribe()));
 
     let started = Instant::now();
     let end = started + Duration::from_secs(args.duration_secs);
@@ -157,9 +152,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     }
 
     phase.send_replace(Phase::Drain);
-    wait_for("every send acknowledged", || placement.all_drained()).await?;
+    device::wait_until("every send acknowledged", WAIT_LIMIT, &placement, || placement.all_drained()).await?;
     phase.send_replace(Phase::Resync);
-    wait_for("every client resumed once more", || placement.all_resynced()).await?;
+    device::wait_until("every client resumed once more", WAIT_LIMIT, &placement, || placement.all_resynced()).await?;
     phase.send_replace(Phase::Close);
     churn.await.context("the visits")?;
     let mut logs = Vec::new();
@@ -235,17 +230,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 fn open_files(pid: u32) -> anyhow::Result<u64> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).context("/proc/PID/fd")?.count() as u64)
-}
-
-async fn wait_for(what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        if Instant::now() > deadline {
-            bail!("{what}: not within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 #[derive(Default)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use switchboard_protocol::ws::WireFrame;
+use switchboard_protocol::ConvId;
 
 use crate::gaps::GapWatch;
 use crate::outbound::{ConnId, Connection};
@@ -146,7 +147,7 @@ impl LocalHub {
         let Some(listeners) = all_rooms.get_mut(room) else {
             return false;
         };
-        let conv = format!("room:{room}");
+        let conv = ConvId::room(room).to_string();
         for connection in connections {
             listeners.remove(&connection.id);
             connection.forget_conversation(&conv);

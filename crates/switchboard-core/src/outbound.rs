@@ -188,15 +188,23 @@ impl Connection {
         self.deliver_admitted(state, conv, admit)
     }
 
-    /// Takes the connection's own send (answered by its ack, not delivered) into the order of
-    /// its conversation. Returns true when messages now wait for a gap before it.
-    pub fn own_message(&self, conv: &str, seq: u64) -> bool {
+    /// Queues the ack of the connection's own send and, for a newly stored message, takes that
+    /// message into its conversation's order (it is answered by the ack, not delivered), under
+    /// one lock. Returns true when messages now wait for a gap before it.
+    pub fn push_ack(&self, ack: WireFrame, conv: &str, seq: u64, stored: bool) -> bool {
         let mut state = self.state.lock();
-        if state.syncing.is_some() {
-            return false;
+        let (_, queued) = self.enqueue_locked(&mut state, ack);
+        let started_waiting = if stored && state.syncing.is_none() {
+            let admit = state.order.admit(conv, seq, None);
+            self.deliver_admitted(state, conv, admit).started_waiting
+        } else {
+            drop(state);
+            false
+        };
+        if queued {
+            self.ready.notify_one();
         }
-        let admit = state.order.admit(conv, seq, None);
-        self.deliver_admitted(state, conv, admit).started_waiting
+        started_waiting
     }
 
     fn deliver_admitted(&self, mut state: MutexGuard<'_, QueueState>, conv: &str, admit: Admit) -> Pushed {

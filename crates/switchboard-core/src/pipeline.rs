@@ -279,8 +279,7 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
             ts: message.ts,
             duplicate,
         };
-        origin.connection.push(ack.encode());
-        if !duplicate && origin.connection.own_message(conv, message.seq) {
+        if origin.connection.push_ack(ack.encode(), conv, message.seq, !duplicate) {
             shared.hub.gaps.watch(&origin.connection);
         }
     }

@@ -194,6 +194,42 @@ pub struct Device {
     log: DeviceLog,
 }
 
+/// Starts `users` clients chatting at `rate` messages per second in total over `urls`; the
+/// returned sender moves them through the phases.
+pub fn spawn_devices(
+    users: usize,
+    rate: f64,
+    urls: &[String],
+) -> (Arc<Placement>, watch::Sender<Phase>, Vec<tokio::task::JoinHandle<DeviceLog>>) {
+    let placement = Arc::new(Placement::new(users));
+    let (phase, phase_watch) = watch::channel(Phase::Chat);
+    let interval = Duration::from_secs_f64(users as f64 / rate);
+    let devices = (0..users)
+        .map(|index| {
+            let device = Device::new(index, users, urls.to_vec(), placement.clone(), interval);
+            tokio::spawn(device.run(phase_watch.clone()))
+        })
+        .collect();
+    (placement, phase, devices)
+}
+
+/// Polls `done` until it holds, or fails after `limit` naming `what` and where the clients are.
+pub async fn wait_until(
+    what: &str,
+    limit: Duration,
+    placement: &Placement,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{what}: not within {limit:?}; clients: {}", placement.describe());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 pub fn user_name(index: usize) -> String {
     format!("user{index}")
 }
