@@ -16,10 +16,12 @@ test('seed 000: identify, im to every connection of both users (the sender too),
   const bothListed = (update) => update.list.includes(alice) && update.list.includes(bob);
   const a1Sees = nextEvent(a1, 'update_client', bothListed);
   const b1Sees = nextEvent(b1, 'update_client', bothListed);
+  // a2 too: its identify must have finished before the im, or the im is older than its session.
+  const a2Sees = nextEvent(a2, 'update_client', bothListed);
   a1.emit('identify', alice);
   a2.emit('identify', alice);
   b1.emit('identify', bob);
-  for (const update of [await a1Sees, await b1Sees]) {
+  for (const update of [await a1Sees, await b1Sees, await a2Sees]) {
     assert.deepEqual(update.list, [...new Set(update.list)].sort(), 'sorted, unique');
   }
 
