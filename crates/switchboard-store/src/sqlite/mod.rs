@@ -83,7 +83,9 @@ impl SqliteStore {
         writer.pragma_update(None, "journal_mode", "WAL").map_err(setup)?;
         // The checkpointer thread does it, off the commit path; the writer bounds the WAL itself.
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(setup)?;
-        writer.pragma_update(None, "journal_size_limit", WAL_RESTART_FRAMES * 4096).map_err(setup)?;
+        // Above the hard limit: a WAL cut back when it starts over grows again into new blocks,
+        // which the kernel zeroes first (6% of the server's CPU at 10k messages/s, perf).
+        writer.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES).map_err(setup)?;
         migrate(&mut writer)?;
         let mut threads = Vec::new();
         let checkpointer_conn = Connection::open(path).map_err(setup)?;

@@ -132,19 +132,14 @@ pub(super) fn write_batch(
     let mut by_key = conn.prepare_cached(
         "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages WHERE sender = ?1 AND idem_key = ?2",
     )?;
+    // A repeated key leaves the row out instead of failing the statement: the common case (a new
+    // key) then costs one lookup of the key's index, by the insert itself.
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (sender, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
     )?;
     for message in batch {
-        if let Some(key) = &message.idempotency_key {
-            // Also sees messages stored earlier in this batch: they are in the transaction.
-            let original = by_key.query_row(params![message.sender, key], message_from).optional()?;
-            if let Some(original) = original {
-                outcomes.push(AppendOutcome::Duplicate(original));
-                continue;
-            }
-        }
         let head = match moved.get(message.conv.as_str()).or_else(|| worker.heads.get(message.conv.as_str())) {
             Some(head) => *head,
             None => load_head(conn, &message.conv)?,
@@ -160,7 +155,7 @@ pub(super) fn write_batch(
             ts: message.ts,
             key: message.idempotency_key.clone(),
         };
-        insert.execute(params![
+        let inserted = insert.execute(params![
             stored.conv,
             to_sql(stored.seq),
             stored.id,
@@ -171,6 +166,13 @@ pub(super) fn write_batch(
             stored.ts,
             message.idempotency_key,
         ])?;
+        if inserted == 0 {
+            // Only a key can make the insert a no-op; its original is in the store or earlier in
+            // this batch's transaction.
+            let original = by_key.query_row(params![message.sender, message.idempotency_key], message_from)?;
+            outcomes.push(AppendOutcome::Duplicate(original));
+            continue;
+        }
         moved.insert(message.conv.clone(), ConvHead { last_seq: stored.seq, last_ts: stored.ts });
         outcomes.push(AppendOutcome::Stored(stored));
     }

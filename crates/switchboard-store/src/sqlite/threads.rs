@@ -22,6 +22,10 @@ pub(super) const WAL_RESTART_FRAMES: u64 = 4096;
 /// The WAL length (bytes) at which the writer stops to checkpoint it itself, waiting for the
 /// checkpointer and readers if need be.
 pub(super) const WAL_HARD_LIMIT_BYTES: u64 = 2 * WAL_RESTART_FRAMES * 4096;
+/// What SQLite leaves of the WAL file when it starts over: kept at the length it reaches
+/// between restarts (frames are 24 bytes longer than pages, and a batch may overshoot the hard
+/// limit), so the file is rewritten in place rather than cut and extended again.
+pub(super) const WAL_FILE_LIMIT_BYTES: u64 = WAL_HARD_LIMIT_BYTES + WAL_HARD_LIMIT_BYTES / 4;
 /// How often the checkpointer copies the WAL into the database while writes go on: rarer
 /// checkpoints write a hot page once for many commits.
 pub(super) const CHECKPOINT_PERIOD: Duration = Duration::from_millis(200);
