@@ -4,6 +4,7 @@
 # `perf stat` over the measured window (docs/design/message-path.md).
 #   PEER=ws      runs the Node ws peer (bench/peers/ws-redis) instead of BIN's server
 #   STRACE=1     also writes the server's system-call mix (strace -c) to /tmp/probe-strace.txt
+#   RECORD=1     also samples the server with call stacks (perf record -g) into /tmp/probe-perf.data
 set -euo pipefail
 BIN=${1}; RATE=${2}; PAIRS=${3:-1000}; DUR=${4:-6}
 PORT=$((20000 + RANDOM % 10000))
@@ -17,6 +18,7 @@ else
 fi
 trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null; rm -rf $DATA' EXIT
 for i in $(seq 50); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done
+if [ -n "${RECORD:-}" ]; then ( sleep 5; perf record -F 999 -g --call-graph dwarf,16384 -p $SRV -o /tmp/probe-perf.data -- sleep $((DUR-1)) 2>/dev/null ) & fi
 if [ -n "${STRACE:-}" ]; then ( sleep 5; timeout $((DUR-1)) strace -c -f -p $SRV -o /tmp/probe-strace.txt ) & fi
 ( sleep $((2 + 3)); perf stat -e raw_syscalls:sys_enter,sched:sched_switch,context-switches -p $SRV -x, -o /tmp/probe-perf.txt -- sleep $((DUR-1)) ) &
 PERF=$!
