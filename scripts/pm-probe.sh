@@ -20,7 +20,7 @@ trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null; rm -rf $DATA' EXIT
 for i in $(seq 50); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done
 if [ -n "${RECORD:-}" ]; then ( sleep 5; perf record -F 999 -g --call-graph dwarf,16384 -p $SRV -o /tmp/probe-perf.data -- sleep $((DUR-1)) 2>/dev/null ) & fi
 if [ -n "${STRACE:-}" ]; then ( sleep 5; timeout $((DUR-1)) strace -c -f -p $SRV -o /tmp/probe-strace.txt ) & fi
-( sleep $((2 + 3)); perf stat -e raw_syscalls:sys_enter,sched:sched_switch,context-switches -p $SRV -x, -o /tmp/probe-perf.txt -- sleep $((DUR-1)) ) &
+( sleep $((2 + 3)); perf stat -e raw_syscalls:sys_enter,sched:sched_switch,context-switches,syscalls:sys_enter_pwrite64,syscalls:sys_enter_fcntl,syscalls:sys_enter_pread64 -p $SRV -x, -o /tmp/probe-perf.txt -- sleep $((DUR-1)) ) &
 PERF=$!
 $BIN bench pm --url ws://127.0.0.1:$PORT/ws --jwt-secret probe-secret --pairs $PAIRS --rate $RATE --duration-secs $DUR --warmup-secs 2 --grace-secs 3 --json > /tmp/probe-out.json 2>/tmp/probe-bench.log
 wait $PERF || true

@@ -59,6 +59,37 @@ async fn a_failed_batch_stores_nothing_and_the_next_one_recovers() {
     store.close().await;
 }
 
+/// The WAL index lives in the server's memory (no `-shm` file, no lock calls per commit), so
+/// the database belongs to this process: another one is refused while the store is open.
+#[tokio::test]
+async fn the_database_is_held_by_its_process_alone_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    store.append(vec![in_room("lobby", "alice", "one", None)]).await.unwrap();
+    assert_eq!(texts_of(&store, "room:lobby").await, ["one"]);
+    assert!(dir.path().join("switchboard.db-wal").exists());
+    assert!(!dir.path().join("switchboard.db-shm").exists(), "the WAL index went to a shared file");
+
+    let read_from_another_process = |path: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=0.2).execute('SELECT text FROM messages').fetchall())")
+            .arg(path)
+            .output()
+            .expect("python3 runs")
+    };
+    let refused = read_from_another_process(&path);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("locked"), "{refused:?}");
+
+    store.close().await;
+    drop(store);
+    let after = read_from_another_process(&path);
+    assert!(after.status.success(), "{after:?}");
+    assert_eq!(String::from_utf8_lossy(&after.stdout).trim(), "[('one',)]");
+}
+
 #[tokio::test]
 async fn in_memory_stores_are_separate() {
     let one = SqliteStore::open_in_memory().await.unwrap();

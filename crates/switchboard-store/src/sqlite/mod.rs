@@ -13,6 +13,12 @@
 //! committed since the checkpointer's last pass once the WAL is long, so that its next transaction
 //! starts the WAL over. Should writes outpace the checkpointer anyway, the writer waits for a
 //! checkpoint of its own once the WAL is twice that long: the WAL file stays bounded.
+//!
+//! Every connection goes through SQLite's `unix-excl` VFS: the first one locks the database file
+//! for this process, and the WAL's index then lives in this process's memory instead of a shared
+//! `-shm` file, so taking and releasing its locks costs no `fcntl` (three system calls per commit
+//! before, a quarter of a private message's at 1k/s). No other process can open the database while
+//! the server runs, which the data folder's lock forbids anyway.
 
 mod queries;
 mod threads;
@@ -78,7 +84,7 @@ impl SqliteStore {
                 .map_err(|error| StoreError::Setup(format!("cannot create {}: {error}", parent.display())))?;
         }
         let setup = |error: rusqlite::Error| StoreError::Setup(format!("cannot open {}: {error}", path.display()));
-        let mut writer = Connection::open(path).map_err(setup)?;
+        let mut writer = open_excl(path, OpenFlags::default()).map_err(setup)?;
         configure(&writer, options).map_err(setup)?;
         writer.pragma_update(None, "journal_mode", "WAL").map_err(setup)?;
         // The checkpointer thread does it, off the commit path; the writer bounds the WAL itself.
@@ -88,7 +94,7 @@ impl SqliteStore {
         writer.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES).map_err(setup)?;
         migrate(&mut writer)?;
         let mut threads = Vec::new();
-        let checkpointer_conn = Connection::open(path).map_err(setup)?;
+        let checkpointer_conn = open_excl(path, OpenFlags::default()).map_err(setup)?;
         configure(&checkpointer_conn, options).map_err(setup)?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
@@ -99,9 +105,12 @@ impl SqliteStore {
         let (reader_queue, calls) = mpsc::channel::<Box<dyn Call>>();
         let calls = Arc::new(Mutex::new(calls));
         for index in 0..READER_THREADS {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let conn = Connection::open_with_flags(path, flags).map_err(setup)?;
+            // Read-write as far as the VFS knows (a read-only `unix-excl` connection takes real
+            // file locks, which would downgrade the process's), read-only by `query_only`.
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = open_excl(path, flags).map_err(setup)?;
             configure(&conn, options).map_err(setup)?;
+            conn.pragma_update(None, "query_only", true).map_err(setup)?;
             let calls = calls.clone();
             let handle = thread::Builder::new()
                 .name(format!("sqlite-reader-{index}"))
@@ -204,6 +213,10 @@ fn read_consistent<R>(conn: &Connection, read: impl FnOnce(&Connection) -> rusql
         tx.finish()?;
     }
     Ok(result)
+}
+
+fn open_excl(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags_and_vfs(path, flags, "unix-excl")
 }
 
 fn configure(conn: &Connection, options: SqliteOptions) -> rusqlite::Result<()> {
