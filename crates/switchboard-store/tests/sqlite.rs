@@ -122,16 +122,19 @@ async fn a_steady_stream_of_writes_keeps_the_wal_bounded() {
         store.append(messages).await.unwrap();
     }
     let wal_bytes = std::fs::metadata(dir.path().join("switchboard.db-wal")).unwrap().len();
-    // The writer checkpoints itself at 32 MB; one more batch (under 1 MB) may land before it does.
-    assert!(wal_bytes < 34 << 20, "the wal grew to {wal_bytes} bytes");
+    // The writer checkpoints itself at 32 MB, and a restarted WAL keeps its file up to 40 MB (so
+    // it is rewritten in place, not regrown); the batches landing between two of the writer's
+    // looks at its length may overshoot that until the next restart. Far below the 64 MB written:
+    // the WAL started over.
+    assert!(wal_bytes < 46 << 20, "the wal grew to {wal_bytes} bytes");
     assert_eq!(store.messages_after("room:r0", 0, 1000).await.unwrap().len(), 40);
     store.close().await;
     let wal_after_close = std::fs::metadata(dir.path().join("switchboard.db-wal")).map_or(0, |meta| meta.len());
     assert_eq!(wal_after_close, 0, "close folds the wal into the database");
 }
 
-/// A database of the release before read state (schema version 1, no delivered markers) opens,
-/// is upgraded in place, and keeps everything.
+/// A database of the release before read state (schema version 1: no delivered markers, heads
+/// kept in `conversations`) opens, is upgraded in place, and keeps everything.
 #[tokio::test]
 async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +144,13 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     // Back to version 1 as that release left it: what migration 2 adds is not there.
     let old = rusqlite::Connection::open(&path).unwrap();
-    old.execute_batch("ALTER TABLE read_markers DROP COLUMN delivered_seq; PRAGMA user_version = 1;").unwrap();
+    old.execute_batch(
+        "ALTER TABLE read_markers DROP COLUMN delivered_seq; \
+         ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE conversations ADD COLUMN last_ts INTEGER NOT NULL DEFAULT 0; \
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(old);
 
     let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
@@ -149,5 +158,5 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     let upgraded = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

@@ -45,6 +45,7 @@ use threads::*;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_delivered.sql"),
+    include_str!("../../migrations/sqlite/0003_conversation_heads.sql"),
 ];
 
 /// Two cores' worth of concurrent reads (history, listings, login syncs).

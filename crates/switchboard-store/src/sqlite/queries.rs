@@ -1,6 +1,7 @@
 //! The SQL the store runs, as plain functions of a connection.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -18,7 +19,6 @@ const MAX_CACHED_HEADS: usize = 100_000;
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct ConvHead {
     pub(super) last_seq: u64,
-    pub(super) last_ts: Millis,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -65,11 +65,9 @@ pub(super) fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
 }
 
 pub(super) fn load_head(conn: &Connection, conv: &str) -> rusqlite::Result<ConvHead> {
-    let mut statement =
-        conn.prepare_cached("SELECT seq, ts FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT 1")?;
-    let newest = statement
-        .query_row([conv], |row| Ok(ConvHead { last_seq: row.get::<_, i64>(0)? as u64, last_ts: row.get(1)? }))
-        .optional()?;
+    let mut statement = conn.prepare_cached("SELECT seq FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT 1")?;
+    let newest =
+        statement.query_row([conv], |row| Ok(ConvHead { last_seq: row.get::<_, i64>(0)? as u64 })).optional()?;
     Ok(newest.unwrap_or_default())
 }
 
@@ -129,6 +127,7 @@ pub(super) fn write_batch(
     let conn = &worker.conn;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut moved: HashMap<String, ConvHead> = HashMap::new();
+    let mut created: Vec<&str> = Vec::new();
     let mut by_key = conn.prepare_cached(
         "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages WHERE sender = ?1 AND idem_key = ?2",
     )?;
@@ -173,16 +172,19 @@ pub(super) fn write_batch(
             outcomes.push(AppendOutcome::Duplicate(original));
             continue;
         }
-        moved.insert(message.conv.clone(), ConvHead { last_seq: stored.seq, last_ts: stored.ts });
+        if head.last_seq == 0 {
+            created.push(message.conv.as_str());
+        }
+        moved.insert(message.conv.clone(), ConvHead { last_seq: stored.seq });
         outcomes.push(AppendOutcome::Stored(stored));
     }
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO conversations (conv, user_a, user_b, last_seq, last_ts) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (conv) DO UPDATE SET last_seq = excluded.last_seq, last_ts = excluded.last_ts",
+    // Only a conversation's first message makes its row; its head is read from `messages`.
+    let mut create = conn.prepare_cached(
+        "INSERT INTO conversations (conv, user_a, user_b) VALUES (?1, ?2, ?3) ON CONFLICT (conv) DO NOTHING",
     )?;
-    for (conv, head) in &moved {
+    for conv in &created {
         let (user_a, user_b) = dm_participants(conv).unzip();
-        upsert.execute(params![conv, user_a, user_b, to_sql(head.last_seq), head.last_ts])?;
+        create.execute(params![conv, user_a, user_b])?;
     }
     mark_read_by_senders(conn, &outcomes)?;
     Ok((outcomes, moved))
@@ -222,9 +224,18 @@ pub(super) fn messages_after(
     messages
 }
 
-pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<ConversationRecord>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0), \
+/// A conversation's newest seq and time, from the clustered key of `messages` (SQL of the
+/// conversation id expression `conv`); 0 for a room without messages.
+fn head_columns(conv: &str) -> String {
+    format!(
+        "COALESCE((SELECT MAX(seq) FROM messages WHERE conv = {conv}), 0) AS last_seq, \
+         COALESCE((SELECT ts FROM messages WHERE conv = {conv} ORDER BY seq DESC LIMIT 1), 0) AS last_ts"
+    )
+}
+
+static CONVERSATIONS_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.conv AS conv, {dm_head}, COALESCE(r.seq, 0), \
          COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0) \
          FROM conversations c \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
@@ -232,13 +243,18 @@ pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Resul
              AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
          WHERE c.user_a = ?1 OR c.user_b = ?1 \
          UNION ALL \
-         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
+         SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0 \
          FROM room_members m \
-         LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
          WHERE m.user = ?1 \
          ORDER BY conv",
-    )?;
+        dm_head = head_columns("c.conv"),
+        room_head = head_columns("'room:' || m.room"),
+    )
+});
+
+pub(super) fn conversations_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<ConversationRecord>> {
+    let mut statement = conn.prepare_cached(&CONVERSATIONS_OF)?;
     let conversations = statement.query_map([user], conversation_from)?.collect();
     conversations
 }
@@ -262,26 +278,7 @@ pub(super) fn conversations_page(
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Page<ConversationRecord>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered FROM ( \
-             SELECT c.conv AS conv, c.last_seq AS last_seq, c.last_ts AS last_ts, COALESCE(r.seq, 0) AS seq, \
-             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
-             FROM conversations c \
-             LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
-             LEFT JOIN read_markers p ON p.conv = c.conv \
-                 AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
-             WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
-             UNION ALL \
-             SELECT * FROM ( \
-                 SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
-                 FROM room_members m \
-                 LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
-                 LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
-                 WHERE m.user = ?1 AND (?3 IS NULL OR m.room > ?3) \
-                 ORDER BY m.room LIMIT ?4 \
-             ) \
-         ) ORDER BY conv LIMIT ?4",
-    )?;
+    let mut statement = conn.prepare_cached(&CONVERSATIONS_PAGE)?;
     let items = statement
         .query_map(params![user, after, room_cursor(after), i64::from(limit)], conversation_from)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -293,6 +290,30 @@ pub(super) fn conversations_page(
         .query_row([user], |row| row.get(0))?;
     Ok(Page { items, total: total as u64 })
 }
+
+static CONVERSATIONS_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered FROM ( \
+             SELECT c.conv AS conv, {dm_head}, COALESCE(r.seq, 0) AS seq, \
+             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
+             FROM conversations c \
+             LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
+             LEFT JOIN read_markers p ON p.conv = c.conv \
+                 AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
+             WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
+             UNION ALL \
+             SELECT * FROM ( \
+                 SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0 \
+                 FROM room_members m \
+                 LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
+                 WHERE m.user = ?1 AND (?3 IS NULL OR m.room > ?3) \
+                 ORDER BY m.room LIMIT ?4 \
+             ) \
+         ) ORDER BY conv LIMIT ?4",
+        dm_head = head_columns("c.conv"),
+        room_head = head_columns("'room:' || m.room"),
+    )
+});
 
 pub(super) fn rooms_page(
     conn: &Connection,
