@@ -16,7 +16,9 @@ const KEY: &str = "schemathesis-api-key-0123456789";
 async fn generated_requests_get_answers_the_openapi_document_allows() {
     let node = NodeProcess::start(BINARY, "api", &["--api-keys", KEY]);
     let python = compat_support::python();
+    // Its working folder (schemathesis keeps a cache there) and reports, out of the source tree.
     let report = std::env::temp_dir().join(format!("switchboard-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&report).expect("schemathesis folder");
     let child = tokio::process::Command::new(python)
         .args(["-m", "schemathesis.cli", "run"])
         .arg(format!("http://{}/api/openapi.json", node.addr()))
@@ -29,6 +31,7 @@ async fn generated_requests_get_answers_the_openapi_document_allows() {
         .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "30", "--seed", "1", "--workers", "1"])
         .args(["--generation-database", "none", "--no-color", "--report-dir"])
         .arg(&report)
+        .current_dir(&report)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
