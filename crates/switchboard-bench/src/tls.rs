@@ -1,8 +1,9 @@
 //! TLS for the load generator: `wss://` targets, and their `/metrics` over https.
 //!
 //! Servers are trusted by the CA certificates of `--tls-ca` (a PEM file, e.g. the CA that signed
-//! a test certificate), or else by the system's roots. One configuration serves the whole run,
-//! so that a connection's handshake costs what a client's would, nothing more.
+//! a test certificate), or else by the system's roots. One configuration serves the whole run;
+//! it resumes no session, so that every connection costs the server a full handshake, as a new
+//! client's would.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -45,11 +46,13 @@ pub fn client_config() -> anyhow::Result<Arc<ClientConfig>> {
 
 fn config_with(roots: rustls::RootCertStore) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("tls protocol versions")?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Every connection stands for a new client: a full handshake, no session resumed.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
