@@ -21,7 +21,9 @@
 # two-node ones). Everything started here is stopped (and the database dropped) on exit.
 #
 # Sizes come from the environment (defaults in brackets):
-#   SERVERS ["switchboard ws socketio"]  SCENARIOS ["idle fanout pm pm2 fanout2"]
+#   SERVERS ["switchboard ws socketio"]; also switchboard-tls (the same over wss://, a test CA
+#   and certificate made with openssl) and switchboard-sio (its own /socket.io/ endpoint, EIO4 on
+#   a WebSocket, docs/socketio.md)  SCENARIOS ["idle fanout pm pm2 fanout2"]
 #   IDLE_CONNECTIONS [18000] IDLE_SOURCES [8] IDLE_CONCURRENCY [128] IDLE_HOLD_SECS [3]
 #   FANOUT_MEMBERS [1000] FANOUT_SENDERS [2] FANOUT_STEPS [20,50]
 #   FANOUT2_MEMBERS [1000] FANOUT2_SENDERS [1] FANOUT2_STEPS [20,50]
@@ -36,7 +38,8 @@ table() {
 import json, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-servers = [("switchboard", "Switchboard"), ("ws", "ws + Redis"), ("socketio", "Socket.IO + Redis")]
+servers = [("switchboard", "Switchboard"), ("switchboard-tls", "Switchboard, TLS"),
+           ("switchboard-sio", "Switchboard, Socket.IO"), ("ws", "ws + Redis"), ("socketio", "Socket.IO + Redis")]
 present = [(key, title) for key, title in servers if any(r["system"] == key for r in rows)]
 
 def pick(server, case):
@@ -189,8 +192,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() { # url
-    for _ in $(seq 150); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
+wait_http() { # url [curl options]
+    for _ in $(seq 150); do curl -sf "${@:2}" "$1" >/dev/null && return 0; sleep 0.1; done
     echo "$1 did not answer; logs in $LOGS" >&2
     return 1
 }
@@ -215,14 +218,29 @@ start_nats() {
     NATS_URL_OF_RUN=nats://127.0.0.1:$port
 }
 
+# A CA and a certificate for 127.0.0.1 signed by it, in $LOGS (once); sets TLS_CA.
+make_certificate() {
+    TLS_CA=$LOGS/ca.pem
+    [[ -f $TLS_CA ]] && return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+        -keyout "$LOGS/ca.key" -out "$TLS_CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+        -keyout "$LOGS/server.key" -out "$LOGS/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$LOGS/ext.cnf"
+    openssl x509 -req -in "$LOGS/server.csr" -CA "$TLS_CA" -CAkey "$LOGS/ca.key" -CAcreateserial -days 2 \
+        -extfile "$LOGS/ext.cnf" -out "$LOGS/server.crt" 2>/dev/null
+}
+
 # Starts `nodes` (1 or 2) nodes of `server` over a `bus_kind` (redis, or nats for Switchboard);
-# sets URLS (bench --url flags), PROTOCOL, BROKER and BUS_KIND.
+# sets URLS (bench --url flags), PROTOCOL, BROKER, BUS_KIND and TLS_ARGS (bench options).
 start_server() { # server nodes [bus_kind]
     local server=$1 nodes=$2 bus="" n port database
     BUS_KIND=none
     URLS=()
     BROKER=()
     PROTOCOL=native
+    TLS_ARGS=()
     if ((nodes > 1)); then
         BUS_KIND=${3:-redis}
         if [[ $BUS_KIND == nats ]]; then
@@ -256,6 +274,25 @@ start_server() { # server nodes [bus_kind]
                 wait_http "127.0.0.1:$port/readyz"
                 URLS+=(--url "ws://127.0.0.1:$port/ws")
                 ;;
+            switchboard-tls | switchboard-sio)
+                local tls=()
+                if [[ $server == switchboard-tls ]]; then
+                    make_certificate
+                    tls=(--tls-cert "$LOGS/server.crt" --tls-key "$LOGS/server.key")
+                fi
+                $BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" "${tls[@]}" \
+                    --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 >"$LOGS/sb-$port.log" 2>&1 &
+                PIDS+=($!)
+                if [[ $server == switchboard-tls ]]; then
+                    wait_http "https://127.0.0.1:$port/readyz" --cacert "$TLS_CA"
+                    URLS+=(--url "wss://127.0.0.1:$port/ws")
+                    TLS_ARGS=(--tls-ca "$TLS_CA")
+                else
+                    wait_http "127.0.0.1:$port/readyz"
+                    URLS+=(--url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
+                    PROTOCOL=switchboard-socketio
+                fi
+                ;;
             ws)
                 PORT=$port NODE_ID=ws$n JWT_SECRET=$SECRET REDIS_URL=$bus \
                     node bench/peers/ws-redis/server.js >"$LOGS/ws-$port.log" 2>&1 &
@@ -271,7 +308,7 @@ start_server() { # server nodes [bus_kind]
                 URLS+=(--url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket")
                 PROTOCOL=socketio
                 ;;
-            *) echo "unknown server $server (switchboard, ws, socketio)" >&2; exit 2 ;;
+            *) echo "unknown server $server (switchboard, switchboard-tls, switchboard-sio, ws, socketio)" >&2; exit 2 ;;
         esac
     done
 }
@@ -283,7 +320,7 @@ record() { # server case nodes args...
     # Everything shares the machine: what else was running shows in the load average.
     load=$(cut -d" " -f1 /proc/loadavg)
     echo "== $server: $case (load average $load)" >&2
-    if ! line=$($BIN bench "$@" --json 2> >(tee -a "$LOGS/bench.log" | grep -v '^\[' >&2)); then
+    if ! line=$($BIN bench "$@" "${TLS_ARGS[@]}" --json 2> >(tee -a "$LOGS/bench.log" | grep -v '^\[' >&2)); then
         echo "   (failed: $server $case)" >&2
         return 0
     fi
@@ -292,7 +329,7 @@ import json, os, datetime
 report = json.loads(os.environ["LINE"])
 nodes = int(os.environ["NODES"])
 server = os.environ["SERVER"]
-store = {"switchboard": "sqlite" if nodes == 1 else "postgres"}.get(server, "none")
+store = ("sqlite" if nodes == 1 else "postgres") if server.startswith("switchboard") else "none"
 tags = {"system": server, "case": os.environ["CASE"], "nodes": nodes, "store": store,
         "bus": os.environ["BUS_KIND"], "loadavg_before": float(os.environ["LOAD"]),
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -315,7 +352,9 @@ for scenario in $SCENARIOS; do
         continue
     fi
     for server in $SERVERS; do
-        if [[ $server != switchboard && $scenario =~ ^(pm2nats|storm|storm2|presence|presence2)$ ]]; then
+        # The peers have no storm or presence; the Switchboard variants (TLS, Socket.IO) run on one node.
+        if [[ $server != switchboard* && $scenario =~ ^(pm2nats|storm|storm2|presence|presence2)$ ]] \
+            || [[ $server == switchboard-* && $scenario =~ ^(fanout2|pm2|pm2nats|storm|storm2|presence|presence2)$ ]]; then
             continue
         fi
         case $scenario in

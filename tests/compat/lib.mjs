@@ -35,6 +35,20 @@ export function nextEvent(emitter, event, check = () => true) {
   });
 }
 
+/**
+ * Asks `ask` until `check` holds for its answer, for what the cluster only settles in time (the
+ * word counts of `popular` travel between nodes once a second); resolves with that answer.
+ */
+export async function eventually(what, ask, check) {
+  const deadline = Date.now() + LIMIT_MS;
+  for (;;) {
+    const answer = await ask();
+    if (check(answer)) return answer;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(answer)} after ${LIMIT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Emits with an acknowledgement and resolves with the answer. */
 export function request(socket, event, payload) {
   return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { url, urls, uniqueName, nextEvent } from './lib.mjs';
+import { url, urls, uniqueName, nextEvent, eventually } from './lib.mjs';
 
 /** A seed 001 client on `ws://host:port` (path `/`), with its frames as events by action. */
 class Cli {
@@ -91,12 +91,19 @@ test('seed 001: gateway, login, room and private chat, joinRoom replay, userInfo
   assert.equal(typeof infoData.loginTime, 'number');
   assert.equal(typeof infoData.nodeId, 'string');
 
-  // Asked where the words were said: `popular` counts per node for now (see docs/socketio.md).
-  const popular = nextEvent(c1, 'popular');
-  c1.send('popular', { n: 0 });
-  const words = (await popular).data;
+  // Asked where the words were said, then on another node: the ranking is cluster-wide, the
+  // other nodes' counts arriving within a second or so.
+  const popularAt = async (cli, n) => {
+    const answer = nextEvent(cli, 'popular');
+    cli.send('popular', { n });
+    return (await answer).data;
+  };
+  const words = await popularAt(c1, 0);
   assert.equal(words.length, 2, 'n <= 0 means 1');
   assert.deepEqual(words, ['rust', '2'], 'the most used word of room talk, its count as a string');
+  const elsewhere = await eventually('popular on another node', () => popularAt(c3, 2), (data) => data[0] === 'rust');
+  assert.deepEqual(elsewhere, ['rust', '2', 'go', '1'], 'counted once, wherever asked');
+  assert.deepEqual(await popularAt(c1, 1), ['rust', '2'], 'the counts that came back did not add up twice');
 
   const refused = new Cli(new URL(url(0)).hostname, new URL(url(0)).port);
   await refused.opened();

@@ -33,6 +33,21 @@ test('seed 000: identify, im to every connection of both users (the sender too),
   const bobLeaves = nextEvent(a1, 'update_client', (update) => !update.list.includes(bob));
   b1.disconnect();
   assert.ok((await bobLeaves).list.includes(alice), 'the receiver is in its own list');
+
+  // No history on the seed's server: an im sent while bob is away is not replayed when he is back
+  // (the store has it, and a native client would get it in its sync), only what is sent after.
+  const echo = nextEvent(a1, 'im', (im) => im.text === 'while you were away');
+  a1.emit('im', { to: bob, text: 'while you were away' });
+  await echo;
+  const b2 = open(url(1));
+  await connected(b2);
+  const b2Listed = nextEvent(b2, 'update_client', bothListed);
+  const b2FirstIm = nextEvent(b2, 'im');
+  b2.emit('identify', bob);
+  await b2Listed;
+  a1.emit('im', { to: bob, text: 'welcome back' });
+  assert.deepEqual(await b2FirstIm, { from: alice, to: bob, text: 'welcome back' }, 'only live ims');
+  b2.disconnect();
   a1.disconnect();
   a2.disconnect();
 });

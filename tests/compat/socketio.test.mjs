@@ -3,7 +3,7 @@
 // native clients on other nodes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { io1, io4, url, urls, openAuth, uniqueName, nextEvent, request, Native, connected } from './lib.mjs';
+import { io1, io4, url, urls, openAuth, uniqueName, nextEvent, request, Native, connected, eventually } from './lib.mjs';
 
 /** The ways a client can reach the endpoint: each library, each transport choice. */
 const variants = [
@@ -85,6 +85,16 @@ test('rooms span protocols and nodes; a resume with cursors over Socket.IO repla
   const replayed = nextEvent(back, 'message', (m) => m.room === room);
   await connected(back);
   assert.equal((await replayed).text, 'while you were away');
+  // `popular` counts the room talk of every node: a word said through one node ranks first when
+  // asked on another.
+  const word = uniqueName('hot');
+  assert.equal((await request(first, 'send', { room, text: `${word} ${word} ${word} ${word} ${word}` })).type, 'ack');
+  const popular = await eventually(
+    'popular on another node',
+    () => request(back, 'popular', { n: 1 }),
+    (answer) => answer.words?.[0]?.word === word,
+  );
+  assert.deepEqual(popular.words, [{ word, count: 5 }], JSON.stringify(popular));
   first.disconnect();
   back.disconnect();
   a.close();

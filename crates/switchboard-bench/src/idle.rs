@@ -57,7 +57,8 @@ pub struct IdleArgs {
     /// Also print all figures as one JSON line on stdout (the human summary then goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// How clients talk to the server: `native`, or `socketio` for the Socket.IO peer in bench/peers.
+    /// How clients talk to the server: `native`, `socketio` for the Socket.IO peer in bench/peers,
+    /// or `switchboard-socketio` for Switchboard's own Socket.IO endpoint.
     #[arg(long, value_enum, default_value_t = client::Protocol::Native)]
     pub protocol: client::Protocol,
 }

@@ -7,6 +7,7 @@
 //!   several loopback source addresses) and logging in, the options and connection handling of
 //!   the message scenarios, and reading the few fields they need from raw frames;
 //! - [`metrics`]: scraping the servers' Prometheus `/metrics` and summing deltas over nodes;
+//! - [`tls`]: `wss://` targets and `/metrics` over https, trusting `--tls-ca`;
 //! - [`report`]: percentiles, a shared latency histogram, the bench process's own memory and CPU,
 //!   and formatting helpers.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod presence;
 pub mod report;
 pub mod soak;
 pub mod storm;
+pub mod tls;
 
 pub use chaos::ChaosArgs;
 pub use chart::ChartArgs;
@@ -39,6 +41,10 @@ pub use storm::StormArgs;
 /// `switchboard bench <scenario>`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// CA certificates (PEM) to trust for `wss://` targets, e.g. the CA that signed the server's
+    /// --tls-cert; without it, the system's roots.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub scenario: Scenario,
 }
@@ -85,6 +91,9 @@ pub enum Scenario {
 /// Runs one scenario against a running server.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     raise_open_files_limit();
+    if let Some(ca) = &args.tls_ca {
+        tls::trust_ca_file(ca)?;
+    }
     match args.scenario {
         Scenario::Idle(args) => idle::run(args).await,
         Scenario::Pm(args) => pm::run(args).await,
@@ -140,7 +149,7 @@ mod tests {
     fn the_idle_scenario_parses_with_defaults() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["switchboard", "bench", "idle", "--jwt-secret", "s", "--sources", "8"]).unwrap();
-        let Command::Bench(BenchArgs { scenario: Scenario::Idle(idle) }) = cli.command else { panic!("not idle") };
+        let Command::Bench(BenchArgs { scenario: Scenario::Idle(idle), .. }) = cli.command else { panic!("not idle") };
         assert_eq!(idle.url, "ws://127.0.0.1:8080/ws");
         assert_eq!(idle.connections, 1000);
         assert_eq!(idle.user_prefix, "idle");
@@ -149,6 +158,9 @@ mod tests {
         assert_eq!(idle.hold_secs, 5);
         assert!(!idle.json);
         assert!(Cli::try_parse_from(["switchboard", "bench", "idle", "--jwt-secret", "s", "--sources", "0"]).is_err());
+        let tls = Cli::try_parse_from(["switchboard", "bench", "idle", "--jwt-secret", "s", "--tls-ca", "/ca.pem"]);
+        let Command::Bench(bench) = tls.unwrap().command;
+        assert_eq!(bench.tls_ca.as_deref(), Some(std::path::Path::new("/ca.pem")), "--tls-ca after the scenario");
     }
 
     #[test]
@@ -170,7 +182,7 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Command::Bench(BenchArgs { scenario: Scenario::Pm(pm) }) = cli.command else { panic!("not pm") };
+        let Command::Bench(BenchArgs { scenario: Scenario::Pm(pm), .. }) = cli.command else { panic!("not pm") };
         assert_eq!(pm.load.urls, ["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"]);
         assert_eq!((pm.pairs, pm.rate), (10, 2.5));
         assert_eq!((pm.load.duration_secs, pm.load.warmup_secs, pm.load.sources), (10, 2, 1));
@@ -194,14 +206,14 @@ mod tests {
             "10,20,40",
         ])
         .unwrap();
-        let Command::Bench(BenchArgs { scenario: Scenario::Fanout(fanout) }) = cli.command else {
+        let Command::Bench(BenchArgs { scenario: Scenario::Fanout(fanout), .. }) = cli.command else {
             panic!("not fanout")
         };
         assert_eq!(fanout.load.urls, ["ws://127.0.0.1:8080/ws"]);
         assert_eq!((fanout.members, fanout.senders), (500, 2));
         assert_eq!(fanout.rates(), [10.0, 20.0, 40.0]);
         let cli = Cli::try_parse_from(["switchboard", "bench", "fanout", "--jwt-secret", "s", "--rate", "7"]).unwrap();
-        let Command::Bench(BenchArgs { scenario: Scenario::Fanout(fanout) }) = cli.command else {
+        let Command::Bench(BenchArgs { scenario: Scenario::Fanout(fanout), .. }) = cli.command else {
             panic!("not fanout")
         };
         assert_eq!(fanout.rates(), [7.0]);

@@ -244,14 +244,19 @@ fn resp_bulk_string(reply: &[u8]) -> anyhow::Result<Option<String>> {
     Ok((body.len() >= len).then(|| String::from_utf8_lossy(&body[..len]).into_owned()))
 }
 
-/// A minimal HTTP/1.0 GET: the server closes the connection after the response.
+/// A minimal HTTP/1.0 GET (over TLS for a `wss://` target): the server closes the connection
+/// after the response.
 async fn get(target: &Target, path: &str) -> anyhow::Result<String> {
-    let url = format!("http://{}{path}", target.authority);
-    let mut stream = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {url}"))?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: text/plain\r\n\r\n", target.authority);
-    stream.write_all(request.as_bytes()).await.with_context(|| format!("requesting {url}"))?;
-    let mut response = Vec::with_capacity(16 * 1024);
-    stream.read_to_end(&mut response).await.with_context(|| format!("reading {url}"))?;
+    let scheme = if target.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{path}", target.authority);
+    let stream = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {url}"))?;
+    let response = if target.tls {
+        let stream = crate::tls::connect(&target.host, stream).await.with_context(|| format!("tls to {url}"))?;
+        exchange(stream, target, path).await
+    } else {
+        exchange(stream, target, path).await
+    }
+    .with_context(|| format!("requesting {url}"))?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").with_context(|| format!("{url}: malformed response"))?;
     let status = head.lines().next().unwrap_or_default();
@@ -259,6 +264,21 @@ async fn get(target: &Target, path: &str) -> anyhow::Result<String> {
         bail!("{url}: {status}");
     }
     Ok(body.to_string())
+}
+
+/// Writes the request and reads the answer until the server closes. A TLS server that closes
+/// without a close_notify has still sent the whole answer (HTTP/1.0 ends it by closing).
+async fn exchange<S>(mut stream: S, target: &Target, path: &str) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: text/plain\r\n\r\n", target.authority);
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::with_capacity(16 * 1024);
+    match stream.read_to_end(&mut response).await {
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => Ok(response),
+        other => other.map(|_| response),
+    }
 }
 
 #[cfg(test)]

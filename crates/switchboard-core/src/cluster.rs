@@ -60,6 +60,9 @@ pub enum BusHeader {
     FenceAnswer { round: u64 },
     /// Close this user's connections on the receiving node (the server API's disconnect).
     Disconnect { user: String },
+    /// The sending node's word counts of room talk since its last batch, by second, for every
+    /// node's `popular` (see [`crate::popular`]). Gossip, not chat: not counted as bus messages.
+    Words { seconds: Vec<crate::popular::SecondCounts> },
 }
 
 /// What a node tells the cluster about itself, and what the gateway lists.

@@ -144,14 +144,20 @@ impl NodeShared {
     }
 
     pub(crate) fn handle_bus_message(&self, message: BusMessage) {
-        self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         self.peers_seen.store(true, Ordering::Relaxed);
         let from = message.from_node.as_str();
         self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
         let Some((incarnation, header, frame_bytes)) = cluster::decode(&message.payload) else {
+            self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(from = %message.from_node, "undecodable bus message dropped");
             return;
         };
+        // The word-count gossip has its own counter, so that this one shows what routing sends.
+        let received = match header {
+            BusHeader::Words { .. } => &self.metrics.bus_gossip_received,
+            _ => &self.metrics.bus_received,
+        };
+        received.fetch_add(1, Ordering::Relaxed);
         let frame = || WireFrame::text(&frame_bytes);
         let info = match &header {
             BusHeader::Heartbeat { info } => Some(info.clone()),
@@ -257,9 +263,44 @@ impl NodeShared {
             }
             BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
             BusHeader::NodeJoined => self.publish_presence_snapshot(),
+            BusHeader::Words { seconds } => {
+                let now_secs = (now_millis() / 1000) as u64;
+                for (second, words) in &seconds {
+                    self.popular.merge(*second, words, now_secs);
+                }
+            }
+        }
+    }
+
+    /// Sends the others this node's word counts since the last batch: a few bus messages a second
+    /// at most, whatever the message rate.
+    fn publish_word_counts(&self) {
+        let now_secs = (now_millis() / 1000) as u64;
+        let mut batch = Vec::new();
+        let mut words_in_batch = 0;
+        for (second, words) in self.popular.take_unsent(now_secs) {
+            for chunk in words.chunks(WORDS_PER_GOSSIP) {
+                if words_in_batch + chunk.len() > WORDS_PER_GOSSIP {
+                    let seconds = std::mem::take(&mut batch);
+                    self.publish(Topic::Cluster, &BusHeader::Words { seconds }, None);
+                    words_in_batch = 0;
+                }
+                words_in_batch += chunk.len();
+                batch.push((second, chunk.to_vec()));
+            }
+        }
+        if !batch.is_empty() {
+            self.publish(Topic::Cluster, &BusHeader::Words { seconds: batch }, None);
         }
     }
 }
+
+/// Word counts per gossip message at most, to keep each bus payload well under the brokers'
+/// limits (NATS: 1 MB) with words of up to 40 characters.
+const WORDS_PER_GOSSIP: usize = 2_000;
+
+/// How often a node sends its word counts to the others.
+const GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run_bus_publisher(
     bus: Arc<dyn Bus>,
@@ -292,6 +333,7 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heartbeat: Option<Instant> = None;
+    let mut last_gossip = Instant::now();
     loop {
         ticker.tick().await;
         let Some(shared) = shared.upgrade() else { return };
@@ -307,6 +349,10 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
         if last_heartbeat.is_none_or(|at| now.duration_since(at) >= shared.config.heartbeat_interval) {
             last_heartbeat = Some(now);
             shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
+        }
+        if now.duration_since(last_gossip) >= GOSSIP_INTERVAL {
+            last_gossip = now;
+            shared.publish_word_counts();
         }
         for node in shared.directory.expire(shared.config.node_timeout, now) {
             tracing::warn!(node = %node, timeout_ms = shared.config.node_timeout.as_millis() as u64, "node timed out");

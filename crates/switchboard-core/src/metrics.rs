@@ -29,6 +29,8 @@ pub struct ChatMetrics {
     /// Bus messages carrying chat traffic (messages, events, membership): what targeted routing
     /// keeps away from nodes with no interested user. Heartbeats and presence are not counted.
     pub bus_chat_received: AtomicU64,
+    /// Word-count gossip for `popular`, kept out of `bus_received`.
+    pub bus_gossip_received: AtomicU64,
     /// Messages read from the store to close a gap in a connection's live stream.
     pub gap_messages_filled: AtomicU64,
     /// Seqs given up on (not in the store, or the read failed): a client sees a jump.
@@ -140,8 +142,14 @@ impl ChatMetrics {
         counter(
             out,
             "switchboard_bus_messages_received_total",
-            "Messages this node received from the cluster bus.",
+            "Messages this node received from the cluster bus, except the word-count gossip.",
             &self.bus_received,
+        );
+        counter(
+            out,
+            "switchboard_bus_gossip_received_total",
+            "Word-count gossip (popular) received from the cluster bus.",
+            &self.bus_gossip_received,
         );
         self.password_checks.render(out);
         self.delivery_latency.render(

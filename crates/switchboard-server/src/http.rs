@@ -7,6 +7,7 @@
 //! metrics-exporter-prometheus renders Prometheus text but orders and describes series its own way
 //! and puts a registry lookup (or a kept handle per series) on the message path. Neither costs
 //! memory per connection (the counters are per node), but neither keeps the output as it is.
+//! The comparison, with figures: docs/design/metrics.md.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;

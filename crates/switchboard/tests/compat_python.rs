@@ -1,11 +1,11 @@
 //! python-socketio's client (from PyPI, `tests/compat/requirements.txt`, installed in a
-//! virtualenv under the target folder) logs in with a session token and uses native requests
+//! virtualenv under the target folder by [`compat_support::python`]) logs in with a session token and uses native requests
 //! with acknowledgements, while a native user on another node answers it.
 
 mod compat_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 use serde_json::json;
 use switchboard_testkit::services::{ProcessCluster, ServiceProcess};
@@ -13,34 +13,12 @@ use switchboard_testkit::TestClient;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 
-/// The virtualenv with python-socketio, made on first use.
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join("target/compat-venv");
-    let python = venv.join("bin/python");
-    let requirements = root.join("tests/compat/requirements.txt");
-    if !python.is_file()
-        || Command::new(&python).args(["-c", "import socketio"]).status().map_or(true, |s| !s.success())
-    {
-        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "-r"])
-            .arg(&requirements)
-            .stdin(Stdio::null())
-            .output()
-            .expect("pip install");
-        assert!(pip.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&pip.stderr));
-    }
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_socketio_client_uses_native_requests_with_acks() {
     let cluster = ProcessCluster::start(BINARY, ServiceProcess::redis(), 2, &["--node-timeout-ms", "1500"]);
     let account = TestClient::login_open(&cluster.url(0), "pyuser").await;
     let mut peer = TestClient::login_open(&cluster.url(1), "pypeer").await;
-    let python = python();
+    let python = compat_support::python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/python_client.py");
     let peer_side = tokio::spawn(async move {
         let ping = peer.next_of_type("message").await;

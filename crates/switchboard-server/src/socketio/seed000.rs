@@ -7,6 +7,11 @@
 //! session's user, never the payload's. `update_client`'s list is the union of the users online
 //! on every node, the receiver included, sorted in UTF-16 code-unit order (JavaScript's default
 //! sort), pushed whenever it changes.
+//!
+//! The seed's server keeps no history (its clients keep their own): an `im` reaches the
+//! connections open when it is sent, and nothing is replayed to a connection that comes later.
+//! So the messages of the login's sync (the unread ones, and seed 000's clients never mark
+//! anything read) are not passed on as `im`; only live ones, which come after `synced`.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,12 +28,14 @@ pub struct Seed000 {
     /// The text and recipient of each send in flight, by its `ref`.
     pending: HashMap<u64, (String, String)>,
     next_ref: u64,
+    /// Whether the login's sync is over: `message` frames before it are not live.
+    synced: bool,
 }
 
 impl Seed000 {
     pub fn new(me: String) -> Seed000 {
         let online = BTreeSet::from([me.clone()]);
-        Seed000 { me, online, pending: HashMap::new(), next_ref: 0 }
+        Seed000 { me, online, pending: HashMap::new(), next_ref: 0, synced: false }
     }
 
     fn update(&self) -> (&'static str, Value) {
@@ -54,7 +61,11 @@ impl Dialect for Seed000 {
 
     fn frame(&mut self, frame: &Value) -> Vec<(&'static str, Value)> {
         match frame["type"].as_str() {
-            Some("message") if frame["to"].is_string() => {
+            Some("synced") => {
+                self.synced = true;
+                Vec::new()
+            }
+            Some("message") if self.synced && frame["to"].is_string() => {
                 vec![("im", json!({"from": frame["from"], "to": frame["to"], "text": frame["text"]}))]
             }
             Some("ack") => match frame["ref"].as_u64().and_then(|reference| self.pending.remove(&reference)) {

@@ -38,6 +38,37 @@ fn install(dir: &Path) {
     );
 }
 
+/// The virtualenv's python with `tests/compat/requirements.txt` (python-socketio, schemathesis)
+/// installed from PyPI, made on first use under the target folder. Test binaries may run this at
+/// the same time: a lock file makes the second wait for the first.
+pub fn python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/compat-venv");
+    let python = venv.join("bin/python");
+    let requirements = root.join("tests/compat/requirements.txt");
+    let lock = std::fs::File::create(std::env::temp_dir().join("switchboard-compat-venv.lock")).expect("lock file");
+    lock.lock().expect("lock the virtualenv");
+    let installed = || {
+        Command::new(&python)
+            .args(["-c", "import socketio, schemathesis"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !installed() {
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
+        assert!(made.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "-r"])
+            .arg(&requirements)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pip install");
+        assert!(pip.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&pip.stderr));
+    }
+    python
+}
+
 /// Runs `node --test FILE` with the nodes' HTTP base URLs in `SB_URLS` and asserts it passed.
 pub fn run_node_tests(file: &str, urls: &[String], open_auth: bool, extra_env: &[(&str, String)]) {
     let dir = compat_dir();
