@@ -53,6 +53,7 @@ test('the page and its files are served with their content types', async () => {
     ['/dom.js', 'text/javascript'],
     ['/gateway.js', 'text/javascript'],
     ['/receipts.js', 'text/javascript'],
+    ['/sidebar.js', 'text/javascript'],
     ['/style.css', 'text/css'],
   ]) {
     const response = await fetch(`${base}${path}`);

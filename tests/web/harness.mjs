@@ -124,7 +124,10 @@ export function countGatewayRequests(page) {
 }
 
 export async function openDm(page, user) {
-  await page.locator(`#user-list [data-user="${user}"]`).click();
+  const item = page.locator(`#user-list [data-user="${user}"]`);
+  // The list holds the people one talks with and those online; anyone else is found by a search.
+  if ((await item.count()) === 0) await page.locator('#search').fill(user);
+  await item.click();
   await page.locator('#conv-name', { hasText: user }).waitFor();
 }
 

@@ -8,6 +8,7 @@ import { Connection } from './connection.js';
 import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
+import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -58,8 +59,6 @@ const state = {
   me: null,
   /** The node holding the connection, from `session.node`. */
   node: null,
-  /** Every user name known (from `users`, presence events and messages). */
-  users: new Set(),
   /** Presence: the online set, and the one being rebuilt from a new `online` list. */
   online: new Set(),
   onlineNext: null,
@@ -88,6 +87,20 @@ const deliveries = new DeliveryReports((convId, seq) =>
 );
 /** Picks the node of every connect; remembers nodes that just failed across connections. */
 const gateway = new Gateway();
+/** The people search (sidebar.js). */
+const search = new UserSearch(
+  (frame) => connection.request(frame),
+  () => invalidate('sidebar'),
+);
+/** What the sidebar draws from and does on a click. */
+const sidebar = {
+  state,
+  search,
+  dmId,
+  activeTypers,
+  openConversation: (id) => openConversation(id),
+  joinRoom: (name) => joinRoom(name),
+};
 
 function dmId(a, b) {
   return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
@@ -109,8 +122,13 @@ function conversation(id) {
     notices: [],
     /** Highest seq held. */
     maxSeq: 0,
+    /** The newest message's time and `{seq, from, text}`, for the sidebar (sidebar.js). */
+    lastTs: 0,
+    last: null,
     /** Newest seq known to exist (from `conversations`, messages, acks). */
     lastSeq: 0,
+    /** The read marker when the conversation was opened with unread messages: "New messages" follow it. */
+    newAfter: null,
     /** Our read marker, and what we last sent in `read`. */
     readSeq: 0,
     readSent: 0,
@@ -240,10 +258,7 @@ function ingest(convId, messages, { pickup = true } = {}) {
     }
     conv.maxSeq = Math.max(conv.maxSeq, message.seq);
     conv.typing.delete(message.from);
-    if (message.from !== state.me && !state.users.has(message.from)) {
-      state.users.add(message.from);
-      invalidate('sidebar');
-    }
+    notePreview(conv, message);
   }
   if (messages.length > 0) advanceCursor(conv, pickup ? minSeq - 1 : undefined);
   if (added > 0) {
@@ -436,7 +451,6 @@ function onSession(session) {
     loadOutbox(session.user);
   }
   state.node = session.node;
-  state.users.add(session.user);
   saveSession({ token: session.token, user: session.user });
   state.syncMore = [];
   showApp();
@@ -498,7 +512,6 @@ function onSynced() {
   for (const convId of state.syncMore) fillForward(conversation(convId));
   state.syncMore = [];
   resendOutbox();
-  refreshUsers();
   refreshRooms();
   refreshConversations();
   // Rooms are opened once the room list says whether we are a member (refreshRooms).
@@ -509,10 +522,7 @@ function onSynced() {
 /** Presence is a set: a new list replaces it when complete; events apply to both. */
 function onOnlineList(frame) {
   if (!state.onlineNext) state.onlineNext = new Set();
-  for (const user of frame.users) {
-    state.onlineNext.add(user);
-    state.users.add(user);
-  }
+  for (const user of frame.users) state.onlineNext.add(user);
   if (frame.done) {
     state.online = state.onlineNext;
     state.onlineNext = null;
@@ -526,7 +536,6 @@ function onPresence(user, online) {
     if (online) set.add(user);
     else set.delete(user);
   }
-  state.users.add(user);
   invalidate('sidebar', 'conv');
 }
 
@@ -601,7 +610,6 @@ function onMembership(roomName, user, joined) {
       text: `${who} ${joined ? 'joined' : 'left'} the room`,
     });
   }
-  state.users.add(user);
   invalidate('sidebar');
   if (conv.id === state.current) invalidate('conv');
 }
@@ -617,17 +625,6 @@ async function eachPage(request, onPage) {
     onPage(page);
     cursor = page.next_cursor;
   } while (cursor);
-}
-
-async function refreshUsers() {
-  try {
-    await eachPage({ type: 'users' }, (page) => {
-      for (const user of page.users) state.users.add(user.user);
-      invalidate('sidebar');
-    });
-  } catch (error) {
-    if (error.code !== 'disconnected') console.warn('users', error);
-  }
 }
 
 async function refreshRooms() {
@@ -658,6 +655,7 @@ async function refreshConversations() {
         conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
         conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
         takePeerMarkers(conv, entry);
+        takeListing(conv, entry);
         if (conv.id === state.current) invalidate('conv');
         conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
         const cursor = state.cursors.get(conv.id);
@@ -678,7 +676,6 @@ async function loadMembers(conv) {
     await eachPage({ type: 'members', room: conv.name }, (page) => {
       for (const member of page.members) {
         members.add(member.user);
-        state.users.add(member.user);
       }
     });
     conv.members = members;
@@ -695,6 +692,8 @@ async function loadMembers(conv) {
 
 function openConversation(id) {
   const conv = conversation(id);
+  // Opened with unread messages: a line marks where they start, until another conversation opens.
+  conv.newAfter = conv.unread > 0 && state.current !== id ? conv.readSeq : null;
   state.current = id;
   state.membersShown = false;
   conv.scrollToEnd = true;
@@ -909,7 +908,8 @@ function forgetSession() {
 }
 
 function resetChat() {
-  state.users = new Set();
+  byId('search').value = '';
+  search.set('');
   state.online = new Set();
   state.onlineNext = null;
   state.rooms = new Map();
@@ -992,7 +992,7 @@ function flush() {
   dirty.clear();
   if (!state.me && !state.session) return;
   if (parts.has('status')) renderStatus();
-  if (parts.has('sidebar')) renderSidebar();
+  if (parts.has('sidebar')) renderSidebar(sidebar);
   if (parts.has('conv')) renderConversation();
 }
 
@@ -1031,91 +1031,6 @@ function renderStatus() {
       text.textContent = 'not connected';
   }
   byId('me-name').textContent = state.me ?? '';
-}
-
-function renderSidebar() {
-  const userList = byId('user-list');
-  const names = [...state.users].filter((name) => name !== state.me).sort();
-  if (state.me) names.unshift(state.me);
-  setChildren(
-    userList,
-    names.map((name) => {
-      const conv = state.convs.get(dmId(state.me, name));
-      return listItem({
-        avatarOf: name,
-        label: name,
-        suffix: name === state.me ? ' (you)' : '',
-        dot: state.online.has(name) ? 'online' : 'offline',
-        dotLabel: state.online.has(name) ? 'online' : 'offline',
-        unread: conv?.unread ?? 0,
-        typing: conv ? activeTypers(conv).length > 0 : false,
-        selected: state.current === dmId(state.me, name),
-        data: { user: name },
-        onClick: () => openConversation(dmId(state.me, name)),
-      });
-    }),
-  );
-
-  const roomList = byId('room-list');
-  const rooms = [...state.rooms.values()].sort(
-    (a, b) => Number(b.joined) - Number(a.joined) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-  );
-  setChildren(
-    roomList,
-    rooms.length === 0
-      ? [h('li', { class: 'list-empty', text: 'No rooms yet: create one.' })]
-      : rooms.map((room) => {
-          const id = `room:${room.name}`;
-          const conv = state.convs.get(id);
-          return listItem({
-            avatarOf: room.name,
-            room: true,
-            label: room.name,
-            suffix: '',
-            detail: room.joined ? null : 'join',
-            unread: room.joined ? (conv?.unread ?? 0) : 0,
-            typing: conv ? activeTypers(conv).length > 0 : false,
-            selected: state.current === id,
-            muted: !room.joined,
-            data: { room: room.name, joined: String(room.joined) },
-            onClick: () => (room.joined ? openConversation(id) : joinRoom(room.name)),
-          });
-        }),
-  );
-
-  let total = 0;
-  for (const conv of state.convs.values()) total += conv.unread;
-  document.title = total > 0 ? `(${total}) Switchboard` : 'Switchboard';
-}
-
-/** One entry of the people or room list (rebuilt each time; the lists are short). */
-function listItem({ avatarOf, room, label, suffix, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
-  const button = h(
-    'button',
-    { type: 'button', class: `item${selected ? ' selected' : ''}${muted ? ' muted' : ''}`, dataset: data },
-    avatar(avatarOf, { room, dot, dotLabel }),
-    h('span', { class: 'item-name' }, h('span', { class: 'name', text: label }), suffix ? h('span', { class: 'you', text: suffix }) : null),
-    typing ? h('span', { class: 'item-typing', text: 'typing…' }) : null,
-    detail ? h('span', { class: 'item-detail', text: detail }) : null,
-    unread > 0 ? h('span', { class: 'badge', text: unread > 99 ? '99+' : String(unread), 'aria-label': `${unread} unread` }) : null,
-  );
-  button.addEventListener('click', onClick);
-  return h('li', {}, button);
-}
-
-/** A round badge with the name's first letter (a room's: `#`), its colour drawn from the name. */
-function avatar(name, { room = false, dot = null, dotLabel = '' } = {}) {
-  let hash = 0;
-  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  const element = h(
-    'span',
-    { class: `avatar${room ? ' room' : ''}`, 'aria-hidden': room ? 'true' : null },
-    room ? '#' : [...name][0].toUpperCase(),
-    dot ? h('span', { class: `dot ${dot}`, title: dotLabel, 'aria-label': dotLabel }) : null,
-  );
-  // CSSOM, not a style attribute: the page's Content-Security-Policy forbids inline styles.
-  element.style.setProperty('--hue', String(hash % 360));
-  return element;
 }
 
 function activeTypers(conv) {
@@ -1222,6 +1137,7 @@ function renderMessages(conv) {
   const notices = [...conv.notices];
   let previous = null;
   let previousDay = null;
+  let newAfter = conv.newAfter;
   const pushNoticesUpTo = (seq) => {
     while (notices.length > 0 && notices[0].afterSeq <= seq) {
       const notice = notices.shift();
@@ -1238,6 +1154,11 @@ function renderMessages(conv) {
       previous = null;
     }
     pushNoticesUpTo(seq - 1);
+    if (newAfter !== null && seq > newAfter && message.from !== state.me) {
+      items.push(cached(conv, `new:${newAfter}`, 'n', () => h('li', { class: 'new-line', text: 'New messages' })));
+      newAfter = null;
+      previous = null;
+    }
     const continued = previous !== null && previous.from === message.from && message.ts - previous.ts < 5 * 60_000;
     const receipt = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq ? receiptOf(conv, seq) : null;
     const version = `${continued}|${receipt}`;
@@ -1381,6 +1302,13 @@ function wire() {
     const name = byId('room-name').value.trim().toLowerCase();
     if (name) createRoom(name);
   });
+  byId('search').addEventListener('input', (event) => search.set(event.target.value));
+  byId('search').addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.target.value = '';
+      search.set('');
+    }
+  });
   byId('rooms-refresh').addEventListener('click', () => connection?.loggedIn && refreshRooms());
   const textarea = byId('composer-text');
   textarea.addEventListener('input', onComposerInput);
@@ -1418,7 +1346,6 @@ function main() {
   // A session from an earlier visit: resume it, with the cursors and unsent messages kept.
   state.session = stored;
   state.me = stored.user;
-  state.users.add(stored.user);
   loadCursors(stored.user);
   loadOutbox(stored.user);
   showApp();
