@@ -9,6 +9,7 @@ import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
 import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
+import { linkify, showLimit } from './composer.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -422,12 +423,26 @@ async function transmit(entry) {
       setTimeout(() => state.outbox.get(entry.key) === entry && transmit(entry), delay);
       return;
     }
+    // Sent again unchanged it would fail the same way (too long, not a member...): the page offers
+    // to edit it instead of a retry.
     entry.failed = errorText(error);
     saveOutbox();
     invalidate('conv');
   } finally {
     entry.inFlight = false;
   }
+}
+
+/** A send the server refused: its text goes back into the composer, to be changed and sent anew. */
+function editFailed(entry) {
+  state.outbox.delete(entry.key);
+  saveOutbox();
+  if (state.current !== entry.conv) openConversation(entry.conv);
+  const textarea = byId('composer-text');
+  textarea.value = entry.text;
+  onComposerInput();
+  textarea.focus();
+  invalidate('conv');
 }
 
 function resendOutbox() {
@@ -701,7 +716,8 @@ function openConversation(id) {
   byId('app').classList.add('conv-open');
   openedConversation(conv);
   invalidate('sidebar', 'conv');
-  if (window.matchMedia('(min-width: 701px)').matches) byId('composer-text').focus({ preventScroll: true });
+  // Focused once drawn: the composer is inside the conversation, hidden until the next render.
+  focusComposer = window.matchMedia('(min-width: 701px)').matches;
 }
 
 /** What an open conversation needs: its newest page, its members, the read marker. */
@@ -793,6 +809,7 @@ function onComposerInput() {
   const textarea = byId('composer-text');
   textarea.style.height = 'auto';
   textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+  showLimit(byId('composer-limit'), byId('send-button'), textarea.value, connection?.maxTextChars ?? 4000);
   const conv = state.current && state.convs.get(state.current);
   if (!conv || textarea.value.trim() === '') return;
   const now = Date.now();
@@ -806,6 +823,8 @@ function onComposerSubmit(event) {
   const textarea = byId('composer-text');
   const text = textarea.value;
   if (!conv || text.trim() === '') return;
+  // Over the limit: the warning is up and the text stays in the box to be shortened.
+  if (!showLimit(byId('composer-limit'), byId('send-button'), text, connection?.maxTextChars ?? 4000)) return;
   sendMessage(conv, text);
   conv.lastTypingSent = 0;
   textarea.value = '';
@@ -974,6 +993,8 @@ function showToast(text) {
 // Rendering: parts of the page are marked dirty and redrawn together.
 
 const dirty = new Set();
+/** A conversation was opened: its message box takes the focus once it is shown. */
+let focusComposer = false;
 let flushScheduled = false;
 
 function invalidate(...parts) {
@@ -994,6 +1015,10 @@ function flush() {
   if (parts.has('status')) renderStatus();
   if (parts.has('sidebar')) renderSidebar(sidebar);
   if (parts.has('conv')) renderConversation();
+  if (focusComposer && !byId('conv').hidden) {
+    focusComposer = false;
+    byId('composer-text').focus({ preventScroll: true });
+  }
 }
 
 let statusTimer = null;
@@ -1009,8 +1034,11 @@ function renderStatus() {
   switch (status.state) {
     case 'ready':
     case 'syncing':
-      text.textContent = `connected to ${status.node}`;
-      text.title = status.url ?? '';
+      // People want to know they are connected; which node, and where, is for whoever asks.
+      text.textContent = status.state === 'ready' ? 'Connected' : 'Catching up…';
+      text.title = `node ${status.node} · ${status.url ?? ''}`;
+      text.dataset.node = status.node ?? '';
+      text.dataset.url = status.url ?? '';
       break;
     case 'connecting':
       // Any close seen before (a socket closed with no code reports 0) makes this a reconnect.
@@ -1215,11 +1243,15 @@ function messageElement(conv, message, { continued, receipt }) {
       'div',
       { class: 'bubble' },
       !mine && !continued && conv.kind === 'room' ? h('span', { class: 'author', text: message.from }) : null,
-      h('p', { class: 'text', text: message.text }),
+      h('p', { class: 'text' }, ...linkify(message.text)),
       h(
         'span',
         { class: 'meta' },
-        h('time', { datetime: new Date(message.ts).toISOString(), text: formatTime(message.ts) }),
+        h('time', {
+          datetime: new Date(message.ts).toISOString(),
+          title: new Date(message.ts).toLocaleString([], { dateStyle: 'full', timeStyle: 'medium' }),
+          text: formatTime(message.ts),
+        }),
         receipt ? h('span', { class: `receipt ${receipt}`, text: receipt }) : null,
       ),
     ),
@@ -1243,15 +1275,8 @@ function pendingElement(conv, entry) {
           ? h('button', {
               type: 'button',
               class: 'link',
-              text: 'retry',
-              on: {
-                click: () => {
-                  entry.failed = null;
-                  saveOutbox();
-                  invalidate('conv');
-                  transmit(entry);
-                },
-              },
+              text: 'edit',
+              on: { click: () => editFailed(entry) },
             })
           : null,
         failed
