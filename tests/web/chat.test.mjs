@@ -53,6 +53,8 @@ test('the page and its files are served with their content types', async () => {
     ['/dom.js', 'text/javascript'],
     ['/gateway.js', 'text/javascript'],
     ['/receipts.js', 'text/javascript'],
+    ['/sidebar.js', 'text/javascript'],
+    ['/composer.js', 'text/javascript'],
     ['/style.css', 'text/css'],
   ]) {
     const response = await fetch(`${base}${path}`);
@@ -66,7 +68,8 @@ test('two users chat privately: unread badge, typing, seen', async () => {
   const alice = await device();
   const bob = await device();
   await register(alice.page, base, 'alice');
-  assert.equal(await alice.page.locator('#status-text').textContent(), 'connected to n1');
+  assert.equal(await alice.page.locator('#status-text').textContent(), 'Connected');
+  assert.equal(await alice.page.locator('#status-text').getAttribute('title'), `node n1 · ${base.replace('http', 'ws')}/ws`);
   await register(bob.page, base, 'bob');
 
   // Self first, then the others; bob shows up online for alice without a reload.

@@ -103,15 +103,14 @@ export async function waitReady(page) {
 }
 
 /**
- * Where a ready page is connected: the node its status bar names (`connected to n2`, from the
- * server's `session`) and the WebSocket URL its connection opened (the status text's title).
+ * Where a ready page is connected: the node its status bar holds (from the server's `session`)
+ * and the WebSocket URL its connection opened, both in the status text's data (and its title).
  */
 export async function connectedNode(page) {
   const status = page.locator('#status[data-state="ready"] #status-text');
   const text = await status.textContent();
-  const match = /^connected to (.+)$/.exec(text);
-  if (!match) throw new Error(`the status bar says "${text}"`);
-  return { node: match[1], url: await status.getAttribute('title') };
+  if (text !== 'Connected') throw new Error(`the status bar says "${text}"`);
+  return { node: await status.getAttribute('data-node'), url: await status.getAttribute('data-url') };
 }
 
 /** Counts the page's requests to the gateway (`/api/connect`). */
@@ -124,7 +123,10 @@ export function countGatewayRequests(page) {
 }
 
 export async function openDm(page, user) {
-  await page.locator(`#user-list [data-user="${user}"]`).click();
+  const item = page.locator(`#user-list [data-user="${user}"]`);
+  // The list holds the people one talks with and those online; anyone else is found by a search.
+  if ((await item.count()) === 0) await page.locator('#search').fill(user);
+  await item.click();
   await page.locator('#conv-name', { hasText: user }).waitFor();
 }
 

@@ -46,7 +46,8 @@ enum Pending {
     Leave(String),
     /// Listings gather their pages until `next_cursor` is null, then print once.
     Rooms(Vec<Value>),
-    Users(Vec<(String, bool)>),
+    /// The search prefix ("" for all) and the users gathered so far.
+    Users(String, Vec<(String, bool)>),
     Online(Vec<String>),
     Members(String, Vec<Value>),
     Conversations(Vec<Value>),
@@ -68,7 +69,7 @@ impl Pending {
             Pending::Join => "/join",
             Pending::Leave(_) => "/leave",
             Pending::Rooms(_) => "/rooms",
-            Pending::Users(_) => "/users",
+            Pending::Users(..) => "/users",
             Pending::Online(_) => "/online",
             Pending::Members(..) => "/members",
             Pending::Conversations(_) => "/conversations",
@@ -680,17 +681,23 @@ impl Client {
                     self.print(lines.join("\n"));
                 }
             }
-            Pending::Users(mut users) => {
+            Pending::Users(prefix, mut users) => {
                 for user in frame["users"].as_array().into_iter().flatten() {
                     users.push((str_of(user, "user").to_owned(), user["online"] == true));
                 }
                 if let Some(cursor) = frame["next_cursor"].as_str() {
-                    let request = json!({"type": "users", "cursor": cursor, "limit": 1000});
-                    self.request(request, Pending::Users(users)).await;
+                    let request = json!({"type": "users", "prefix": prefix, "cursor": cursor, "limit": 1000});
+                    self.request(request, Pending::Users(prefix, users)).await;
+                    return;
+                }
+                if users.is_empty() && !prefix.is_empty() {
+                    self.print(format!("no user's name starts with '{}'", clean(&prefix)));
                     return;
                 }
                 let online = users.iter().filter(|(_, online)| *online).count();
-                let mut lines = vec![style.bold(&format!("users ({}, {online} online):", users.len()))];
+                let matching =
+                    if prefix.is_empty() { String::new() } else { format!(" starting with '{}'", clean(&prefix)) };
+                let mut lines = vec![style.bold(&format!("users{matching} ({}, {online} online):", users.len()))];
                 for (user, online) in &users {
                     let user = style.user(&clean(user), &self.me);
                     lines.push(if *online { format!("  {user} (online)") } else { format!("  {user}") });
@@ -737,9 +744,13 @@ impl Client {
                     self.print("no conversations yet");
                     return;
                 }
+                // Most recent first (the server pages them by id); rooms without messages last.
+                conversations.sort_by_key(|conversation| std::cmp::Reverse(conversation["last_ts"].as_u64()));
                 let mut lines = vec![style.bold("conversations:")];
                 let now = now_ms();
-                lines.extend(conversations.iter().map(|conversation| display::conversation_line(conversation, now)));
+                let me = &self.me;
+                lines
+                    .extend(conversations.iter().map(|conversation| display::conversation_line(conversation, now, me)));
                 self.print(lines.join("\n"));
             }
             Pending::History(target) => {
@@ -861,7 +872,10 @@ impl Client {
                 self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room)).await
             }
             Command::Rooms => self.request(json!({"type": "rooms"}), Pending::Rooms(Vec::new())).await,
-            Command::Users => self.request(json!({"type": "users", "limit": 1000}), Pending::Users(Vec::new())).await,
+            Command::Users(prefix) => {
+                let request = json!({"type": "users", "prefix": prefix, "limit": 1000});
+                self.request(request, Pending::Users(prefix, Vec::new())).await
+            }
             Command::Online => self.request(json!({"type": "online"}), Pending::Online(Vec::new())).await,
             Command::Members(room) => {
                 self.request(json!({"type": "members", "room": room.clone()}), Pending::Members(room, Vec::new())).await

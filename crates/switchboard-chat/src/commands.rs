@@ -88,7 +88,8 @@ pub enum Command {
     Join(String),
     Leave(String),
     Rooms,
-    Users,
+    /// List the users whose name starts with this ("" for all).
+    Users(String),
     Online,
     Members(String),
     Conversations,
@@ -138,7 +139,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("/leave [room]", "leave a room (default: the current one)"),
     ("/rooms", "list the rooms"),
     ("/members [room]", "list a room's members"),
-    ("/users", "list the users"),
+    ("/users [prefix]", "list the users (whose name starts with prefix)"),
     ("/online", "list the users online"),
     ("/conversations", "your conversations, with unread counts"),
     ("/history [user|room:<room>] [n]", "the last n messages (default 20, at most 200)"),
@@ -209,7 +210,7 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
             None => Command::Usage("/popular [n]"),
         },
         "rooms" | "list" if args.is_empty() => Command::Rooms,
-        "users" if args.is_empty() => Command::Users,
+        "users" if !args.contains(char::is_whitespace) => Command::Users(args.to_lowercase()),
         "online" | "who" if args.is_empty() => Command::Online,
         "conversations" | "convs" | "unread" if args.is_empty() => Command::Conversations,
         "whoami" if args.is_empty() => Command::Whoami,
@@ -217,7 +218,7 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
         "logout" if args.is_empty() => Command::Logout,
         "quit" | "exit" | "q" => Command::Quit,
         "rooms" | "list" => Command::Usage("/rooms"),
-        "users" => Command::Usage("/users"),
+        "users" => Command::Usage("/users [prefix]"),
         "online" | "who" => Command::Usage("/online"),
         "conversations" | "convs" | "unread" => Command::Usage("/conversations"),
         "whoami" => Command::Usage("/whoami"),
@@ -317,7 +318,9 @@ mod tests {
         assert_eq!(parse("/popular", None), Command::Popular(10));
         assert_eq!(parse("/popular 3", None), Command::Popular(3));
         assert_eq!(parse("/whoami", None), Command::Whoami);
-        assert_eq!(parse("/users", None), Command::Users);
+        assert_eq!(parse("/users", None), Command::Users(String::new()));
+        assert_eq!(parse("/users Bo", None), Command::Users("bo".into()));
+        assert_eq!(parse("/users b o", None), Command::Usage("/users [prefix]"));
         assert_eq!(parse("/quit", None), Command::Quit);
         assert_eq!(parse("/frobnicate x", None), Command::Unknown("/frobnicate".into()));
     }

@@ -154,10 +154,10 @@ pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u
     line
 }
 
-/// A list of names, cut after `limit` with a count of the rest.
 /// One entry of `/conversations`: the name, unread count, age of the newest message and, for a
-/// private conversation, whether the peer received ("delivered") or read ("seen") the newest one.
-pub fn conversation_line(conversation: &Value, now: u64) -> String {
+/// private conversation, whether the peer received ("delivered") or read ("seen") the newest one;
+/// then the start of that message. `me` is the user, whose own message reads "you: ...".
+pub fn conversation_line(conversation: &Value, now: u64, me: &str) -> String {
     let name = match conversation["room"].as_str() {
         Some(room) => format!("room:{}", clean(room)),
         None => clean(str_of(conversation, "peer")),
@@ -174,9 +174,18 @@ pub fn conversation_line(conversation: &Value, now: u64) -> String {
     } else {
         String::new()
     };
-    format!("  {name} ({unread} unread{last}{receipt})")
+    let preview = match conversation["last"]["text"].as_str() {
+        Some(text) => {
+            let from = str_of(&conversation["last"], "from");
+            let from = if from == me { "you".to_owned() } else { clean(from) };
+            format!(": {from}: {}", clean(&text.replace('\n', " ")))
+        }
+        None => String::new(),
+    };
+    format!("  {name} ({unread} unread{last}{receipt}){preview}")
 }
 
+/// A list of names, cut after `limit` with a count of the rest.
 pub fn name_list(names: &[String], limit: usize) -> String {
     let mut text = names.iter().take(limit).map(|name| clean(name)).collect::<Vec<_>>().join(", ");
     if names.len() > limit {

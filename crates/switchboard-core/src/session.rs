@@ -1,13 +1,14 @@
 //! A logged-in connection: every request it makes is handled here, as its user and only as its
 //! user (`from` always comes from the session, never from the frame).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_protocol::event::{
-    fitting_prefix, fitting_suffix, human_duration, ConversationView, MemberView, MessageView, RoomView, ServerFrame,
-    UserStats, UserView, WordCount, MAX_ANSWER_BYTES,
+    fitting_prefix, fitting_suffix, human_duration, ConversationView, LastMessageView, MemberView, MessageView,
+    RoomView, ServerFrame, UserStats, UserView, WordCount, MAX_ANSWER_BYTES,
 };
 use switchboard_protocol::request::{self, ClientFrame};
 use switchboard_protocol::{CloseCode, ConvId, RefValue, Request, Target};
@@ -264,6 +265,18 @@ impl Session {
             Request::Conversations { after, limit } => {
                 let limit = list_limit(limit);
                 let page = shared.store.conversations_page(me, after.as_deref(), limit + 1).await?;
+                let with_messages: Vec<String> =
+                    page.items.iter().filter(|record| record.last_seq > 0).map(|record| record.conv.clone()).collect();
+                let mut last: HashMap<String, LastMessageView> = shared
+                    .store
+                    .last_messages(&with_messages)
+                    .await?
+                    .into_iter()
+                    .map(|message| {
+                        let view = LastMessageView::new(message.seq, &message.sender, &message.text);
+                        (message.conv, view)
+                    })
+                    .collect();
                 let views: Vec<ConversationView> = page
                     .items
                     .iter()
@@ -279,6 +292,7 @@ impl Session {
                             peer_delivered_seq: record.peer_markers().map(|(_, delivered)| delivered),
                             unread: record.last_seq.saturating_sub(record.read_seq),
                             last_ts: record.last_ts,
+                            last: last.remove(&record.conv),
                         }
                     })
                     .collect();
@@ -356,9 +370,9 @@ impl Session {
                     total: page.total,
                 });
             }
-            Request::Users { after, limit } => {
+            Request::Users { prefix, after, limit } => {
                 let limit = list_limit(limit);
-                let names = shared.store.list_users(after.as_deref(), limit + 1).await?;
+                let names = shared.store.list_users(&prefix, after.as_deref(), limit + 1).await?;
                 let views: Vec<UserView> =
                     names.into_iter().map(|user| UserView { online: shared.presence.is_online(&user), user }).collect();
                 let (views, next_cursor) = page_of(views, limit, |view| view.user.clone());

@@ -320,6 +320,33 @@ pub struct ConversationView {
     pub unread: u64,
     /// Timestamp of the newest message, ms since the Unix epoch (0 if empty).
     pub last_ts: i64,
+    /// The newest message, shortened to a preview; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<LastMessageView>,
+}
+
+/// The start of a conversation's newest message, for a conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastMessageView {
+    pub seq: u64,
+    pub from: String,
+    /// The first [`PREVIEW_CHARS`] characters of the text, followed by `…` when it was longer.
+    pub text: String,
+}
+
+/// How much of a conversation's newest message `conversations` shows: a line of a list, and a
+/// page of 1000 entries stays far under the answer bound.
+pub const PREVIEW_CHARS: usize = 100;
+
+impl LastMessageView {
+    pub fn new(seq: u64, from: &str, text: &str) -> Self {
+        let mut chars = text.char_indices();
+        let text = match chars.nth(PREVIEW_CHARS) {
+            Some((end, _)) => format!("{}…", &text[..end]),
+            None => text.to_owned(),
+        };
+        LastMessageView { seq, from: from.to_owned(), text }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -430,6 +457,14 @@ mod tests {
         assert_eq!(fitting_prefix(&texts, 0), 1, "one entry always goes");
         assert_eq!(fitting_prefix::<String>(&[], 0), 0);
         assert_eq!(encoded_len(&"\u{1}"), 8, "a control character escapes to six bytes");
+    }
+
+    #[test]
+    fn a_preview_is_cut_at_a_character_count_never_inside_a_character() {
+        let long = "é".repeat(PREVIEW_CHARS + 1);
+        assert_eq!(LastMessageView::new(1, "a", &long).text, format!("{}…", "é".repeat(PREVIEW_CHARS)));
+        let exact = "é".repeat(PREVIEW_CHARS);
+        assert_eq!(LastMessageView::new(1, "a", &exact).text, exact);
     }
 
     #[test]

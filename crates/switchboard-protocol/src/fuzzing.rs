@@ -218,7 +218,13 @@ pub fn render(frame: &ClientFrame) -> String {
             set("room", json!(room));
             render_page(after, limit, &mut set);
         }
-        Request::Users { after, limit } | Request::Conversations { after, limit } | Request::Rooms { after, limit } => {
+        Request::Users { prefix, after, limit } => {
+            if !prefix.is_empty() {
+                set("prefix", json!(prefix));
+            }
+            render_page(after, limit, &mut set);
+        }
+        Request::Conversations { after, limit } | Request::Rooms { after, limit } => {
             render_page(after, limit, &mut set);
         }
         Request::Popular { n, seconds } => {
@@ -280,6 +286,7 @@ mod tests {
             r#"{"type":"login","ref":1,"username":" Alice ","password":"pw","cursors":{"dm:b:a":3,"room:X":1}}"#,
             r#"{"type":"history","room":"lobby","before":10,"limit":5}"#,
             r#"{"type":"users","cursor":"m","limit":2}"#,
+            r#"{"type":"users","prefix":"Ma","cursor":"m"}"#,
             r#"{"type":"popular","n":3,"seconds":60,"ref":"r"}"#,
         ] {
             assert!(request::parse(text).is_ok(), "{text}");

@@ -79,6 +79,7 @@ struct RawFrame {
     n: Option<u32>,
     seconds: Option<u32>,
     cursor: Option<String>,
+    prefix: Option<String>,
 }
 
 /// Where a message, typing notice, read marker or history request goes.
@@ -170,7 +171,9 @@ pub enum Request {
         after: Option<String>,
         limit: Option<u32>,
     },
+    /// Users whose name starts with `prefix` ("" for all).
     Users {
+        prefix: String,
         after: Option<String>,
         limit: Option<u32>,
     },
@@ -308,6 +311,15 @@ fn target(to: Option<String>, room: Option<String>) -> Check<Target> {
     }
 }
 
+/// A user search's `prefix`: normalised as a name is, and a name's start ("" searches nothing out).
+/// Every non-empty start of a valid name is a valid name itself, so the name rules check it.
+fn name_prefix(prefix: Option<String>) -> Check<String> {
+    match prefix {
+        Some(prefix) if !prefix.trim().is_empty() => user_field(Some(prefix), "prefix"),
+        _ => Ok(String::new()),
+    }
+}
+
 /// A `conversations` cursor is a conversation id, as the previous page's `next_cursor` gave it.
 fn conv_cursor(cursor: Option<String>) -> Check<Option<String>> {
     cursor
@@ -392,6 +404,7 @@ fn check(raw: RawFrame) -> Check<Request> {
             Request::Rooms { after: raw.cursor.map(|cursor| room_field(Some(cursor))).transpose()?, limit: raw.limit }
         }
         "users" => Request::Users {
+            prefix: name_prefix(raw.prefix)?,
             after: raw.cursor.map(|cursor| user_field(Some(cursor), "cursor")).transpose()?,
             limit: raw.limit,
         },
@@ -468,6 +481,12 @@ mod tests {
         let frame = parse(r#"{"type":"conversations","cursor":"dm:b:a"}"#).unwrap();
         assert_eq!(frame.request, Request::Conversations { after: Some("dm:a:b".into()), limit: None });
         assert_eq!(parse(r#"{"type":"conversations","cursor":"x"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let frame = parse(r#"{"type":"users","prefix":" Bo ","cursor":"bob"}"#).unwrap();
+        assert_eq!(frame.request, Request::Users { prefix: "bo".into(), after: Some("bob".into()), limit: None });
+        let frame = parse(r#"{"type":"users","prefix":""}"#).unwrap();
+        assert_eq!(frame.request, Request::Users { prefix: String::new(), after: None, limit: None });
+        assert_eq!(parse(r#"{"type":"users","prefix":"b b"}"#).unwrap_err().code, ErrorCode::InvalidName);
+        assert_eq!(parse(r#"{"type":"users","prefix":".b"}"#).unwrap_err().code, ErrorCode::InvalidName);
         let frame = parse(r#"{"type":"members","room":"r","cursor":"bob"}"#).unwrap();
         assert_eq!(frame.request, Request::Members { room: "r".into(), after: Some("bob".into()), limit: None });
     }

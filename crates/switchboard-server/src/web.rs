@@ -46,6 +46,8 @@ const ASSETS: &[Asset] = &[
     asset("/dom.js", JAVASCRIPT, include_bytes!("../web/dom.js")),
     asset("/gateway.js", JAVASCRIPT, include_bytes!("../web/gateway.js")),
     asset("/receipts.js", JAVASCRIPT, include_bytes!("../web/receipts.js")),
+    asset("/sidebar.js", JAVASCRIPT, include_bytes!("../web/sidebar.js")),
+    asset("/composer.js", JAVASCRIPT, include_bytes!("../web/composer.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -112,6 +114,8 @@ mod tests {
             ("/dom.js", JAVASCRIPT),
             ("/gateway.js", JAVASCRIPT),
             ("/receipts.js", JAVASCRIPT),
+            ("/sidebar.js", JAVASCRIPT),
+            ("/composer.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

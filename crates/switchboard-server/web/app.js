@@ -8,6 +8,8 @@ import { Connection } from './connection.js';
 import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
+import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
+import { linkify, showLimit } from './composer.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -58,8 +60,6 @@ const state = {
   me: null,
   /** The node holding the connection, from `session.node`. */
   node: null,
-  /** Every user name known (from `users`, presence events and messages). */
-  users: new Set(),
   /** Presence: the online set, and the one being rebuilt from a new `online` list. */
   online: new Set(),
   onlineNext: null,
@@ -88,6 +88,20 @@ const deliveries = new DeliveryReports((convId, seq) =>
 );
 /** Picks the node of every connect; remembers nodes that just failed across connections. */
 const gateway = new Gateway();
+/** The people search (sidebar.js). */
+const search = new UserSearch(
+  (frame) => connection.request(frame),
+  () => invalidate('sidebar'),
+);
+/** What the sidebar draws from and does on a click. */
+const sidebar = {
+  state,
+  search,
+  dmId,
+  activeTypers,
+  openConversation: (id) => openConversation(id),
+  joinRoom: (name) => joinRoom(name),
+};
 
 function dmId(a, b) {
   return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
@@ -109,8 +123,13 @@ function conversation(id) {
     notices: [],
     /** Highest seq held. */
     maxSeq: 0,
+    /** The newest message's time and `{seq, from, text}`, for the sidebar (sidebar.js). */
+    lastTs: 0,
+    last: null,
     /** Newest seq known to exist (from `conversations`, messages, acks). */
     lastSeq: 0,
+    /** The read marker when the conversation was opened with unread messages: "New messages" follow it. */
+    newAfter: null,
     /** Our read marker, and what we last sent in `read`. */
     readSeq: 0,
     readSent: 0,
@@ -240,10 +259,7 @@ function ingest(convId, messages, { pickup = true } = {}) {
     }
     conv.maxSeq = Math.max(conv.maxSeq, message.seq);
     conv.typing.delete(message.from);
-    if (message.from !== state.me && !state.users.has(message.from)) {
-      state.users.add(message.from);
-      invalidate('sidebar');
-    }
+    notePreview(conv, message);
   }
   if (messages.length > 0) advanceCursor(conv, pickup ? minSeq - 1 : undefined);
   if (added > 0) {
@@ -407,12 +423,26 @@ async function transmit(entry) {
       setTimeout(() => state.outbox.get(entry.key) === entry && transmit(entry), delay);
       return;
     }
+    // Sent again unchanged it would fail the same way (too long, not a member...): the page offers
+    // to edit it instead of a retry.
     entry.failed = errorText(error);
     saveOutbox();
     invalidate('conv');
   } finally {
     entry.inFlight = false;
   }
+}
+
+/** A send the server refused: its text goes back into the composer, to be changed and sent anew. */
+function editFailed(entry) {
+  state.outbox.delete(entry.key);
+  saveOutbox();
+  if (state.current !== entry.conv) openConversation(entry.conv);
+  const textarea = byId('composer-text');
+  textarea.value = entry.text;
+  onComposerInput();
+  textarea.focus();
+  invalidate('conv');
 }
 
 function resendOutbox() {
@@ -436,7 +466,6 @@ function onSession(session) {
     loadOutbox(session.user);
   }
   state.node = session.node;
-  state.users.add(session.user);
   saveSession({ token: session.token, user: session.user });
   state.syncMore = [];
   showApp();
@@ -498,7 +527,6 @@ function onSynced() {
   for (const convId of state.syncMore) fillForward(conversation(convId));
   state.syncMore = [];
   resendOutbox();
-  refreshUsers();
   refreshRooms();
   refreshConversations();
   // Rooms are opened once the room list says whether we are a member (refreshRooms).
@@ -509,10 +537,7 @@ function onSynced() {
 /** Presence is a set: a new list replaces it when complete; events apply to both. */
 function onOnlineList(frame) {
   if (!state.onlineNext) state.onlineNext = new Set();
-  for (const user of frame.users) {
-    state.onlineNext.add(user);
-    state.users.add(user);
-  }
+  for (const user of frame.users) state.onlineNext.add(user);
   if (frame.done) {
     state.online = state.onlineNext;
     state.onlineNext = null;
@@ -526,7 +551,6 @@ function onPresence(user, online) {
     if (online) set.add(user);
     else set.delete(user);
   }
-  state.users.add(user);
   invalidate('sidebar', 'conv');
 }
 
@@ -601,7 +625,6 @@ function onMembership(roomName, user, joined) {
       text: `${who} ${joined ? 'joined' : 'left'} the room`,
     });
   }
-  state.users.add(user);
   invalidate('sidebar');
   if (conv.id === state.current) invalidate('conv');
 }
@@ -617,17 +640,6 @@ async function eachPage(request, onPage) {
     onPage(page);
     cursor = page.next_cursor;
   } while (cursor);
-}
-
-async function refreshUsers() {
-  try {
-    await eachPage({ type: 'users' }, (page) => {
-      for (const user of page.users) state.users.add(user.user);
-      invalidate('sidebar');
-    });
-  } catch (error) {
-    if (error.code !== 'disconnected') console.warn('users', error);
-  }
 }
 
 async function refreshRooms() {
@@ -658,6 +670,7 @@ async function refreshConversations() {
         conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
         conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
         takePeerMarkers(conv, entry);
+        takeListing(conv, entry);
         if (conv.id === state.current) invalidate('conv');
         conv.unread = isViewing(conv) ? 0 : entry.unread + newer;
         const cursor = state.cursors.get(conv.id);
@@ -678,7 +691,6 @@ async function loadMembers(conv) {
     await eachPage({ type: 'members', room: conv.name }, (page) => {
       for (const member of page.members) {
         members.add(member.user);
-        state.users.add(member.user);
       }
     });
     conv.members = members;
@@ -695,6 +707,8 @@ async function loadMembers(conv) {
 
 function openConversation(id) {
   const conv = conversation(id);
+  // Opened with unread messages: a line marks where they start, until another conversation opens.
+  conv.newAfter = conv.unread > 0 && state.current !== id ? conv.readSeq : null;
   state.current = id;
   state.membersShown = false;
   conv.scrollToEnd = true;
@@ -702,7 +716,8 @@ function openConversation(id) {
   byId('app').classList.add('conv-open');
   openedConversation(conv);
   invalidate('sidebar', 'conv');
-  if (window.matchMedia('(min-width: 701px)').matches) byId('composer-text').focus({ preventScroll: true });
+  // Focused once drawn: the composer is inside the conversation, hidden until the next render.
+  focusComposer = window.matchMedia('(min-width: 701px)').matches;
 }
 
 /** What an open conversation needs: its newest page, its members, the read marker. */
@@ -794,6 +809,7 @@ function onComposerInput() {
   const textarea = byId('composer-text');
   textarea.style.height = 'auto';
   textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+  showLimit(byId('composer-limit'), byId('send-button'), textarea.value, connection?.maxTextChars ?? 4000);
   const conv = state.current && state.convs.get(state.current);
   if (!conv || textarea.value.trim() === '') return;
   const now = Date.now();
@@ -807,6 +823,8 @@ function onComposerSubmit(event) {
   const textarea = byId('composer-text');
   const text = textarea.value;
   if (!conv || text.trim() === '') return;
+  // Over the limit: the warning is up and the text stays in the box to be shortened.
+  if (!showLimit(byId('composer-limit'), byId('send-button'), text, connection?.maxTextChars ?? 4000)) return;
   sendMessage(conv, text);
   conv.lastTypingSent = 0;
   textarea.value = '';
@@ -909,7 +927,8 @@ function forgetSession() {
 }
 
 function resetChat() {
-  state.users = new Set();
+  byId('search').value = '';
+  search.set('');
   state.online = new Set();
   state.onlineNext = null;
   state.rooms = new Map();
@@ -974,6 +993,8 @@ function showToast(text) {
 // Rendering: parts of the page are marked dirty and redrawn together.
 
 const dirty = new Set();
+/** A conversation was opened: its message box takes the focus once it is shown. */
+let focusComposer = false;
 let flushScheduled = false;
 
 function invalidate(...parts) {
@@ -992,8 +1013,12 @@ function flush() {
   dirty.clear();
   if (!state.me && !state.session) return;
   if (parts.has('status')) renderStatus();
-  if (parts.has('sidebar')) renderSidebar();
+  if (parts.has('sidebar')) renderSidebar(sidebar);
   if (parts.has('conv')) renderConversation();
+  if (focusComposer && !byId('conv').hidden) {
+    focusComposer = false;
+    byId('composer-text').focus({ preventScroll: true });
+  }
 }
 
 let statusTimer = null;
@@ -1009,8 +1034,11 @@ function renderStatus() {
   switch (status.state) {
     case 'ready':
     case 'syncing':
-      text.textContent = `connected to ${status.node}`;
-      text.title = status.url ?? '';
+      // People want to know they are connected; which node, and where, is for whoever asks.
+      text.textContent = status.state === 'ready' ? 'Connected' : 'Catching up…';
+      text.title = `node ${status.node} · ${status.url ?? ''}`;
+      text.dataset.node = status.node ?? '';
+      text.dataset.url = status.url ?? '';
       break;
     case 'connecting':
       // Any close seen before (a socket closed with no code reports 0) makes this a reconnect.
@@ -1031,91 +1059,6 @@ function renderStatus() {
       text.textContent = 'not connected';
   }
   byId('me-name').textContent = state.me ?? '';
-}
-
-function renderSidebar() {
-  const userList = byId('user-list');
-  const names = [...state.users].filter((name) => name !== state.me).sort();
-  if (state.me) names.unshift(state.me);
-  setChildren(
-    userList,
-    names.map((name) => {
-      const conv = state.convs.get(dmId(state.me, name));
-      return listItem({
-        avatarOf: name,
-        label: name,
-        suffix: name === state.me ? ' (you)' : '',
-        dot: state.online.has(name) ? 'online' : 'offline',
-        dotLabel: state.online.has(name) ? 'online' : 'offline',
-        unread: conv?.unread ?? 0,
-        typing: conv ? activeTypers(conv).length > 0 : false,
-        selected: state.current === dmId(state.me, name),
-        data: { user: name },
-        onClick: () => openConversation(dmId(state.me, name)),
-      });
-    }),
-  );
-
-  const roomList = byId('room-list');
-  const rooms = [...state.rooms.values()].sort(
-    (a, b) => Number(b.joined) - Number(a.joined) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-  );
-  setChildren(
-    roomList,
-    rooms.length === 0
-      ? [h('li', { class: 'list-empty', text: 'No rooms yet: create one.' })]
-      : rooms.map((room) => {
-          const id = `room:${room.name}`;
-          const conv = state.convs.get(id);
-          return listItem({
-            avatarOf: room.name,
-            room: true,
-            label: room.name,
-            suffix: '',
-            detail: room.joined ? null : 'join',
-            unread: room.joined ? (conv?.unread ?? 0) : 0,
-            typing: conv ? activeTypers(conv).length > 0 : false,
-            selected: state.current === id,
-            muted: !room.joined,
-            data: { room: room.name, joined: String(room.joined) },
-            onClick: () => (room.joined ? openConversation(id) : joinRoom(room.name)),
-          });
-        }),
-  );
-
-  let total = 0;
-  for (const conv of state.convs.values()) total += conv.unread;
-  document.title = total > 0 ? `(${total}) Switchboard` : 'Switchboard';
-}
-
-/** One entry of the people or room list (rebuilt each time; the lists are short). */
-function listItem({ avatarOf, room, label, suffix, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
-  const button = h(
-    'button',
-    { type: 'button', class: `item${selected ? ' selected' : ''}${muted ? ' muted' : ''}`, dataset: data },
-    avatar(avatarOf, { room, dot, dotLabel }),
-    h('span', { class: 'item-name' }, h('span', { class: 'name', text: label }), suffix ? h('span', { class: 'you', text: suffix }) : null),
-    typing ? h('span', { class: 'item-typing', text: 'typing…' }) : null,
-    detail ? h('span', { class: 'item-detail', text: detail }) : null,
-    unread > 0 ? h('span', { class: 'badge', text: unread > 99 ? '99+' : String(unread), 'aria-label': `${unread} unread` }) : null,
-  );
-  button.addEventListener('click', onClick);
-  return h('li', {}, button);
-}
-
-/** A round badge with the name's first letter (a room's: `#`), its colour drawn from the name. */
-function avatar(name, { room = false, dot = null, dotLabel = '' } = {}) {
-  let hash = 0;
-  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  const element = h(
-    'span',
-    { class: `avatar${room ? ' room' : ''}`, 'aria-hidden': room ? 'true' : null },
-    room ? '#' : [...name][0].toUpperCase(),
-    dot ? h('span', { class: `dot ${dot}`, title: dotLabel, 'aria-label': dotLabel }) : null,
-  );
-  // CSSOM, not a style attribute: the page's Content-Security-Policy forbids inline styles.
-  element.style.setProperty('--hue', String(hash % 360));
-  return element;
 }
 
 function activeTypers(conv) {
@@ -1222,6 +1165,7 @@ function renderMessages(conv) {
   const notices = [...conv.notices];
   let previous = null;
   let previousDay = null;
+  let newAfter = conv.newAfter;
   const pushNoticesUpTo = (seq) => {
     while (notices.length > 0 && notices[0].afterSeq <= seq) {
       const notice = notices.shift();
@@ -1238,6 +1182,11 @@ function renderMessages(conv) {
       previous = null;
     }
     pushNoticesUpTo(seq - 1);
+    if (newAfter !== null && seq > newAfter && message.from !== state.me) {
+      items.push(cached(conv, `new:${newAfter}`, 'n', () => h('li', { class: 'new-line', text: 'New messages' })));
+      newAfter = null;
+      previous = null;
+    }
     const continued = previous !== null && previous.from === message.from && message.ts - previous.ts < 5 * 60_000;
     const receipt = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq ? receiptOf(conv, seq) : null;
     const version = `${continued}|${receipt}`;
@@ -1294,11 +1243,15 @@ function messageElement(conv, message, { continued, receipt }) {
       'div',
       { class: 'bubble' },
       !mine && !continued && conv.kind === 'room' ? h('span', { class: 'author', text: message.from }) : null,
-      h('p', { class: 'text', text: message.text }),
+      h('p', { class: 'text' }, ...linkify(message.text)),
       h(
         'span',
         { class: 'meta' },
-        h('time', { datetime: new Date(message.ts).toISOString(), text: formatTime(message.ts) }),
+        h('time', {
+          datetime: new Date(message.ts).toISOString(),
+          title: new Date(message.ts).toLocaleString([], { dateStyle: 'full', timeStyle: 'medium' }),
+          text: formatTime(message.ts),
+        }),
         receipt ? h('span', { class: `receipt ${receipt}`, text: receipt }) : null,
       ),
     ),
@@ -1322,15 +1275,8 @@ function pendingElement(conv, entry) {
           ? h('button', {
               type: 'button',
               class: 'link',
-              text: 'retry',
-              on: {
-                click: () => {
-                  entry.failed = null;
-                  saveOutbox();
-                  invalidate('conv');
-                  transmit(entry);
-                },
-              },
+              text: 'edit',
+              on: { click: () => editFailed(entry) },
             })
           : null,
         failed
@@ -1381,6 +1327,13 @@ function wire() {
     const name = byId('room-name').value.trim().toLowerCase();
     if (name) createRoom(name);
   });
+  byId('search').addEventListener('input', (event) => search.set(event.target.value));
+  byId('search').addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.target.value = '';
+      search.set('');
+    }
+  });
   byId('rooms-refresh').addEventListener('click', () => connection?.loggedIn && refreshRooms());
   const textarea = byId('composer-text');
   textarea.addEventListener('input', onComposerInput);
@@ -1418,7 +1371,6 @@ function main() {
   // A session from an earlier visit: resume it, with the cursors and unsent messages kept.
   state.session = stored;
   state.me = stored.user;
-  state.users.add(stored.user);
   loadCursors(stored.user);
   loadOutbox(stored.user);
   showApp();

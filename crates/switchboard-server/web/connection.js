@@ -58,6 +58,8 @@ export class Connection {
     /** The current socket logged in: a close before that is a failed connect. */
     this.socketLoggedIn = false;
     this.status = { state: 'idle', node: null, url: null, retryAt: 0, closeCode: null };
+    /** The longest message the server takes, in characters (its `hello` says; 4000 by default). */
+    this.maxTextChars = 4000;
     /** Failed attempts since the last successful sync: the backoff exponent. */
     this.failures = 0;
     this.nextRef = 1;
@@ -214,6 +216,7 @@ export class Connection {
     }
     if (frame === null || typeof frame !== 'object') return;
     if (frame.type === 'hello') {
+      if (typeof frame.max_text_chars === 'number') this.maxTextChars = frame.max_text_chars;
       if (frame.protocol !== PROTOCOL) {
         console.error(`the server speaks protocol ${frame.protocol}, this client ${PROTOCOL}`);
         this.stop();

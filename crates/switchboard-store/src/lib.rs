@@ -31,8 +31,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false, changing nothing, when the name is taken.
     async fn create_user(&self, name: &str, password_hash: Option<&str>, now: Millis) -> StoreResult<bool>;
     async fn user(&self, name: &str) -> StoreResult<Option<UserRecord>>;
-    /// User names in ascending order, after `after` (exclusive), at most `limit`.
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>>;
+    /// User names that start with `prefix` (all for ""), in ascending order, after `after`
+    /// (exclusive), at most `limit`.
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>>;
 
     async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
     /// The session with this token hash, expired or not (the caller checks `expires_at`).
@@ -89,6 +90,9 @@ pub trait Store: Send + Sync + 'static {
     async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
     /// The newest `limit` messages with `seq < before` (all when `before` is None), ascending.
     async fn messages_before(&self, conv: &str, before: Option<u64>, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// The newest message of each of these conversations (none for one without messages), in no
+    /// particular order: the preview a conversation list shows.
+    async fn last_messages(&self, convs: &[String]) -> StoreResult<Vec<StoredMessage>>;
     /// The user's private conversations that have messages, and the rooms they are a member of
     /// (with `last_seq` 0 when a room has no message yet), each with the user's read marker.
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>>;
@@ -127,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers when the database answers: for readiness checks.
     async fn health(&self) -> StoreResult<()> {
-        self.list_users(None, 1).await.map(|_| ())
+        self.list_users("", None, 1).await.map(|_| ())
     }
 
     /// Flushes and closes; called once on shutdown.
@@ -147,6 +151,13 @@ pub trait InlineAppend: Send + Sync {
 /// and never past the newest message.
 pub fn sync_start(conversation: &ConversationRecord, cursors: &HashMap<String, u64>) -> u64 {
     cursors.get(&conversation.conv).copied().unwrap_or(conversation.read_seq).min(conversation.last_seq)
+}
+
+/// The range of names that start with `prefix`, as `(lowest, above every match)`, so a store
+/// finds them with an index range instead of a scan. Names are lowercase ASCII up to `z`, so
+/// every name that starts with `prefix` sorts below `prefix` followed by `{`, the byte after `z`.
+pub fn prefix_range(prefix: &str) -> (String, String) {
+    (prefix.to_owned(), format!("{prefix}{{"))
 }
 
 /// Where a conversation listing resumes among the user's rooms: the room names after which

@@ -146,7 +146,7 @@ async fn rooms_conversations_and_members_of_thousands_page_within_the_bound_each
             sender: peer.to_owned(),
             recipient: Some("alice".into()),
             room: None,
-            text: "hi".into(),
+            text: format!("hi {}", "é".repeat(120)),
             ts: 1,
             idempotency_key: None,
         };
@@ -163,6 +163,13 @@ async fn rooms_conversations_and_members_of_thousands_page_within_the_bound_each
     expected.extend(rooms.iter().map(|room| format!("room:{room}")));
     assert_each_once(&convs, &expected);
 
+    // Each entry with a message carries its preview: the first 100 characters, then `…`.
+    let first = alice.request(json!({"type": "conversations", "limit": 3})).await;
+    let preview = format!("hi {}…", "é".repeat(97));
+    assert_eq!(first["conversations"][0]["last"], json!({"seq": 1, "from": "bob", "text": preview}), "{first}");
+    assert_eq!(first["conversations"][1]["last"]["from"], "carol", "{first}");
+    assert!(first["conversations"][2].get("last").is_none(), "a room without messages has no preview: {first}");
+
     let mut all_members = members.clone();
     all_members.push("alice".into());
     all_members.sort();
@@ -173,6 +180,49 @@ async fn rooms_conversations_and_members_of_thousands_page_within_the_bound_each
     let small = alice.request(json!({"type": "rooms", "cursor": rooms[2497], "limit": 5})).await;
     assert_eq!(small["rooms"].as_array().unwrap().len(), 2, "{small}");
     assert!(small["next_cursor"].is_null(), "{small}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_search_by_name_prefix_pages_through_the_matches_only() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    // Matches sit between names that sort just before and just after them.
+    let matching: Vec<String> = (0..1200).map(|index| format!("bo{index:04}")).collect();
+    for name in matching.iter().map(String::as_str).chain(["b", "bn9", "bp", "boa", "c", "alice"]) {
+        assert!(store.create_user(name, None, 1).await.unwrap());
+    }
+    let server = server_with(store).await;
+    let mut alice = TestClient::login_open_quiet(&server.ws_url(), "alice").await;
+
+    let (mut found, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let mut frame = json!({"type": "users", "prefix": " BO", "limit": 500});
+        if let Some(cursor) = &cursor {
+            frame["cursor"] = json!(cursor);
+        }
+        let page = alice.request(frame).await;
+        assert_eq!(page["type"], "users", "{page}");
+        let users = page["users"].as_array().expect("users");
+        assert!(users.len() <= 500, "{} on a page of 500", users.len());
+        found.extend(users.iter().map(|user| user["user"].as_str().expect("a name").to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut expected = matching.clone();
+    expected.push("boa".into());
+    assert_each_once(&found, &expected);
+
+    let few = alice.request(json!({"type": "users", "prefix": "bo11", "limit": 200})).await;
+    assert_eq!(few["users"].as_array().unwrap().len(), 100, "{few}");
+    assert!(few["next_cursor"].is_null(), "{few}");
+    let online = alice.request(json!({"type": "users", "prefix": "al"})).await;
+    assert_eq!(online["users"], json!([{"user": "alice", "online": true}]), "{online}");
+    let none = alice.request(json!({"type": "users", "prefix": "bob"})).await;
+    assert_eq!(none["users"], json!([]), "{none}");
+    let bad = alice.request(json!({"type": "users", "prefix": "b o"})).await;
+    assert_eq!((bad["type"].as_str(), bad["code"].as_str()), (Some("error"), Some("invalid_name")), "{bad}");
     server.shutdown().await;
 }
 

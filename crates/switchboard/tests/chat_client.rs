@@ -417,6 +417,14 @@ async fn stats_history_users_whoami_and_help() {
     chat.expect("users (2, 2 online):").await;
     chat.expect("alice (online)").await;
     chat.expect("bob (online)").await;
+    chat.command("/users B").await;
+    chat.expect("users starting with 'b' (1, 1 online):").await;
+    chat.expect("bob (online)").await;
+    chat.command("/users zz").await;
+    chat.expect("no user's name starts with 'zz'").await;
+
+    chat.command("/conversations").await;
+    chat.expect("bob (0 unread, last message just now): you: three").await;
 
     chat.command("/whoami").await;
     chat.expect("alice on node n1 (connection ").await;

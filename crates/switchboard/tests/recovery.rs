@@ -316,7 +316,8 @@ async fn reading_moves_the_marker_lowers_unread_and_tells_the_peer() {
     assert_eq!(
         listed["conversations"],
         json!([{"conv": "dm:alice:bob", "peer": "alice", "last_seq": 3, "read_seq": 0, "peer_read_seq": 3,
-                "peer_delivered_seq": 3, "unread": 3, "last_ts": last_ack["ts"]}])
+                "peer_delivered_seq": 3, "unread": 3, "last_ts": last_ack["ts"],
+                "last": {"seq": 3, "from": "alice", "text": "unread 3"}}])
     );
 
     let ok = phone.request(json!({"type": "read", "to": "alice", "seq": 2})).await;

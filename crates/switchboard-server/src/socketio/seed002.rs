@@ -166,7 +166,7 @@ async fn run(
 /// Every user (offline ones and oneself included), each with its conversation with `me`, oldest
 /// message first.
 async fn users_list(node: &ChatNode, store: &dyn Store, me: &str, names: &mut HashMap<String, String>) -> Vec<Value> {
-    let users = store.list_users(None, MAX_LISTED_USERS).await.unwrap_or_default();
+    let users = store.list_users("", None, MAX_LISTED_USERS).await.unwrap_or_default();
     let mut listed = Vec::with_capacity(users.len());
     for user in users {
         let conv = ConvId::direct(me, &user).to_string();

@@ -223,12 +223,16 @@ impl Store for PostgresStore {
         Ok(row.map(|(name, password_hash, created_at)| UserRecord { name, password_hash, created_at }))
     }
 
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+        let (low, high) = crate::prefix_range(prefix);
         // A NULL `after` compares as unknown, hence the explicit test.
         let names = sqlx::query_scalar::<_, String>(
-            "SELECT name FROM users WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+            "SELECT name FROM users WHERE ($1::text IS NULL OR name > $1) AND name >= $2 AND name < $3 \
+             ORDER BY name LIMIT $4",
         )
         .bind(after)
+        .bind(low)
+        .bind(high)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -428,6 +432,19 @@ impl Store for PostgresStore {
         .bind(conv)
         .bind(before.map_or(i64::MAX, to_sql))
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(StoredMessage::from).collect())
+    }
+
+    async fn last_messages(&self, convs: &[String]) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
+             FROM conversations c JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq \
+             WHERE c.conv = ANY($1)",
+        )
+        .bind(convs)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;

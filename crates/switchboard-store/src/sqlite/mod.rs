@@ -286,14 +286,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_users(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+    async fn list_users(&self, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
         let after = after.map(str::to_owned);
+        let (low, high) = crate::prefix_range(prefix);
         self.read(move |worker| {
-            let mut statement = worker
-                .conn
-                .prepare_cached("SELECT name FROM users WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2")?;
+            let mut statement = worker.conn.prepare_cached(
+                "SELECT name FROM users WHERE (?1 IS NULL OR name > ?1) AND name >= ?2 AND name < ?3 \
+                 ORDER BY name LIMIT ?4",
+            )?;
             let names = statement
-                .query_map(params![after, i64::from(limit)], |row| row.get(0))?
+                .query_map(params![after, low, high, i64::from(limit)], |row| row.get(0))?
                 .collect::<rusqlite::Result<Vec<_>>>();
             Ok(names?)
         })
@@ -479,6 +481,23 @@ impl Store for SqliteStore {
                 .query_map(params![conv, before.map_or(i64::MAX, to_sql), i64::from(limit)], message_from)?
                 .collect::<rusqlite::Result<Vec<_>>>();
             Ok(messages?)
+        })
+        .await
+    }
+
+    async fn last_messages(&self, convs: &[String]) -> StoreResult<Vec<StoredMessage>> {
+        let convs = convs.to_vec();
+        self.read(move |worker| {
+            // In-process point reads by primary key: one per conversation costs microseconds.
+            let mut statement = worker.conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE conv = ?1 AND seq = (SELECT last_seq FROM conversations WHERE conv = ?1)"
+            ))?;
+            let mut messages = Vec::with_capacity(convs.len());
+            for conv in &convs {
+                messages.extend(statement.query_row([conv], message_from).optional()?);
+            }
+            Ok(messages)
         })
         .await
     }

@@ -617,6 +617,18 @@ pub mod conformance {
             convs,
             ["dm:alice:bo.b", "dm:alice:bo_b", "dm:alice:bob", "dm:alice:carol", "room:lobby", "room:quiet"]
         );
+
+        // The newest message of each conversation asked for: none for an empty or unknown one.
+        let mut last: Vec<(String, u64, String)> = store
+            .last_messages(&["dm:alice:bob".into(), "room:lobby".into(), "room:quiet".into(), "dm:x:y".into()])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|message| (message.conv, message.seq, message.text))
+            .collect();
+        last.sort();
+        assert_eq!(last, [("dm:alice:bob".into(), 4, "late".into()), ("room:lobby".into(), 1, "dddd".into())]);
+        assert!(store.last_messages(&[]).await.unwrap().is_empty());
         store.close().await;
     }
 
@@ -648,13 +660,23 @@ pub mod conformance {
         assert!(store.create_user("carol", None, 3).await.unwrap());
         assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash, None);
         assert_eq!(store.user("nobody").await.unwrap(), None);
-        assert_eq!(store.list_users(None, 10).await.unwrap(), ["alice", "bob", "carol"]);
-        assert_eq!(store.list_users(None, 2).await.unwrap(), ["alice", "bob"]);
-        assert!(store.list_users(None, 0).await.unwrap().is_empty());
-        assert_eq!(store.list_users(Some("bob"), 10).await.unwrap(), ["carol"]);
-        assert_eq!(store.list_users(Some("b"), 1).await.unwrap(), ["bob"]);
-        assert_eq!(store.list_users(Some(""), 1).await.unwrap(), ["alice"]);
-        assert!(store.list_users(Some("carol"), 10).await.unwrap().is_empty());
+        assert_eq!(store.list_users("", None, 10).await.unwrap(), ["alice", "bob", "carol"]);
+        assert_eq!(store.list_users("", None, 2).await.unwrap(), ["alice", "bob"]);
+        assert!(store.list_users("", None, 0).await.unwrap().is_empty());
+        assert_eq!(store.list_users("", Some("bob"), 10).await.unwrap(), ["carol"]);
+        assert_eq!(store.list_users("", Some("b"), 1).await.unwrap(), ["bob"]);
+        assert_eq!(store.list_users("", Some(""), 1).await.unwrap(), ["alice"]);
+        assert!(store.list_users("", Some("carol"), 10).await.unwrap().is_empty());
+        // A name prefix: the matching names only, paged by the same cursor.
+        assert!(store.create_user("bobby", None, 3).await.unwrap());
+        assert!(store.create_user("bo", None, 3).await.unwrap());
+        assert_eq!(store.list_users("bo", None, 10).await.unwrap(), ["bo", "bob", "bobby"]);
+        assert_eq!(store.list_users("bob", None, 10).await.unwrap(), ["bob", "bobby"]);
+        assert_eq!(store.list_users("bob", Some("bob"), 10).await.unwrap(), ["bobby"]);
+        assert_eq!(store.list_users("b", Some("a"), 1).await.unwrap(), ["bo"]);
+        assert_eq!(store.list_users("c", None, 10).await.unwrap(), ["carol"]);
+        assert!(store.list_users("carl", None, 10).await.unwrap().is_empty());
+        assert!(store.list_users("z", None, 10).await.unwrap().is_empty());
 
         assert!(store.create_room("lobby", "alice", 1).await.unwrap());
         assert!(!store.create_room("lobby", "bob", 2).await.unwrap());
@@ -764,9 +786,11 @@ pub mod conformance {
             assert!(store.add_member("lobby", name, 1).await.unwrap());
             assert!(store.add_member(name, "alice", 1).await.unwrap());
         }
-        assert_eq!(store.list_users(None, 10).await.unwrap(), sorted);
-        assert_eq!(store.list_users(Some("a.b"), 10).await.unwrap(), ["a9", "a_c", "ab"]);
-        assert_eq!(store.list_users(Some("a9"), 1).await.unwrap(), ["a_c"]);
+        assert_eq!(store.list_users("", None, 10).await.unwrap(), sorted);
+        assert_eq!(store.list_users("", Some("a.b"), 10).await.unwrap(), ["a9", "a_c", "ab"]);
+        assert_eq!(store.list_users("", Some("a9"), 1).await.unwrap(), ["a_c"]);
+        assert_eq!(store.list_users("a.", None, 10).await.unwrap(), ["a.b"]);
+        assert_eq!(store.list_users("a", Some("a9"), 10).await.unwrap(), ["a_c", "ab"]);
         assert_eq!(store.members("lobby", None, 10).await.unwrap().items, sorted);
         assert_eq!(store.rooms_of("alice").await.unwrap(), sorted);
         let rooms: Vec<String> =
