@@ -491,7 +491,7 @@ impl Store for SqliteStore {
             // In-process point reads by primary key: one per conversation costs microseconds.
             let mut statement = worker.conn.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages \
-                 WHERE conv = ?1 AND seq = (SELECT last_seq FROM conversations WHERE conv = ?1)"
+                 WHERE conv = ?1 ORDER BY seq DESC LIMIT 1"
             ))?;
             let mut messages = Vec::with_capacity(convs.len());
             for conv in &convs {
