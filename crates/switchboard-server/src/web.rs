@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     asset("/dom.js", JAVASCRIPT, include_bytes!("../web/dom.js")),
     asset("/gateway.js", JAVASCRIPT, include_bytes!("../web/gateway.js")),
     asset("/receipts.js", JAVASCRIPT, include_bytes!("../web/receipts.js")),
+    asset("/presence.js", JAVASCRIPT, include_bytes!("../web/presence.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -112,6 +113,7 @@ mod tests {
             ("/dom.js", JAVASCRIPT),
             ("/gateway.js", JAVASCRIPT),
             ("/receipts.js", JAVASCRIPT),
+            ("/presence.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

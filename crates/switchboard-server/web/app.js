@@ -8,6 +8,7 @@ import { Connection } from './connection.js';
 import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
+import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -82,6 +83,8 @@ const state = {
 };
 
 let connection = null;
+/** Whose presence this client asked about beyond its contacts. */
+const presenceWatch = new PresenceWatch((frame) => connection.request(frame));
 /** This device's `delivered` reports (receipts.js). */
 const deliveries = new DeliveryReports((convId, seq) =>
   connection.request({ type: 'delivered', ...targetOf(conversation(convId)), seq }),
@@ -483,6 +486,12 @@ function onFrame(frame) {
     case 'member_left':
       onMembership(frame.room, frame.user, frame.type === 'member_joined');
       break;
+    case 'room_size':
+      if (state.rooms.has(frame.room)) {
+        applyRoomSize(state.rooms.get(frame.room), frame);
+        invalidate('sidebar', 'conv');
+      }
+      break;
     case 'error':
       // Errors without a request of ours waiting (e.g. for `typing`, which has no answer).
       console.warn('server error', frame);
@@ -498,6 +507,7 @@ function onSynced() {
   for (const convId of state.syncMore) fillForward(conversation(convId));
   state.syncMore = [];
   resendOutbox();
+  presenceWatch.rewatch(onPresence);
   refreshUsers();
   refreshRooms();
   refreshConversations();
@@ -623,6 +633,7 @@ async function refreshUsers() {
   try {
     await eachPage({ type: 'users' }, (page) => {
       for (const user of page.users) state.users.add(user.user);
+      applyListed(page.users, onPresence);
       invalidate('sidebar');
     });
   } catch (error) {
@@ -680,6 +691,7 @@ async function loadMembers(conv) {
         members.add(member.user);
         state.users.add(member.user);
       }
+      applyListed(page.members, onPresence);
     });
     conv.members = members;
     const room = state.rooms.get(conv.name);
@@ -709,6 +721,7 @@ function openConversation(id) {
 function openedConversation(conv) {
   if (!connection.loggedIn) return;
   loadLatest(conv);
+  if (conv.kind === 'dm' && conv.name !== state.me) presenceWatch.watch(conv.name, onPresence);
   if (conv.kind === 'room' && state.rooms.get(conv.name)?.joined) loadMembers(conv);
   markRead(conv);
 }
@@ -1135,7 +1148,8 @@ function renderConversation() {
   if (conv.kind === 'room') {
     byId('conv-name').textContent = `# ${conv.name}`;
     const members = conv.members ? [...conv.members] : [];
-    const online = members.filter((user) => state.online.has(user)).length;
+    // Big rooms say how many are online (`room_size`); small ones: the members we hear about.
+    const online = room?.online ?? members.filter((user) => state.online.has(user)).length;
     byId('conv-sub').textContent = isMember
       ? `${room?.members ?? members.length} members · ${online} online`
       : 'not a member';
