@@ -128,13 +128,15 @@ impl NodeShared {
                     count.recount = false;
                 }
                 let online = self.hub.room_online_users(room) as u64;
-                if count.online.get(&me) != Some(&online) || count.announce {
+                // Small rooms have member events: only big ones share and announce counts.
+                let big = count.members > self.config.room_events_max_members;
+                if big && (count.online.get(&me) != Some(&online) || count.announce) {
                     count.online.insert(me.clone(), online);
                     publish.push((room.clone(), count.members, count.counted_at, online));
                 }
                 if count.announce {
                     count.announce = false;
-                    if count.members > self.config.room_events_max_members {
+                    if big {
                         announce.push((room.clone(), count.members, count.online.values().sum::<u64>()));
                     }
                 }

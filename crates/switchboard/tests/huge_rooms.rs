@@ -1,11 +1,13 @@
 //! Huge rooms: nothing grows with the square of a room. Joins past `room_events_max_members` send
 //! no per-join event to every member (the frames a node writes grow linearly in the joins), a big
 //! room's counts come in a rate-limited `room_size`, and a slow listener is cut off while the
-//! others receive everything.
+//! others receive everything; its member list pages within bounds, each member once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchboard_store::{SqliteStore, Store};
 use switchboard_testkit::{TestClient, TestServer};
 
 /// Logs `count` users in (quietly, named after `prefix`) and joins them to `room`; they stay
@@ -133,4 +135,37 @@ async fn a_slow_listener_in_a_big_room_is_cut_off_and_the_others_receive_everyth
     if let Some((code, _)) = slow.expect_end().await {
         assert_eq!(code, 4008);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_members_of_a_room_of_twenty_thousand_page_within_bounds_each_once() {
+    const MEMBERS: usize = 20_000;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    assert!(store.create_room("arena", "host", 1).await.unwrap());
+    // Names of the longest kind (32 bytes).
+    let mut expected: Vec<String> = (0..MEMBERS).map(|index| format!("{index:06}{}", "m".repeat(26))).collect();
+    for member in &expected {
+        assert!(store.add_member("arena", member, 1).await.unwrap());
+    }
+    expected.sort();
+    let server = TestServer::builder().chat(|c| c.open_auth = true).store(store).start().await;
+    let mut host = TestClient::login_open_quiet(&server.ws_url(), "host").await;
+    let (mut listed, mut cursor) = (Vec::<String>::new(), None::<String>);
+    loop {
+        let mut request = json!({"type": "members", "room": "arena"});
+        if let Some(cursor) = &cursor {
+            request["cursor"] = json!(cursor);
+        }
+        let page = host.request(request).await;
+        assert!(page.to_string().len() <= 1 << 20, "a page within 1 MiB");
+        assert_eq!(page["total"], MEMBERS, "{}", page["total"]);
+        let members = page["members"].as_array().expect("members");
+        assert!(members.len() <= 1000);
+        listed.extend(members.iter().map(|member| member["user"].as_str().expect("user").to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, expected, "every member once, in order");
 }
