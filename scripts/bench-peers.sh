@@ -265,10 +265,10 @@ start_server() { # server nodes [bus_kind]
                 if ((nodes > 1)); then
                     $BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster peers \
                         --public-url ws://127.0.0.1:"$port"/ws --bus "$bus" --store "$POSTGRES/$database" \
-                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 >"$LOGS/sb-$port.log" 2>&1 &
+                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 --presence everyone >"$LOGS/sb-$port.log" 2>&1 &
                 else
                     $BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" \
-                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 >"$LOGS/sb-$port.log" 2>&1 &
+                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 --presence everyone >"$LOGS/sb-$port.log" 2>&1 &
                 fi
                 PIDS+=($!)
                 wait_http "127.0.0.1:$port/readyz"

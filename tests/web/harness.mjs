@@ -340,6 +340,9 @@ export class ServerProcess {
         path.join(this.dir, 'data'),
         '--shutdown-grace-secs',
         '3',
+        // The tests see users they have no conversation with come online.
+        '--presence',
+        process.env.SWITCHBOARD_PRESENCE || 'everyone',
         ...this.args,
       ],
       { stdio: ['ignore', log, log], env },

@@ -709,6 +709,16 @@ impl Clock {
         Clock { epoch: Instant::now() }
     }
 
+    /// A clock counting from `unix_ms` (in the past), so that processes on one machine agree.
+    pub fn since_unix_ms(unix_ms: u64) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as u64)
+            .unwrap_or_default();
+        let ago = Duration::from_millis(now_ms.saturating_sub(unix_ms));
+        Clock { epoch: Instant::now().checked_sub(ago).unwrap_or_else(Instant::now) }
+    }
+
     pub fn nanos(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }

@@ -56,6 +56,24 @@ pub struct FanoutArgs {
     pub room: Option<String>,
     #[command(flatten)]
     pub floor: crate::floor::FloorOption,
+    /// Run only this share of the members, `I/N` (members `i` with `i % N == I`): several
+    /// processes with the same other options and `--start-at` hold one room's members together,
+    /// past one process's open-files cap. See `bench/fanout-shards.sh`.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// With `--shard`: when the first step starts (ms since the Unix epoch), the same for every
+    /// process; their clocks count from it too, so a latency measured in one process of a message
+    /// sent by another is right (one machine, one clock). The joins must be done by then.
+    #[arg(long, requires = "shard")]
+    pub start_at: Option<u64>,
+}
+
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text.split_once('/').and_then(|(index, count)| Some((index.parse().ok()?, count.parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok((index, count)),
+        _ => Err(format!("'{text}' is not I/N with I < N")),
+    }
 }
 
 impl FanoutArgs {
@@ -254,13 +272,20 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
 
     let placement: Vec<usize> = (0..args.members as usize).map(|member| member % nodes.len()).collect();
     let sources = nodes.assign_sources(&placement);
+    let (shard, shards) = args.shard.unwrap_or((0, 1));
+    let mine: Vec<u32> = (0..args.members).filter(|member| member % shards == shard).collect();
+    // Shards share a clock that starts 10 minutes before the common start.
+    let (clock, common_start) = match args.start_at {
+        Some(start_at) => (Clock::since_unix_ms(start_at.saturating_sub(600_000)), Some(600_000_000_000)),
+        None => (Clock::start(), None),
+    };
     let steps = Steps {
         rates: rates.clone(),
         warmup_nanos: load.warmup_secs * 1_000_000_000,
         step_nanos: (load.warmup_secs + load.duration_secs) * 1_000_000_000,
     };
     let shared = Arc::new(Shared {
-        clock: Clock::start(),
+        clock,
         connector: Connector::new(&load.jwt_secret, Duration::from_secs(load.timeout_secs), load.concurrency),
         prefix: prefix.clone(),
         room: room.clone(),
@@ -275,13 +300,14 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         drops: Reasons::default(),
     });
     let (control_tx, control_rx) = watch::channel(Control::Wait);
-    let tasks: Vec<_> = (0..args.members)
-        .map(|index| {
+    let tasks: Vec<_> = mine
+        .iter()
+        .map(|&index| {
             let target = nodes.targets[placement[index as usize]].clone();
             tokio::spawn(member(shared.clone(), index, target, sources[index as usize], control_rx.clone()))
         })
         .collect();
-    let connect_time = shared.connector.wait_all(members).await;
+    let connect_time = shared.connector.wait_all(mine.len() as u64).await;
     let failures = shared.connector.failures();
     if !failures.is_empty() {
         let _ = control_tx.send(Control::Stop);
@@ -294,7 +320,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let join_secs = drain_join_events(&shared, members, Duration::from_secs(load.timeout_secs)).await;
 
     let clock = shared.clock;
-    let start = clock.nanos() + START_DELAY.as_nanos() as u64;
+    let start = common_start.unwrap_or_else(|| clock.nanos() + START_DELAY.as_nanos() as u64);
+    if clock.nanos() > start {
+        eprintln!("warning: this shard's joins ended after --start-at: its first step started without it");
+    }
     let _ = control_tx.send(Control::Run(start));
     let (progress_done, progress_rx) = oneshot::channel();
     let progress = tokio::spawn(print_progress(shared.clone(), start, members, progress_rx));
@@ -315,8 +344,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     loop {
         let sent = shared.sent.load(Ordering::Relaxed);
         let acked = shared.acked.load(Ordering::Relaxed);
-        let settled =
-            acked + shared.errors.total() >= sent && shared.received.load(Ordering::Relaxed) >= acked * (members - 1);
+        // A shard cannot tell what the others sent: it waits the whole grace.
+        let settled = args.shard.is_none()
+            && acked + shared.errors.total() >= sent
+            && shared.received.load(Ordering::Relaxed) >= acked * (members - 1);
         if settled || tokio::time::Instant::now() >= grace_end {
             break;
         }

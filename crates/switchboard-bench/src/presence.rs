@@ -9,7 +9,8 @@
 //! their last connection anywhere closed, so each churn user has one connection at a time. Churn
 //! users come from a pool large enough that a user is reused only some seconds after going
 //! offline. With several `--url`s watchers and churn users are spread over the nodes, so most
-//! events cross the bus.
+//! events cross the bus. This measures the servers' `presence = "everyone"` setting (start them
+//! with `--presence everyone`): with the default, contacts only, strangers hear nothing.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -20,13 +20,15 @@ struct Presence {
     args: PresenceArgs,
 }
 
-/// JWT logins, and no frame rate limit for the senders.
+/// JWT logins, no frame rate limit for the senders, and presence about everyone (the presence
+/// scenario's watchers hear about users they have no conversation with).
 macro_rules! bench_settings {
     () => {
         |chat| {
             chat.jwt_secret = Some(SECRET.to_string());
             chat.rate_per_sec = 1e6;
             chat.rate_burst = 1e6;
+            chat.presence_everyone = true;
         }
     };
 }

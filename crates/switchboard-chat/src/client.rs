@@ -55,6 +55,7 @@ enum Pending {
     /// Fetching missed messages of a conversation after a gap or a sync with `more`.
     Fill(String),
     Stats,
+    Watch,
     Popular,
     Whoami,
     Read,
@@ -75,6 +76,7 @@ impl Pending {
             Pending::Conversations(_) => "/conversations",
             Pending::History(_) => "/history",
             Pending::Stats => "/stats",
+            Pending::Watch => "/watch",
             Pending::Popular => "/popular",
             Pending::Whoami => "/whoami",
             Pending::Logout => "/logout",
@@ -499,7 +501,8 @@ impl Client {
                 }
             }
             "error" => self.error(&frame),
-            // hello, typing, read, and frame types of later protocol versions.
+            // hello, typing, read, room_size (a big room's counts: `/members` shows them), and
+            // frame types of later protocol versions.
             _ => {}
         }
     }
@@ -577,9 +580,9 @@ impl Client {
             self.online = self.online_list.take().unwrap_or_default();
             let others: Vec<String> = self.online.iter().filter(|user| **user != self.me).cloned().collect();
             if others.is_empty() {
-                self.notice("nobody else is online");
+                self.notice("none of your contacts is online");
             } else {
-                self.notice(&format!("online ({}): {}", others.len(), name_list(&others, LIST_NAMES)));
+                self.notice(&format!("contacts online ({}): {}", others.len(), name_list(&others, LIST_NAMES)));
             }
         }
     }
@@ -786,6 +789,17 @@ impl Client {
                     self.cursors.skip_gap(&conv);
                 }
             }
+            Pending::Watch => {
+                for entry in frame["users"].as_array().cloned().unwrap_or_default() {
+                    let user = str_of(&entry, "user");
+                    let online = entry["online"] == true;
+                    if online {
+                        self.online.insert(user.to_owned());
+                    }
+                    let state = if online { "online" } else { "offline" };
+                    self.print(format!("{} is {state}; you will be told when that changes", clean(user)));
+                }
+            }
             Pending::Stats => {
                 let user = clean(str_of(&frame, "user"));
                 if frame["online"] != true {
@@ -889,6 +903,7 @@ impl Client {
                 self.request(frame, Pending::History(target)).await;
             }
             Command::Stats(user) => self.request(json!({"type": "stats", "user": user}), Pending::Stats).await,
+            Command::Watch(user) => self.request(json!({"type": "watch", "users": [user]}), Pending::Watch).await,
             Command::Popular(n) => self.request(json!({"type": "popular", "n": n}), Pending::Popular).await,
             Command::Whoami => self.request(json!({"type": "whoami"}), Pending::Whoami).await,
             Command::Logout => {

@@ -98,6 +98,8 @@ pub enum Command {
         limit: u32,
     },
     Stats(String),
+    /// Hear when this user comes online or goes offline (`/watch`).
+    Watch(String),
     Popular(u32),
     Whoami,
     Help,
@@ -140,10 +142,11 @@ pub const HELP: &[(&str, &str)] = &[
     ("/rooms", "list the rooms"),
     ("/members [room]", "list a room's members"),
     ("/users [prefix]", "list the users (whose name starts with prefix)"),
-    ("/online", "list the users online"),
+    ("/online", "list your contacts (and watched users) online"),
     ("/conversations", "your conversations, with unread counts"),
     ("/history [user|room:<room>] [n]", "the last n messages (default 20, at most 200)"),
     ("/stats <user>", "whether a user is online, for how long, on which node"),
+    ("/watch <user>", "be told when a user (not a contact) comes online or goes offline"),
     ("/popular [n]", "the most used words in rooms in the last minute"),
     ("/whoami", "who and where you are connected"),
     ("/logout", "end the session (forget the saved token) and quit"),
@@ -204,6 +207,10 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
         "stats" => match Target::parse(args) {
             Some(Target::User(user)) if !args.contains(char::is_whitespace) => Command::Stats(user),
             _ => Command::Usage("/stats <user>"),
+        },
+        "watch" => match Target::parse(args) {
+            Some(Target::User(user)) if !args.contains(char::is_whitespace) => Command::Watch(user),
+            _ => Command::Usage("/watch <user>"),
         },
         "popular" => match number(args, 10, 100) {
             Some(n) => Command::Popular(n),
@@ -321,6 +328,8 @@ mod tests {
         assert_eq!(parse("/users", None), Command::Users(String::new()));
         assert_eq!(parse("/users Bo", None), Command::Users("bo".into()));
         assert_eq!(parse("/users b o", None), Command::Usage("/users [prefix]"));
+        assert_eq!(parse("/watch Bob", None), Command::Watch("bob".into()));
+        assert_eq!(parse("/watch", None), Command::Usage("/watch <user>"));
         assert_eq!(parse("/quit", None), Command::Quit);
         assert_eq!(parse("/frobnicate x", None), Command::Unknown("/frobnicate".into()));
     }

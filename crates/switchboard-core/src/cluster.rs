@@ -58,6 +58,9 @@ pub enum BusHeader {
     Fence { round: u64 },
     /// The answer to a fence, to the node that sent it.
     FenceAnswer { round: u64 },
+    /// A big room's member count (counted at `counted_at`, ms) and the sender's members online in
+    /// it: see `room_size`.
+    RoomSize { room: String, members: u64, counted_at: i64, online: u64 },
     /// Close this user's connections on the receiving node (the server API's disconnect).
     Disconnect { user: String },
     /// The sending node's word counts of room talk since its last batch, by second, for every

@@ -61,6 +61,16 @@ pub struct ChatConfig {
     /// How long a live message waits for the ones before it in its conversation before they are
     /// read from the store (see `ordering.rs`).
     pub reorder_wait: Duration,
+    /// Rooms with more members than this get no `member_joined` / `member_left` (one event per
+    /// join to every member would cost the square of the room) but a `room_size` event instead.
+    pub room_events_max_members: u64,
+    /// Least time between two `room_size` events of one room.
+    pub room_size_interval: Duration,
+    /// Most users one connection hears presence about (its contacts plus those it watches).
+    pub presence_watch_max: usize,
+    /// Every connection with `presence` on hears about every online user, as before contacts:
+    /// quadratic in the users online, for small servers (and the tests written for it).
+    pub presence_everyone: bool,
 }
 
 impl Default for ChatConfig {
@@ -93,6 +103,10 @@ impl Default for ChatConfig {
             heartbeat_interval: Duration::from_secs(2),
             node_timeout: Duration::from_secs(6),
             reorder_wait: Duration::from_millis(50),
+            room_events_max_members: 1000,
+            room_size_interval: Duration::from_secs(1),
+            presence_watch_max: 5000,
+            presence_everyone: false,
         }
     }
 }

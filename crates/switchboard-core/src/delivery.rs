@@ -38,6 +38,7 @@ impl NodeShared {
             return 0;
         };
         let sender = &message.sender;
+        self.conversation_started(sender, recipient, message.seq);
         if recipient != sender && self.hooks.is_open() && !self.presence.is_online(recipient) {
             self.hooks.emit(HookEvent::OfflineMessage {
                 user: recipient.clone(),
@@ -105,12 +106,35 @@ impl NodeShared {
             PresenceChange::WentOffline => ServerFrame::UserOffline { user }.encode(),
             PresenceChange::Unchanged => return,
         };
-        self.hub.event_to_presence_watchers(&frame);
+        self.watchers.event_about(user, &frame);
+    }
+
+    /// A private conversation's first message (`seq` 1) makes its two users contacts: their
+    /// connections here that hear presence start hearing about each other, and learn whether the
+    /// other is online now.
+    pub(crate) fn conversation_started(&self, first: &str, second: &str, seq: u64) {
+        if seq != 1 || first == second {
+            return;
+        }
+        for (watcher, watched) in [(first, second), (second, first)] {
+            let online = self.presence.is_online(watched);
+            for connection in self.hub.connections_of(watcher) {
+                if !self.watchers.hears_presence(connection.id) || self.watchers.watches_everyone(connection.id) {
+                    continue;
+                }
+                let max = self.config.presence_watch_max;
+                let added = self.watchers.watch(&connection, [watched], max).is_ok_and(|added| !added.is_empty());
+                if added && online {
+                    connection.push(ServerFrame::UserOnline { user: watched }.encode());
+                }
+            }
+        }
     }
 
     /// Takes a connection out of the node and updates presence.
     pub(crate) fn end_connection(&self, connection: &Arc<Connection>) {
         let registration = self.hub.unregister(connection);
+        self.watchers.remove(connection.id);
         for room in &registration.rooms_changed {
             self.room_listeners_changed(room);
         }

@@ -23,8 +23,6 @@ pub struct LocalHub {
     rooms: RwLock<HashMap<Arc<str>, RoomListeners>>,
     /// Rooms of each user online here, so that a new connection or a departure touches only them.
     user_rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
-    /// Connections that asked for presence events.
-    presence_watchers: RwLock<HashMap<ConnId, Arc<Connection>>>,
     /// Connections whose live stream waits for a missing seq.
     pub gaps: Arc<GapWatch>,
 }
@@ -40,7 +38,7 @@ pub struct Registration {
 
 impl LocalHub {
     /// Adds a connection, into the rooms its user is a member of.
-    pub fn register(&self, connection: &Arc<Connection>, rooms: &[String], watch_presence: bool) -> Registration {
+    pub fn register(&self, connection: &Arc<Connection>, rooms: &[String]) -> Registration {
         let user = connection.user.clone();
         let mut registration = Registration::default();
         {
@@ -73,9 +71,6 @@ impl LocalHub {
                 }
                 listeners.insert(connection.id, connection.clone());
             }
-        }
-        if watch_presence {
-            self.presence_watchers.write().insert(connection.id, connection.clone());
         }
         registration
     }
@@ -114,7 +109,6 @@ impl LocalHub {
                 }
             }
         }
-        self.presence_watchers.write().remove(&connection.id);
         registration
     }
 
@@ -232,9 +226,13 @@ impl LocalHub {
         listeners.values().filter(|c| Some(&*c.user) != skip_user).filter(|c| c.push(frame.clone())).count()
     }
 
-    /// Sends a presence event to every connection that watches presence.
-    pub fn event_to_presence_watchers(&self, frame: &WireFrame) -> usize {
-        self.presence_watchers.read().values().filter(|c| c.push(frame.clone())).count()
+    /// How many users have a connection in `room` here.
+    pub fn room_online_users(&self, room: &str) -> usize {
+        let rooms = self.rooms.read();
+        let Some(listeners) = rooms.get(room) else {
+            return 0;
+        };
+        listeners.values().map(|connection| &*connection.user).collect::<HashSet<&str>>().len()
     }
 
     /// Every connection, for shutdown.
@@ -269,10 +267,10 @@ mod tests {
         let hub = LocalHub::default();
         let first = connection(1, "a");
         let second = connection(2, "a");
-        let registration = hub.register(&first, &["lobby".into()], true);
+        let registration = hub.register(&first, &["lobby".into()]);
         assert!(registration.user_changed);
         assert_eq!(registration.rooms_changed, vec![Arc::<str>::from("lobby")]);
-        let registration = hub.register(&second, &["lobby".into()], false);
+        let registration = hub.register(&second, &["lobby".into()]);
         assert!(!registration.user_changed);
         assert!(registration.rooms_changed.is_empty());
         assert!(hub.unregister(&first).rooms_changed.is_empty());
@@ -288,9 +286,9 @@ mod tests {
         let a1 = connection(1, "a");
         let a2 = connection(2, "a");
         let b1 = connection(3, "b");
-        hub.register(&a1, &[], false);
-        hub.register(&a2, &[], false);
-        hub.register(&b1, &["lobby".into()], false);
+        hub.register(&a1, &[]);
+        hub.register(&a2, &[]);
+        hub.register(&b1, &["lobby".into()]);
         assert!(!hub.join_room("a", "lobby"), "b already listens here");
         let reached = hub.deliver_to_room("lobby", "room:lobby", 1, &WireFrame::text(b"x"), Some(1));
         assert_eq!(reached, 2);

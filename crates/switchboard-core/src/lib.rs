@@ -17,7 +17,7 @@
 //! Around it: [`node::ChatNode`] holds the parts together and `login` lets connections in; [`auth`] (passwords, session tokens,
 //! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
 //! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
-//! [`metrics`]; [`config`]; [`error`]. `fuzzing` (feature `fuzzing`): the login fuzz target's check.
+//! [`metrics`]; [`config`]; [`error`]; `room_size` (big rooms' size events instead of one per join); `watchers` (who hears whose presence). `fuzzing` (feature `fuzzing`): the login fuzz target's check.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -44,8 +44,10 @@ pub mod pipeline;
 pub mod popular;
 pub mod presence;
 pub mod ratelimit;
+mod room_size;
 pub mod session;
 pub mod subscriptions;
+mod watchers;
 
 pub use config::ChatConfig;
 pub use error::ChatError;

@@ -126,6 +126,7 @@ impl NodeShared {
     /// online elsewhere.
     pub(crate) fn forget_node(&self, node: &str) {
         let gone = self.presence.remove_node(node);
+        self.room_sizes.forget_node(node);
         tracing::info!(node, users = gone.len(), "node gone");
         // One node reports the dead node's users gone: the live one with the smallest id.
         let reporter = self
@@ -205,6 +206,9 @@ impl NodeShared {
         }
         match header {
             BusHeader::UserMessage { users, conv, seq } => {
+                if let [first, second] = users.as_slice() {
+                    self.conversation_started(first, second, seq);
+                }
                 let frame = frame();
                 let mut reached = 0;
                 for user in users.iter().collect::<std::collections::BTreeSet<_>>() {
@@ -224,6 +228,9 @@ impl NodeShared {
             }
             BusHeader::RoomEvent { room, skip_user } => {
                 self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
+            }
+            BusHeader::RoomSize { room, members, counted_at, online } => {
+                self.room_size_heard(&room, from, members, counted_at, online);
             }
             BusHeader::Disconnect { user } => {
                 self.disconnect_local(&user);

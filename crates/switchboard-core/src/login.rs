@@ -29,12 +29,19 @@ impl ChatNode {
     /// Handles a frame of a connection that has no session yet. Only login frames are accepted;
     /// anything else is answered with an error frame, which the transport writes.
     pub async fn login(&self, text: &str, peer: IpAddr) -> Result<Session, WireFrame> {
-        let frame = match request::parse(text) {
+        self.login_with(text, peer, false).await
+    }
+
+    async fn login_with(&self, text: &str, peer: IpAddr, everyone: bool) -> Result<Session, WireFrame> {
+        let mut frame = match request::parse(text) {
             Ok(frame) => frame,
             Err(error) => {
                 return Err(error_frame(error.reference.as_ref(), error.code, &error.message, None));
             }
         };
+        if let Some(options) = frame.request.options_mut() {
+            options.presence_everyone = everyone && options.presence;
+        }
         let reference = frame.reference.clone();
         match self.try_login(frame, peer).await {
             Ok(session) => Ok(session),
@@ -46,6 +53,13 @@ impl ChatNode {
                 Err(error_frame(reference.as_ref(), error.code(), &error.to_string(), error.retry_after_ms()))
             }
         }
+    }
+
+    /// [`ChatNode::login`] for the compatibility dialects whose protocols show the whole online
+    /// list: the session hears presence about every user (the native protocol only hears about
+    /// contacts and watched users).
+    pub async fn login_everyone(&self, text: &str, peer: IpAddr) -> Result<Session, WireFrame> {
+        self.login_with(text, peer, true).await
     }
 
     pub(crate) async fn try_login(&self, frame: ClientFrame, peer: IpAddr) -> Result<Session, ChatError> {
@@ -176,6 +190,8 @@ impl ChatNode {
         if create_user {
             shared.remember_user(&user);
         }
+        let everyone = options.presence_everyone || (options.presence && shared.config.presence_everyone);
+        let contacts = if options.presence && !everyone { shared.contacts_of(&user).await? } else { Vec::new() };
         let user: Arc<str> = Arc::from(user.as_str());
         let conn_id: ConnId = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection::new(
@@ -198,7 +214,15 @@ impl ChatNode {
             .encode(),
         );
         connection.begin_sync();
-        let registration = shared.hub.register(&connection, &rooms, options.presence);
+        let registration = shared.hub.register(&connection, &rooms);
+        if everyone {
+            shared.watchers.watch_everyone(&connection);
+        } else if options.presence {
+            let max = shared.config.presence_watch_max;
+            let contacts = contacts.iter().map(String::as_str).chain([&*user]).take(max);
+            // Within the limit by construction: a fresh connection watches nothing yet.
+            let _ = shared.watchers.watch(&connection, contacts, max);
+        }
         for room in &registration.rooms_changed {
             shared.room_listeners_changed(room);
         }
@@ -207,7 +231,7 @@ impl ChatNode {
         // Every count change is shared (other nodes' `stats` count this connection too); events
         // go out only when the user comes online anywhere.
         shared.local_presence_changed(&user);
-        if options.presence {
+        if options.presence || everyone {
             shared.push_online_list(&connection, None);
         }
         shared.catch_up_with_cluster().await;
@@ -250,9 +274,43 @@ impl NodeShared {
         }
     }
 
-    /// Queues the online list, sorted, in chunks.
+    /// The users `user` has private conversations with (the first `presence_watch_max`), whose
+    /// presence a new connection hears.
+    pub(crate) async fn contacts_of(&self, user: &str) -> Result<Vec<String>, ChatError> {
+        let max = self.config.presence_watch_max;
+        let mut contacts = Vec::new();
+        let mut after: Option<String> = None;
+        while contacts.len() < max {
+            let page = self.store.conversations_page(user, after.as_deref(), ONLINE_CHUNK as u32).await?;
+            let full = page.items.len() == ONLINE_CHUNK;
+            after = page.items.last().map(|record| record.conv.clone());
+            let mut rooms_reached = false;
+            for record in &page.items {
+                match ConvId::parse(&record.conv).ok().as_ref().and_then(|conv| conv.peer_of(user)) {
+                    Some(peer) if peer != user => contacts.push(peer.to_owned()),
+                    Some(_) => {}
+                    // Private conversations sort before rooms: the first room ends them.
+                    None => rooms_reached = true,
+                }
+            }
+            if rooms_reached || !full {
+                break;
+            }
+        }
+        contacts.truncate(max);
+        Ok(contacts)
+    }
+
+    /// Queues the online list, sorted, in chunks: the online users among those the connection
+    /// watches (or everyone, for a connection that watches everyone or with the `everyone` setting).
     pub(crate) fn push_online_list(&self, connection: &Connection, reference: Option<&RefValue>) {
-        let online = self.presence.online();
+        let online = if self.config.presence_everyone || self.watchers.watches_everyone(connection.id) {
+            self.presence.online()
+        } else {
+            let mut watched = self.watchers.watched_by(connection.id);
+            watched.retain(|user| self.presence.is_online(user));
+            watched
+        };
         let names: Vec<&str> = online.iter().map(|user| &**user).collect();
         if names.is_empty() {
             connection.push(ServerFrame::Online { reference, users: &[], done: true }.encode());

@@ -48,6 +48,10 @@ pub struct NodeShared {
     pub bus: Arc<dyn Bus>,
     pub hub: LocalHub,
     pub presence: PresenceTable,
+    /// Who hears about whose presence here.
+    pub(crate) watchers: crate::watchers::Watchers,
+    /// Big rooms' member and online counts.
+    pub(crate) room_sizes: crate::room_size::RoomSizes,
     pub filter: WordFilter,
     pub popular: PopularWords,
     pub login_throttle: LoginThrottle,
@@ -111,6 +115,8 @@ impl ChatNode {
             bus,
             hub: LocalHub::default(),
             presence: PresenceTable::default(),
+            watchers: Default::default(),
+            room_sizes: Default::default(),
             metrics,
             directory: NodeDirectory::default(),
             started_at: now_millis(),
@@ -141,7 +147,8 @@ impl ChatNode {
         let subscriptions = tokio::spawn(RoomSubscriptions::run(Arc::downgrade(&shared)));
         let fences = tokio::spawn(fence::run_fences(Arc::downgrade(&shared), fence_inbox));
         let gaps = tokio::spawn(gaps::run_gap_filler(Arc::downgrade(&shared), shared.hub.gaps.clone()));
-        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences, gaps]);
+        let sizes = tokio::spawn(crate::room_size::run_room_sizes(Arc::downgrade(&shared)));
+        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences, gaps, sizes]);
         shared.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
         Ok(ChatNode { shared })
     }

@@ -326,8 +326,10 @@ impl Session {
                 if !shared.store.remove_member(&room, me).await? {
                     return Err(ChatError::NotAMember(room));
                 }
-                let left = ServerFrame::MemberLeft { room: &room, user: me }.encode();
-                shared.event_to_room(&room, &left, None);
+                if shared.membership_changed(&room, false).await? {
+                    let left = ServerFrame::MemberLeft { room: &room, user: me }.encode();
+                    shared.event_to_room(&room, &left, None);
+                }
                 if shared.hub.leave_room(me, &room) {
                     shared.room_listeners_changed(&room);
                 }
@@ -379,6 +381,19 @@ impl Session {
                 self.reply(ServerFrame::Users { reference, users: &views, next_cursor: next_cursor.as_deref() });
             }
             Request::Online => shared.push_online_list(&self.connection, reference),
+            Request::Watch { users } => {
+                let max = shared.config.presence_watch_max;
+                if shared.watchers.watch(&self.connection, users.iter().map(String::as_str), max).is_err() {
+                    return Err(ChatError::InvalidField(format!("a connection watches at most {max} users")));
+                }
+                let views: Vec<UserView> =
+                    users.into_iter().map(|user| UserView { online: shared.presence.is_online(&user), user }).collect();
+                self.reply(ServerFrame::Watching { reference, users: &views });
+            }
+            Request::Unwatch { users } => {
+                shared.watchers.unwatch(self.connection.id, &users);
+                self.reply(ServerFrame::Ok { reference, of: "unwatch" });
+            }
             Request::Popular { n, seconds } => {
                 let n = n.unwrap_or(10).clamp(1, 100) as usize;
                 let window = shared.popular.window_secs();
@@ -500,7 +515,7 @@ impl Session {
             shared.room_listeners_changed(room);
         }
         shared.publish_membership(me, room, true);
-        if newly {
+        if newly && shared.membership_changed(room, true).await? {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
             shared.event_to_room(room, &joined, None);
         }

@@ -176,6 +176,12 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         user: &'a str,
     },
+    /// A big room's size, instead of one event per join or leave: at most one per interval.
+    RoomSize {
+        room: &'a str,
+        members: u64,
+        online: u64,
+    },
     Members {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,
@@ -208,6 +214,12 @@ pub enum ServerFrame<'a> {
         reference: Option<&'a RefValue>,
         users: &'a [&'a str],
         done: bool,
+    },
+    /// Answer to `watch`: the asked users' online state now; events follow changes.
+    Watching {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        users: &'a [UserView],
     },
     UserOnline {
         user: &'a str,

@@ -235,6 +235,7 @@ pub fn render(frame: &ClientFrame) -> String {
             }
         }
         Request::Stats { user } => set("user", json!(user)),
+        Request::Watch { users } | Request::Unwatch { users } => set("users", json!(users)),
         Request::Logout | Request::Online | Request::Whoami | Request::Ping => {}
     }
     Value::Object(fields).to_string()

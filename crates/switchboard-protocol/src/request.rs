@@ -80,7 +80,11 @@ struct RawFrame {
     seconds: Option<u32>,
     cursor: Option<String>,
     prefix: Option<String>,
+    users: Option<Vec<String>>,
 }
+
+/// Most names one `watch` or `unwatch` request carries.
+pub const MAX_WATCH_NAMES: usize = 100;
 
 /// Where a message, typing notice, read marker or history request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +101,9 @@ pub struct AuthOptions {
     pub presence: bool,
     /// The last `seq` the client holds per conversation id: the server sends everything after it.
     pub cursors: BTreeMap<ConvId, u64>,
+    /// Presence about every online user instead of the connection's contacts: never set from the
+    /// wire, only by the compatibility dialects whose protocols show the whole online list.
+    pub presence_everyone: bool,
 }
 
 /// A checked client request.
@@ -178,6 +185,13 @@ pub enum Request {
         limit: Option<u32>,
     },
     Online,
+    /// Also tell this connection when these users come online or go offline.
+    Watch {
+        users: Vec<String>,
+    },
+    Unwatch {
+        users: Vec<String>,
+    },
     Popular {
         n: Option<u32>,
         seconds: Option<u32>,
@@ -190,6 +204,18 @@ pub enum Request {
 }
 
 impl Request {
+    /// A login request's options.
+    pub fn options_mut(&mut self) -> Option<&mut AuthOptions> {
+        match self {
+            Request::Register { options, .. }
+            | Request::Login { options, .. }
+            | Request::Resume { options, .. }
+            | Request::LoginJwt { options, .. }
+            | Request::LoginOpen { options, .. } => Some(options),
+            _ => None,
+        }
+    }
+
     /// Whether this request logs in, and so is allowed before a session exists.
     pub fn is_login(&self) -> bool {
         matches!(
@@ -224,6 +250,8 @@ impl Request {
             Request::Rooms { .. } => "rooms",
             Request::Users { .. } => "users",
             Request::Online => "online",
+            Request::Watch { .. } => "watch",
+            Request::Unwatch { .. } => "unwatch",
             Request::Popular { .. } => "popular",
             Request::Stats { .. } => "stats",
             Request::Whoami => "whoami",
@@ -330,6 +358,15 @@ fn conv_cursor(cursor: Option<String>) -> Check<Option<String>> {
         .transpose()
 }
 
+/// The names of a `watch` or `unwatch`: 1 to [`MAX_WATCH_NAMES`] valid user names.
+fn watch_names(users: Option<Vec<String>>) -> Check<Vec<String>> {
+    let users = required(users, "users")?;
+    if users.is_empty() || users.len() > MAX_WATCH_NAMES {
+        return Err((ErrorCode::InvalidField, format!("users: give 1 to {MAX_WATCH_NAMES} names")));
+    }
+    users.into_iter().map(|user| user_field(Some(user), "users")).collect()
+}
+
 fn auth_options(presence: Option<bool>, cursors: Option<BTreeMap<String, u64>>) -> Check<AuthOptions> {
     let mut checked = BTreeMap::new();
     for (conv, seq) in cursors.unwrap_or_default() {
@@ -337,7 +374,7 @@ fn auth_options(presence: Option<bool>, cursors: Option<BTreeMap<String, u64>>) 
             ConvId::parse(&conv).map_err(|error| (ErrorCode::InvalidField, format!("cursors: '{conv}': {error}")))?;
         checked.insert(conv_id, seq);
     }
-    Ok(AuthOptions { presence: presence.unwrap_or(true), cursors: checked })
+    Ok(AuthOptions { presence: presence.unwrap_or(true), cursors: checked, presence_everyone: false })
 }
 
 fn check(raw: RawFrame) -> Check<Request> {
@@ -409,6 +446,8 @@ fn check(raw: RawFrame) -> Check<Request> {
             limit: raw.limit,
         },
         "online" => Request::Online,
+        "watch" => Request::Watch { users: watch_names(raw.users)? },
+        "unwatch" => Request::Unwatch { users: watch_names(raw.users)? },
         "popular" => Request::Popular { n: raw.n, seconds: raw.seconds },
         "stats" => Request::Stats { user: user_field(raw.user, "user")? },
         "whoami" => Request::Whoami,

@@ -10,6 +10,7 @@ import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
 import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
 import { linkify, showLimit } from './composer.js';
+import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -82,6 +83,8 @@ const state = {
 };
 
 let connection = null;
+/** Whose presence this client asked about beyond its contacts. */
+const presenceWatch = new PresenceWatch((frame) => connection.request(frame));
 /** This device's `delivered` reports (receipts.js). */
 const deliveries = new DeliveryReports((convId, seq) =>
   connection.request({ type: 'delivered', ...targetOf(conversation(convId)), seq }),
@@ -512,6 +515,12 @@ function onFrame(frame) {
     case 'member_left':
       onMembership(frame.room, frame.user, frame.type === 'member_joined');
       break;
+    case 'room_size':
+      if (state.rooms.has(frame.room)) {
+        applyRoomSize(state.rooms.get(frame.room), frame);
+        invalidate('sidebar', 'conv');
+      }
+      break;
     case 'error':
       // Errors without a request of ours waiting (e.g. for `typing`, which has no answer).
       console.warn('server error', frame);
@@ -527,6 +536,7 @@ function onSynced() {
   for (const convId of state.syncMore) fillForward(conversation(convId));
   state.syncMore = [];
   resendOutbox();
+  presenceWatch.rewatch(onPresence);
   refreshRooms();
   refreshConversations();
   // Rooms are opened once the room list says whether we are a member (refreshRooms).
@@ -692,6 +702,7 @@ async function loadMembers(conv) {
       for (const member of page.members) {
         members.add(member.user);
       }
+      applyListed(page.members, onPresence);
     });
     conv.members = members;
     const room = state.rooms.get(conv.name);
@@ -724,6 +735,7 @@ function openConversation(id) {
 function openedConversation(conv) {
   if (!connection.loggedIn) return;
   loadLatest(conv);
+  if (conv.kind === 'dm' && conv.name !== state.me) presenceWatch.watch(conv.name, onPresence);
   if (conv.kind === 'room' && state.rooms.get(conv.name)?.joined) loadMembers(conv);
   markRead(conv);
 }
@@ -1078,7 +1090,8 @@ function renderConversation() {
   if (conv.kind === 'room') {
     byId('conv-name').textContent = `# ${conv.name}`;
     const members = conv.members ? [...conv.members] : [];
-    const online = members.filter((user) => state.online.has(user)).length;
+    // Big rooms say how many are online (`room_size`); small ones: the members we hear about.
+    const online = room?.online ?? members.filter((user) => state.online.has(user)).length;
     byId('conv-sub').textContent = isMember
       ? `${room?.members ?? members.length} members · ${online} online`
       : 'not a member';

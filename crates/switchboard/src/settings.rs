@@ -78,6 +78,21 @@ pub struct ServeArgs {
     /// Messages replayed when a user joins a room [default: 50].
     #[arg(long, env = "SWITCHBOARD_JOIN_HISTORY")]
     pub join_history: Option<u32>,
+    /// Rooms with more members get a rate-limited `room_size` event instead of `member_joined` /
+    /// `member_left` per join and leave [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_ROOM_EVENTS_MAX_MEMBERS")]
+    pub room_events_max_members: Option<u64>,
+    /// Least time between two `room_size` events of a room, in milliseconds [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_ROOM_SIZE_INTERVAL_MS")]
+    pub room_size_interval_ms: Option<u64>,
+    /// Whose presence a connection hears: `contacts` (itself, its private conversations' peers and
+    /// whom it watches) or `everyone` (every online user: quadratic, small servers only)
+    /// [default: contacts].
+    #[arg(long, env = "SWITCHBOARD_PRESENCE", value_parser = ["contacts", "everyone"])]
+    pub presence: Option<String>,
+    /// Most users one connection hears presence about [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_WATCH_MAX")]
+    pub presence_watch_max: Option<usize>,
     /// Largest WebSocket message accepted, in bytes [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
@@ -169,6 +184,10 @@ struct FileSettings {
     session_ttl_hours: Option<u64>,
     bad_words: Option<PathBuf>,
     join_history: Option<u32>,
+    room_events_max_members: Option<u64>,
+    room_size_interval_ms: Option<u64>,
+    presence: Option<String>,
+    presence_watch_max: Option<usize>,
     max_frame_bytes: Option<usize>,
     max_text_chars: Option<usize>,
     rate_per_sec: Option<f64>,
@@ -303,6 +322,22 @@ impl Settings {
         }
         if let Some(value) = pick!(args, file, join_history) {
             chat.join_history = value;
+        }
+        if let Some(value) = pick!(args, file, room_events_max_members) {
+            chat.room_events_max_members = value;
+        }
+        if let Some(value) = pick!(args, file, room_size_interval_ms) {
+            chat.room_size_interval = Duration::from_millis(value.max(10));
+        }
+        if let Some(value) = pick!(args, file, presence) {
+            chat.presence_everyone = match value.as_str() {
+                "contacts" => false,
+                "everyone" => true,
+                other => anyhow::bail!("presence must be 'contacts' or 'everyone', not '{other}'"),
+            };
+        }
+        if let Some(value) = pick!(args, file, presence_watch_max) {
+            chat.presence_watch_max = value.max(1);
         }
         if let Some(value) = pick!(args, file, max_frame_bytes) {
             server.max_frame_bytes = value;

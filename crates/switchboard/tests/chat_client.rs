@@ -598,11 +598,14 @@ async fn two_clients_on_different_nodes_of_a_cluster_see_each_other_and_talk_in_
     let bob_token = token_of(&on_n2, "bob").await;
 
     let mut alice = resumed_on(&on_n1, "n1", "alice", &alice_token, alice_config.path()).await;
+    // Strangers so far (no conversation): alice asks to hear about bob.
+    alice.command("/watch bob").await;
+    alice.expect("bob is offline; you will be told when that changes").await;
     let mut bob = Chat::spawn(&["--url", &on_n2, "--user", "bob", "--token", &bob_token], bob_config.path());
     bob.expect("resumed the session of bob, connected to node n2").await;
-    // Each sees the other online: bob in the list sent at his login, alice as an event from n2.
-    bob.expect("online (1): alice").await;
+    bob.expect("none of your contacts is online").await;
     bob.expect("> ").await;
+    // Bob's coming online reaches alice as an event from n2.
     alice.expect("bob is online").await;
 
     alice.command("/users").await;

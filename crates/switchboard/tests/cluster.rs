@@ -126,7 +126,7 @@ async fn three_nodes_over_redis_and_postgres_act_as_one_server() {
         BINARY,
         ServiceProcess::redis(),
         3,
-        &["--node-timeout-ms", "1500"],
+        &["--node-timeout-ms", "1500", "--presence", "everyone"],
     ))
     .await;
 }
@@ -137,18 +137,29 @@ async fn three_nodes_over_nats_and_postgres_act_as_one_server() {
         BINARY,
         ServiceProcess::nats(),
         3,
-        &["--node-timeout-ms", "1500"],
+        &["--node-timeout-ms", "1500", "--presence", "everyone"],
     ))
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_routing_sends_nothing_to_a_node_without_interested_users() {
-    routing_is_targeted(ProcessCluster::start(BINARY, ServiceProcess::redis(), 3, &["--node-timeout-ms", "1500"]))
-        .await;
+    routing_is_targeted(ProcessCluster::start(
+        BINARY,
+        ServiceProcess::redis(),
+        3,
+        &["--node-timeout-ms", "1500", "--presence", "everyone"],
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_routing_sends_nothing_to_a_node_without_interested_users() {
-    routing_is_targeted(ProcessCluster::start(BINARY, ServiceProcess::nats(), 3, &["--node-timeout-ms", "1500"])).await;
+    routing_is_targeted(ProcessCluster::start(
+        BINARY,
+        ServiceProcess::nats(),
+        3,
+        &["--node-timeout-ms", "1500", "--presence", "everyone"],
+    ))
+    .await;
 }

@@ -22,7 +22,8 @@ const NO_RATE_LIMIT: [&str; 4] = ["--rate-per-sec", "100000", "--rate-burst", "1
 /// Three nodes over `broker`, with a short node timeout and no rate limit in the way.
 fn start_cluster(broker: ServiceProcess) -> ProcessCluster {
     let node_timeout = NODE_TIMEOUT.as_millis().to_string();
-    let mut extra = vec!["--node-timeout-ms", node_timeout.as_str()];
+    // Presence about everyone: the tests watch strangers come and go.
+    let mut extra = vec!["--node-timeout-ms", node_timeout.as_str(), "--presence", "everyone"];
     extra.extend(NO_RATE_LIMIT);
     ProcessCluster::start(BINARY, broker, 3, &extra)
 }

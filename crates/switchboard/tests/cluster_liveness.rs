@@ -15,7 +15,9 @@ const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// Three nodes over `broker` that declare a silent node dead only after 30 s.
 fn start_cluster(broker: ServiceProcess) -> ProcessCluster {
-    let extra = ["--node-timeout-ms", "30000", "--rate-per-sec", "100000", "--rate-burst", "100000"];
+    // Presence about everyone: the tests watch strangers come and go.
+    let extra =
+        ["--node-timeout-ms", "30000", "--rate-per-sec", "100000", "--rate-burst", "100000", "--presence", "everyone"];
     ProcessCluster::start(BINARY, broker, 3, &extra)
 }
 

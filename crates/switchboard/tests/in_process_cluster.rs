@@ -1,12 +1,13 @@
 //! Two nodes in one process, joined by the in-process bus and sharing one store: the core routes
-//! between nodes through the `Bus` trait, and only to the nodes that need a message.
+//! between nodes through the `Bus` trait, and only to the nodes that need a message. Presence is
+//! about everyone here: the tests wait for strangers' `user_online` to know a login reached a node.
 
 use serde_json::json;
 use switchboard_testkit::{TestClient, TestCluster};
 
 #[tokio::test]
 async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_senders_other_device() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut alice = TestClient::login_open(&n1.ws_url(), "alice").await;
     let mut alice_on_n2 = TestClient::login_open(&n2.ws_url(), "alice").await;
@@ -29,7 +30,7 @@ async fn a_private_message_crosses_to_the_node_holding_the_recipient_and_the_sen
 
 #[tokio::test]
 async fn presence_is_cluster_wide_and_offline_only_when_the_last_connection_anywhere_closes() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut watcher = TestClient::login_open(&n1.ws_url(), "watcher").await;
     let bob_on_n1 = TestClient::login_open(&n1.ws_url(), "bob").await;
@@ -51,7 +52,7 @@ async fn presence_is_cluster_wide_and_offline_only_when_the_last_connection_anyw
 
 #[tokio::test]
 async fn room_messages_reach_members_on_every_node_and_nodes_without_members_get_nothing() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, |config| config.presence_everyone = true).await;
     let nodes = &cluster.nodes;
     let mut alice = TestClient::login_open(&nodes[0].ws_url(), "alice").await;
     let mut bob = TestClient::login_open(&nodes[1].ws_url(), "bob").await;
@@ -93,7 +94,7 @@ async fn holds_connection_of(server: &switchboard_testkit::TestServer, user: &st
 /// message committed after that read nowhere. The login waits until n1 has caught up instead.
 #[tokio::test]
 async fn a_login_misses_nothing_committed_on_a_node_that_has_not_heard_of_it_yet() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
     let (_watcher1, _watcher2) = introduce(&cluster).await;
     let mut alice = TestClient::login_open_quiet(&cluster.url(0), "alice").await;
     cluster.broker.hold("n1");
@@ -126,6 +127,7 @@ async fn a_node_that_never_answers_does_not_stop_logins_elsewhere() {
     let cluster = TestCluster::start_with(2, |config| {
         config.heartbeat_interval = std::time::Duration::from_millis(200);
         config.node_timeout = std::time::Duration::from_secs(1);
+        config.presence_everyone = true;
     })
     .await;
     let (_watcher1, _watcher2) = introduce(&cluster).await;

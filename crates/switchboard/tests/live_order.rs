@@ -1,6 +1,7 @@
 //! Each conversation's live messages reach every connection in `seq` order, across nodes: a
 //! message that overtook an earlier one (committed on another node, still crossing the bus) waits
-//! for it, and one that does not come in time is read from the store.
+//! for it, and one that does not come in time is read from the store. Presence is about everyone
+//! here: `user_online` tells a test that a login reached the other node.
 
 use std::time::Duration;
 
@@ -33,7 +34,11 @@ async fn next_message(client: &mut TestClient) -> (String, u64) {
 #[tokio::test]
 async fn a_local_message_waits_for_the_earlier_one_still_crossing_the_bus() {
     // A wait longer than the test: only the late message itself can let the local one through.
-    let cluster = TestCluster::start_with(2, |config| config.reorder_wait = Duration::from_secs(60)).await;
+    let cluster = TestCluster::start_with(2, |config| {
+        config.reorder_wait = Duration::from_secs(60);
+        config.presence_everyone = true;
+    })
+    .await;
     let (mut alice, mut alice_on_n2, mut bob) = alice_on_both_and_bob(&cluster).await;
 
     cluster.broker.hold("n2");
@@ -53,7 +58,7 @@ async fn a_local_message_waits_for_the_earlier_one_still_crossing_the_bus() {
 
 #[tokio::test]
 async fn a_message_that_does_not_come_in_time_is_read_from_the_store_and_its_late_copy_dropped() {
-    let cluster = TestCluster::start(2).await;
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
     let (mut alice, mut alice_on_n2, mut bob) = alice_on_both_and_bob(&cluster).await;
     let filled_before = cluster.nodes[1].metric("switchboard_gap_messages_filled_total").await;
 
@@ -79,7 +84,11 @@ async fn a_message_that_does_not_come_in_time_is_read_from_the_store_and_its_lat
 
 #[tokio::test]
 async fn room_messages_from_several_nodes_arrive_in_seq_order() {
-    let cluster = TestCluster::start_with(2, |config| config.reorder_wait = Duration::from_secs(60)).await;
+    let cluster = TestCluster::start_with(2, |config| {
+        config.reorder_wait = Duration::from_secs(60);
+        config.presence_everyone = true;
+    })
+    .await;
     let (mut alice, _alice_on_n2, mut bob) = alice_on_both_and_bob(&cluster).await;
     let mut carol = TestClient::login_open(&cluster.url(1), "carol").await;
     alice.next_about("user_online", "carol").await;

@@ -1,8 +1,20 @@
-//! Presence (the online list, user_online / user_offline, stats, whoami), the dirty-word filter and
-//! the popular words.
+//! Presence (the online list, user_online / user_offline, stats, whoami) with the `everyone`
+//! setting (presence about every user; the default, contacts only, is in presence_scope.rs), the
+//! dirty-word filter and the popular words.
 
 use serde_json::{json, Value};
 use switchboard_testkit::{TestClient, TestServer};
+
+/// A server with open login and presence about every user.
+async fn everyone_server() -> TestServer {
+    TestServer::builder()
+        .chat(|c| {
+            c.open_auth = true;
+            c.presence_everyone = true;
+        })
+        .start()
+        .await
+}
 
 fn of_type<'a>(frames: &'a [Value], kind: &str) -> Vec<&'a Value> {
     frames.iter().filter(|f| f["type"] == kind).collect()
@@ -10,7 +22,7 @@ fn of_type<'a>(frames: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[tokio::test]
 async fn login_sends_the_online_list_sorted_unique_and_done() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let _carol = TestClient::login_open_quiet(&url, "carol").await;
     let _alice_phone = TestClient::login_open_quiet(&url, "alice").await;
@@ -30,7 +42,7 @@ async fn login_sends_the_online_list_sorted_unique_and_done() {
 
 #[tokio::test]
 async fn others_get_user_online_when_a_user_logs_in() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
@@ -46,7 +58,7 @@ async fn others_get_user_online_when_a_user_logs_in() {
 
 #[tokio::test]
 async fn user_offline_comes_only_when_the_last_connection_closes() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
@@ -72,7 +84,7 @@ async fn user_offline_comes_only_when_the_last_connection_closes() {
 
 #[tokio::test]
 async fn a_connection_without_presence_gets_no_online_list_and_no_presence_events() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open(&url, "alice").await;
     alice.take_inbox();
@@ -97,7 +109,7 @@ async fn a_connection_without_presence_gets_no_online_list_and_no_presence_event
 
 #[tokio::test]
 async fn the_online_request_answers_the_list_with_its_ref() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let _zoe = TestClient::login_open_quiet(&url, "zoe").await;
     let _bob = TestClient::login_open_quiet(&url, "bob").await;
@@ -111,7 +123,7 @@ async fn the_online_request_answers_the_list_with_its_ref() {
 
 #[tokio::test]
 async fn stats_of_an_online_user_tells_since_when_where_and_how_many_connections() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     let mut bob_phone = TestClient::login_open_quiet(&url, "bob").await;
@@ -135,7 +147,7 @@ async fn stats_of_an_online_user_tells_since_when_where_and_how_many_connections
 
 #[tokio::test]
 async fn stats_of_an_offline_user_says_offline() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     TestClient::login_open_quiet(&url, "bob").await.close().await;
@@ -148,7 +160,7 @@ async fn stats_of_an_offline_user_says_offline() {
 
 #[tokio::test]
 async fn stats_of_an_unknown_user_is_user_not_found() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
 
@@ -161,7 +173,7 @@ async fn stats_of_an_unknown_user_is_user_not_found() {
 
 #[tokio::test]
 async fn whoami_names_the_user_node_and_connection() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "Alice").await;
 
@@ -206,7 +218,7 @@ async fn dirty_words_are_masked_for_recipients_and_in_history_and_the_sender_get
 
 #[tokio::test]
 async fn popular_ranks_the_words_of_room_messages_most_used_first() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     let mut bob = TestClient::login_open_quiet(&url, "bob").await;
@@ -234,7 +246,7 @@ async fn popular_ranks_the_words_of_room_messages_most_used_first() {
 
 #[tokio::test]
 async fn popular_does_not_count_private_messages() {
-    let server = TestServer::with_open_auth().await;
+    let server = everyone_server().await;
     let url = server.ws_url();
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     let _bob = TestClient::login_open_quiet(&url, "bob").await;

@@ -219,6 +219,7 @@ async fn members_lists_the_members_sorted_with_their_online_flags() {
     let server = TestServer::with_open_auth().await;
     let url = server.ws_url();
     let mut watcher = TestClient::login_with(&url, json!({"type": "login_open", "username": "watcher"})).await;
+    assert_eq!(watcher.request(json!({"type": "watch", "users": ["bob"]})).await["type"], "watching");
     let mut carol = TestClient::login_open_quiet(&url, "carol").await;
     let mut alice = TestClient::login_open_quiet(&url, "alice").await;
     let mut bob = TestClient::login_open_quiet(&url, "bob").await;

@@ -118,7 +118,9 @@ fn web_client_in_chromium() {
     let dir = web_tests_dir();
     install_test_dependencies(&dir);
 
-    let server = NodeProcess::start(BINARY, "n1", &["--store", "sqlite"]);
+    // Presence about everyone: the tests see users they have no conversation with come online in
+    // the sidebar (the servers the JS side starts inherit SWITCHBOARD_PRESENCE below).
+    let server = NodeProcess::start(BINARY, "n1", &["--store", "sqlite", "--presence", "everyone"]);
     // Dropped after the run (declared before it): the cluster tests' nodes are gone by then.
     let redis = ServiceProcess::redis();
     let database = TestDatabase::create();
@@ -135,6 +137,7 @@ fn web_client_in_chromium() {
             .current_dir(&dir)
             .env("SWITCHBOARD_WEB_URL", format!("http://127.0.0.1:{}", server.port))
             .env("SWITCHBOARD_BIN", BINARY)
+            .env("SWITCHBOARD_PRESENCE", "everyone")
             .env("SWITCHBOARD_WEB_BUS", redis.url())
             .env("SWITCHBOARD_WEB_STORE", database.url())
             .env("SWITCHBOARD_WEB_TMP", scratch.path())

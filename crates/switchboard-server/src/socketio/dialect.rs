@@ -67,7 +67,7 @@ pub fn start_pending(socket: SocketRef, node: ChatNode, peer: IpAddr) {
             return;
         };
         let login = json!({"type": "login_open", "username": user}).to_string();
-        match node.login(&login, peer).await {
+        match node.login_everyone(&login, peer).await {
             Ok(session) => run(socket, session, dialect, opening, &mut events, gone).await,
             Err(_) => {
                 let _ = socket.emit("error", "invalid username");

@@ -76,8 +76,10 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
                     let (frame, fresh) = seed002::login_frame(&auth, store.as_ref())
                         .await
                         .map_err(|message| Refusal::Login(message.to_owned()))?;
-                    let session =
-                        node.login(&frame, peer).await.map_err(|_| Refusal::Login(seed002::INVALID.to_owned()))?;
+                    let session = node
+                        .login_everyone(&frame, peer)
+                        .await
+                        .map_err(|_| Refusal::Login(seed002::INVALID.to_owned()))?;
                     let is_new = fresh.is_some();
                     let session_id = fresh
                         .or_else(|| auth.get("sessionID").and_then(Value::as_str).map(str::to_owned))
@@ -92,7 +94,7 @@ pub fn mount(io: &SocketIo, node: ChatNode, store: Arc<dyn Store>, max_frame_byt
                     }
                     other => other?,
                 };
-                match node.login(&frame, peer).await {
+                match node.login_everyone(&frame, peer).await {
                     Ok(session) => {
                         opened.lock().insert(socket.id, Opening::Native(session));
                         Ok(())

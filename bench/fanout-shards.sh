@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One huge room held by several `switchboard bench fanout` processes (one process may open at most
+# its open-files cap of connections): each runs a shard of the members (`--shard I/N`), all start
+# their steps at the same wall-clock time (`--start-at`) on a common clock, and their JSON reports
+# are merged here: counts added up, latency percentiles the worst shard's (each shard is a
+# uniform sample of the room), server figures from shard 0 (every shard scrapes every node).
+#
+#   bench/fanout-shards.sh PROCESSES JOIN_SECS SWITCHBOARD_BINARY [fanout options...]
+#
+# JOIN_SECS: how long the joins may take before the first step starts. Prints the merged figures
+# as one JSON line on stdout; each shard's output stays in $OUT (default a temporary directory).
+set -euo pipefail
+processes=$1 join_secs=$2 binary=$3
+shift 3
+out=${OUT:-$(mktemp -d)}
+tag=$(date +%s%N | tail -c 7)
+start_at=$(( $(date +%s%3N) + join_secs * 1000 ))
+pids=()
+for ((shard = 0; shard < processes; shard++)); do
+  "$binary" bench fanout "$@" --user-prefix "huge-$tag" --room "huge-$tag" \
+    --shard "$shard/$processes" --start-at "$start_at" --json \
+    >"$out/shard-$shard.json" 2>"$out/shard-$shard.log" &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+[[ $status == 0 ]] || { echo "a shard failed: see $out/shard-*.log" >&2; exit 1; }
+python3 - "$out" "$processes" <<'EOF'
+import json, sys
+out, processes = sys.argv[1], int(sys.argv[2])
+shards = [json.loads(open(f"{out}/shard-{i}.json").read().strip().splitlines()[-1]) for i in range(processes)]
+first = shards[0]
+members = first["members"]
+merged = {"scenario": "fanout-shards", "processes": processes, "members": members, "urls": first["urls"],
+          "connect_secs": max(s["connect_secs"] for s in shards),
+          "join_secs": max(s["connect_secs"] + s["join_secs"] for s in shards), "steps": []}
+for k, step in enumerate(first["steps"]):
+    parts = [s["steps"][k] for s in shards]
+    sent = sum(p["sent"] for p in parts)
+    received = sum(p["received"] for p in parts)
+    arrived = sum(p["arrived"] for p in parts)
+    expected = sent * (members - 1)
+    lat = [p["latency"] for p in parts if p.get("latency")]
+    worst = {q: max(l[q] for l in lat) for q in lat[0]} if lat else None
+    if worst:
+        worst["count"] = sum(l["count"] for l in lat)
+    server = step["server"]
+    merged["steps"].append({
+        "rate": step["rate"], "sent": sent, "expected_deliveries": expected, "received": received,
+        "delivered_ratio": received / expected if expected else None,
+        "arrived_per_sec": arrived / first["duration_secs"],
+        "duplicates": sum(p["duplicates"] for p in parts), "out_of_order": sum(p["out_of_order"] for p in parts),
+        "latency_worst_shard": worst,
+        "server_cpu_secs_per_million_deliveries": step["server_cpu_secs_per_million_deliveries"],
+        "bus_messages_per_delivery": step["bus_messages_per_delivery"], "server": server,
+        "bench_cpu_secs": sum(p["bench_cpu_secs"] or 0 for p in parts),
+    })
+merged["errors"] = [s["errors"] for s in shards if s["errors"]]
+merged["drops"] = [s["drops"] for s in shards if s["drops"]]
+print(json.dumps(merged))
+EOF

@@ -1,0 +1,193 @@
+//! Big rooms' size and online count. One `member_joined` per join to every member costs the
+//! square of the room (5 billion frames for 100k joins); above `room_events_max_members` members a
+//! room gets instead one `room_size` event per interval at most, whatever the number of joins.
+//!
+//! Each node counts the members (one store count per interval, and only after a join or leave
+//! through it) and its own members online in the room, and shares both on the room's topic: one
+//! bus message per node per room per interval. The members count with the newest time wins; the
+//! online count is the sum of the nodes' counts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use switchboard_bus::Topic;
+use switchboard_protocol::event::ServerFrame;
+
+use crate::cluster::BusHeader;
+use crate::error::ChatError;
+use crate::node::NodeShared;
+use crate::now_millis;
+
+#[derive(Default)]
+pub struct RoomSizes {
+    rooms: Mutex<HashMap<Arc<str>, RoomCount>>,
+}
+
+#[derive(Default)]
+struct RoomCount {
+    members: u64,
+    /// When `members` was counted (ms); a newer count replaces it.
+    counted_at: i64,
+    /// A join or leave went through this node since the last count.
+    recount: bool,
+    /// Something changed since the last `room_size` to this node's listeners.
+    announce: bool,
+    /// Members online per node, as each last said; this node's own entry too.
+    online: HashMap<Arc<str>, u64>,
+}
+
+impl RoomSizes {
+    /// The cached member count, if this node knows the room.
+    fn cached(&self, room: &str) -> Option<u64> {
+        self.rooms.lock().get(room).map(|count| count.members)
+    }
+
+    /// A member joined (`delta` 1) or left (-1) through this node. Returns the new count.
+    fn changed(&self, room: &str, members: u64, delta: i64) -> u64 {
+        let mut rooms = self.rooms.lock();
+        let count = rooms.entry(Arc::from(room)).or_default();
+        if count.counted_at == 0 {
+            count.members = members;
+        }
+        count.members = count.members.saturating_add_signed(delta);
+        count.recount = true;
+        count.announce = true;
+        count.members
+    }
+
+    /// What another node said about a room.
+    fn heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
+        let mut rooms = self.rooms.lock();
+        let count = rooms.entry(Arc::from(room)).or_default();
+        if counted_at > count.counted_at {
+            count.members = members;
+            count.counted_at = counted_at;
+        }
+        count.online.insert(Arc::from(node), online);
+        count.announce = true;
+    }
+
+    /// Forgets what a gone node said.
+    pub(crate) fn forget_node(&self, node: &str) {
+        for count in self.rooms.lock().values_mut() {
+            if count.online.remove(node).is_some() {
+                count.announce = true;
+            }
+        }
+    }
+}
+
+impl NodeShared {
+    /// The room's member count: cached, or read from the store once.
+    async fn room_members(&self, room: &str) -> Result<u64, ChatError> {
+        if let Some(members) = self.room_sizes.cached(room) {
+            return Ok(members);
+        }
+        Ok(self.store.members(room, None, 1).await?.total)
+    }
+
+    /// Records a join (`joined`) or leave through this node; returns whether the room is small
+    /// enough for `member_joined` / `member_left`.
+    pub(crate) async fn membership_changed(&self, room: &str, joined: bool) -> Result<bool, ChatError> {
+        let before = self.room_members(room).await?;
+        let after = self.room_sizes.changed(room, before, if joined { 1 } else { -1 });
+        Ok(after.max(before) <= self.config.room_events_max_members)
+    }
+
+    pub(crate) fn room_size_heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
+        self.room_sizes.heard(room, node, members, counted_at, online);
+    }
+
+    /// One round: recounts the rooms that changed here, shares this node's counts, and sends
+    /// `room_size` to the local listeners of big rooms that changed. Rooms with no listener here
+    /// and nothing to do are forgotten, so the table holds the rooms in use here only.
+    async fn room_size_round(&self) {
+        let me: Arc<str> = Arc::from(self.config.node_id.as_str());
+        let recount: Vec<Arc<str>> = {
+            let rooms = self.room_sizes.rooms.lock();
+            rooms.iter().filter(|(_, count)| count.recount).map(|(room, _)| room.clone()).collect()
+        };
+        let mut counted = HashMap::new();
+        for room in recount {
+            match self.store.members(&room, None, 1).await {
+                Ok(page) => {
+                    counted.insert(room, (page.total, now_millis()));
+                }
+                Err(error) => tracing::warn!(%room, %error, "room size count failed"),
+            }
+        }
+        let mut publish = Vec::new();
+        let mut announce = Vec::new();
+        {
+            let mut rooms = self.room_sizes.rooms.lock();
+            rooms.retain(|room, count| {
+                if let Some((members, at)) = counted.remove(room) {
+                    count.members = members;
+                    count.counted_at = at;
+                    count.recount = false;
+                }
+                let online = self.hub.room_online_users(room) as u64;
+                // Small rooms have member events: only big ones share and announce counts.
+                let big = count.members > self.config.room_events_max_members;
+                if big && (count.online.get(&me) != Some(&online) || count.announce) {
+                    count.online.insert(me.clone(), online);
+                    publish.push((room.clone(), count.members, count.counted_at, online));
+                }
+                if count.announce {
+                    count.announce = false;
+                    if big {
+                        announce.push((room.clone(), count.members, count.online.values().sum::<u64>()));
+                    }
+                }
+                count.recount || online > 0
+            });
+        }
+        if self.has_peers() {
+            for (room, members, counted_at, online) in publish {
+                let header = BusHeader::RoomSize { room: room.to_string(), members, counted_at, online };
+                self.publish(Topic::Room(room.to_string()), &header, None);
+            }
+        }
+        for (room, members, online) in announce {
+            let frame = ServerFrame::RoomSize { room: &room, members, online }.encode();
+            self.hub.event_to_room(&room, &frame, None);
+        }
+    }
+}
+
+/// Runs [`NodeShared::room_size_round`] every `room_size_interval` while the node lives.
+pub(crate) async fn run_room_sizes(shared: Weak<NodeShared>) {
+    let Some(interval) = shared.upgrade().map(|shared| shared.config.room_size_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.room_size_round().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_count_wins_and_online_adds_up_over_nodes() {
+        let sizes = RoomSizes::default();
+        assert_eq!(sizes.changed("big", 10, 1), 11);
+        sizes.heard("big", "n2", 50, 20, 7);
+        sizes.heard("big", "n3", 40, 10, 3);
+        let rooms = sizes.rooms.lock();
+        let count = &rooms["big"];
+        assert_eq!(count.members, 50, "counted at 20, after n3's count at 10");
+        assert_eq!(count.online.values().sum::<u64>(), 10);
+        drop(rooms);
+        sizes.forget_node("n2");
+        assert_eq!(sizes.rooms.lock()["big"].online.values().sum::<u64>(), 3);
+    }
+}

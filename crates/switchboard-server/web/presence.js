@@ -1,0 +1,52 @@
+// Presence as the server scopes it (docs/protocol.md, "Whose presence a connection hears"): the
+// login brings the contacts (private conversations' peers); anyone else this client shows is
+// asked about with `watch`; a big room's counts come from `room_size` instead of one event per
+// join.
+
+/** Most users watched beyond the contacts; the server's own bound is far higher. */
+const WATCH_MAX = 100;
+
+export class PresenceWatch {
+  /** `request(frame)` returns a promise of the answer. */
+  constructor(request) {
+    this.request = request;
+    /** Users this device asked about, oldest first: asked again after every login. */
+    this.watched = [];
+  }
+
+  /** Starts hearing about `user`; `apply(user, online)` takes their state now. */
+  async watch(user, apply) {
+    if (this.watched.includes(user)) return;
+    this.watched.push(user);
+    if (this.watched.length > WATCH_MAX) {
+      const dropped = this.watched.shift();
+      this.request({ type: 'unwatch', users: [dropped] }).catch(() => {});
+    }
+    await this.ask([user], apply);
+  }
+
+  /** After a login: the new connection watches what the last one did. */
+  async rewatch(apply) {
+    if (this.watched.length > 0) await this.ask(this.watched, apply);
+  }
+
+  async ask(users, apply) {
+    try {
+      const answer = await this.request({ type: 'watch', users });
+      for (const entry of answer.users) apply(entry.user, entry.online);
+    } catch (error) {
+      if (error.code !== 'disconnected') console.warn('watch', error);
+    }
+  }
+}
+
+/** Takes `users` or `members` entries' `online` flags: right when listed, live for contacts. */
+export function applyListed(entries, apply) {
+  for (const entry of entries) apply(entry.user, entry.online === true);
+}
+
+/** A `room_size` event: the room's member count and how many are online. */
+export function applyRoomSize(room, frame) {
+  room.members = frame.members;
+  room.online = frame.online;
+}
