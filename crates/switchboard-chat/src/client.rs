@@ -18,7 +18,10 @@ use crate::connection::{connect_and_login, Connected, LoginError, Ws, LOGIN_REF}
 use crate::cursors::Cursors;
 use crate::display::{self, clean, message_line, name_list, now_ms, str_of, Style};
 use crate::session::{Saved, SessionStore};
-use crate::terminal::{Current, Input, Printer};
+use crate::terminal::{Current, Input, Printer, Settle};
+
+mod switching;
+use switching::Switching;
 
 /// The first reconnect delay, doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -42,8 +45,11 @@ const LIST_NAMES: usize = 30;
 /// A request waiting for its answer, and what to do with it.
 #[derive(Debug)]
 enum Pending {
-    Join,
-    Leave(String),
+    /// The switch request's generation: the room becomes current if nothing newer asked.
+    Join(u64, Settle),
+    Leave(String, Settle),
+    /// `/chat bob`: a one-message history that says bob exists; the switch request's generation.
+    Switch(Target, u64, Settle),
     /// Listings gather their pages until `next_cursor` is null, then print once.
     Rooms(Vec<Value>),
     /// The search prefix ("" for all) and the users gathered so far.
@@ -66,8 +72,9 @@ impl Pending {
     /// The command to name when its answer was lost to a dropped connection.
     fn command(&self) -> Option<&'static str> {
         Some(match self {
-            Pending::Join => "/join",
-            Pending::Leave(_) => "/leave",
+            Pending::Join(..) => "/join",
+            Pending::Leave(..) => "/leave",
+            Pending::Switch(..) => "/chat",
             Pending::Rooms(_) => "/rooms",
             Pending::Users(..) => "/users",
             Pending::Online(_) => "/online",
@@ -95,6 +102,8 @@ struct Outgoing {
     queued: bool,
     retries: u32,
     retry_at: Option<Instant>,
+    /// Makes `target` the current conversation.
+    switch: Option<Switching>,
 }
 
 enum Event {
@@ -123,6 +132,11 @@ pub struct Client {
     inputs: UnboundedReceiver<Input>,
     inputs_open: bool,
     current: Current,
+    /// Switch requests so far (the newest wins).
+    switches: u64,
+    /// Who sent private messages, newest first (for `/reply`), and who the last hint named.
+    senders: Vec<String>,
+    hinted: Option<String>,
     store: Option<SessionStore>,
     cursors: Cursors,
     last_save: Instant,
@@ -195,6 +209,9 @@ impl Client {
             inputs,
             inputs_open: true,
             current,
+            switches: 0,
+            senders: Vec::new(),
+            hinted: None,
             store,
             cursors,
             last_save: Instant::now(),
@@ -311,7 +328,7 @@ impl Client {
                 self.inputs_open = false;
                 self.begin_quit();
             }
-            Event::Input(Some(Input::Command(command))) => self.command(command).await,
+            Event::Input(Some(Input::Command(command, settle))) => self.command(command, settle).await,
             Event::Tick => self.tick().await,
             Event::Signal => {
                 self.notice("terminated");
@@ -510,7 +527,11 @@ impl Client {
             return;
         }
         self.print_message(message, !self.synced);
-        if message["from"] != self.me.as_str() {
+        let from = str_of(message, "from");
+        if from != self.me {
+            if message["room"].is_null() {
+                self.private_from(from, self.synced);
+            }
             self.mark_read(conv);
         }
         if self.synced && self.cursors.gap(conv).is_some() {
@@ -589,6 +610,7 @@ impl Client {
     fn send_answer(&mut self, reference: u64, frame: Value) {
         if frame["type"] == "ack" {
             let Some(outgoing) = self.outbox.remove(&reference) else { return };
+            self.sent(&outgoing);
             if let (Some(conv), Some(seq)) = (frame["conv"].as_str(), frame["seq"].as_u64()) {
                 self.cursors.observe(conv, seq);
                 self.mark_read(conv);
@@ -615,6 +637,7 @@ impl Client {
         }
         if let Some(outgoing) = self.outbox.remove(&reference) {
             self.error(&frame);
+            self.not_sent(&outgoing);
             let text = str_of(&outgoing.frame, "text");
             self.print(self.style.dim(&format!("(not sent to {}: {})", outgoing.target, clean(text))));
         }
@@ -638,7 +661,10 @@ impl Client {
         }
         let style = self.style;
         match pending {
-            Pending::Join => {
+            Pending::Join(generation, _settle) => {
+                if generation == self.switches {
+                    self.set_current(Some(Target::Room(str_of(&frame, "room").to_owned())));
+                }
                 let room = clean(str_of(&frame, "room"));
                 let history = frame["history"].as_array().cloned().unwrap_or_default();
                 let verb = if frame["created"] == true { "created and joined" } else { "joined" };
@@ -650,15 +676,14 @@ impl Client {
                 self.notice(&format!("{verb} room:{room}: {shown}"));
                 self.history_page(&format!("room:{}", str_of(&frame, "room")), &history);
             }
-            Pending::Leave(room) => {
+            Pending::Switch(target, generation, _settle) => self.switched(target, generation),
+            Pending::Leave(room, _settle) => {
                 let conv = format!("room:{room}");
                 self.cursors.forget(&conv);
                 self.reads.remove(&conv);
-                let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if *current == Some(Target::Room(room.clone())) {
-                    *current = None;
+                if self.current() == Some(Target::Room(room.clone())) {
+                    self.set_current(None);
                 }
-                drop(current);
                 self.notice(&format!("left room:{}", clean(&room)));
             }
             Pending::Rooms(mut rooms) => {
@@ -861,15 +886,18 @@ impl Client {
 
     // ---- commands
 
-    async fn command(&mut self, command: Command) {
+    /// Runs a typed command; `settle` is dropped once the current conversation is known.
+    async fn command(&mut self, command: Command, settle: Settle) {
         match command {
-            Command::Send { target, text } => self.send_message(target, text).await,
-            Command::Switch(target) => {
-                self.print(self.style.dim(&format!("now talking to {target}: lines without a command go there")))
+            Command::Send { target, text } => self.send_message(target, text, settle).await,
+            Command::Switch(target) => self.switch_to(target, settle).await,
+            Command::Reply { from, text } => self.reply(from, text, settle).await,
+            Command::Join(room) => {
+                let generation = self.next_switch();
+                self.request(json!({"type": "join", "room": room}), Pending::Join(generation, settle)).await
             }
-            Command::Join(room) => self.request(json!({"type": "join", "room": room}), Pending::Join).await,
             Command::Leave(room) => {
-                self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room)).await
+                self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room, settle)).await
             }
             Command::Rooms => self.request(json!({"type": "rooms"}), Pending::Rooms(Vec::new())).await,
             Command::Users(prefix) => {
@@ -918,22 +946,6 @@ impl Client {
         let mut lines = vec![self.style.bold("commands:")];
         lines.extend(HELP.iter().map(|(usage, what)| format!("  {usage:<width$}  {}", self.style.dim(what))));
         self.print(lines.join("\n"));
-    }
-
-    async fn send_message(&mut self, target: Target, text: String) {
-        let reference = self.next_ref();
-        let key = format!("{:032x}", rand::random::<u128>());
-        let mut frame = json!({"type": "send", "ref": reference, "text": text, "key": key});
-        target.apply(&mut frame);
-        let connected = self.ws.is_some();
-        let outgoing =
-            Outgoing { frame: frame.clone(), target, sent: connected, queued: !connected, retries: 0, retry_at: None };
-        self.outbox.insert(reference, outgoing);
-        if connected {
-            self.send(&frame).await;
-        } else {
-            self.notice("not connected: the message goes out once reconnected");
-        }
     }
 
     /// Quits once the messages sent are acknowledged and the requests made are answered (within
