@@ -145,6 +145,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("/whoami", "who and where you are connected"),
     ("/logout", "end the session (forget the saved token) and quit"),
     ("/quit", "quit (also Ctrl-D); the session is kept for next time"),
+    ("Ctrl-C", "clear the line being typed (Up brings it back); on an empty line, quit"),
     ("//text", "send a line that starts with /"),
 ];
 
