@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -14,11 +14,17 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::commands::{Command, Target, HELP};
-use crate::connection::{connect_and_login, Connected, LoginError, Ws, LOGIN_REF};
+use crate::connection::{Connected, LoginError, Ws, LOGIN_REF};
 use crate::cursors::Cursors;
-use crate::display::{self, clean, message_line, name_list, now_ms, str_of, Style};
-use crate::session::{Saved, SessionStore};
-use crate::terminal::{Current, Input, Printer};
+use crate::display::{clean, message_line, name_list, now_ms, str_of, Style};
+use crate::session::SessionStore;
+use crate::terminal::{Current, Input, Printer, Settle};
+
+mod answers;
+mod link;
+mod switching;
+mod timers;
+use switching::Switching;
 
 /// The first reconnect delay, doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -42,8 +48,11 @@ const LIST_NAMES: usize = 30;
 /// A request waiting for its answer, and what to do with it.
 #[derive(Debug)]
 enum Pending {
-    Join,
-    Leave(String),
+    /// The switch request's generation: the room becomes current if nothing newer asked.
+    Join(u64, Settle),
+    Leave(String, Settle),
+    /// `/chat bob`: a one-message history that says bob exists; the switch request's generation.
+    Switch(Target, u64, Settle),
     /// Listings gather their pages until `next_cursor` is null, then print once.
     Rooms(Vec<Value>),
     /// The search prefix ("" for all) and the users gathered so far.
@@ -67,8 +76,9 @@ impl Pending {
     /// The command to name when its answer was lost to a dropped connection.
     fn command(&self) -> Option<&'static str> {
         Some(match self {
-            Pending::Join => "/join",
-            Pending::Leave(_) => "/leave",
+            Pending::Join(..) => "/join",
+            Pending::Leave(..) => "/leave",
+            Pending::Switch(..) => "/chat",
             Pending::Rooms(_) => "/rooms",
             Pending::Users(..) => "/users",
             Pending::Online(_) => "/online",
@@ -97,6 +107,8 @@ struct Outgoing {
     queued: bool,
     retries: u32,
     retry_at: Option<Instant>,
+    /// Makes `target` the current conversation.
+    switch: Option<Switching>,
 }
 
 enum Event {
@@ -125,6 +137,11 @@ pub struct Client {
     inputs: UnboundedReceiver<Input>,
     inputs_open: bool,
     current: Current,
+    /// Switch requests so far (the newest wins).
+    switches: u64,
+    /// Who sent private messages, newest first (for `/reply`), and who the last hint named.
+    senders: Vec<String>,
+    hinted: Option<String>,
     store: Option<SessionStore>,
     cursors: Cursors,
     last_save: Instant,
@@ -197,6 +214,9 @@ impl Client {
             inputs,
             inputs_open: true,
             current,
+            switches: 0,
+            senders: Vec::new(),
+            hinted: None,
             store,
             cursors,
             last_save: Instant::now(),
@@ -313,7 +333,7 @@ impl Client {
                 self.inputs_open = false;
                 self.begin_quit();
             }
-            Event::Input(Some(Input::Command(command))) => self.command(command).await,
+            Event::Input(Some(Input::Command(command, settle))) => self.command(command, settle).await,
             Event::Tick => self.tick().await,
             Event::Signal => {
                 self.notice("terminated");
@@ -339,134 +359,6 @@ impl Client {
     fn print_message(&self, message: &Value, replayed: bool) {
         let now = replayed.then(now_ms);
         self.print(message_line(&self.style, message, &self.me, now));
-    }
-
-    // ---- connection
-
-    /// The connection is gone: drop what was waiting on it and schedule a reconnect.
-    fn lost(&mut self, code: u16, reason: &str) {
-        self.ws = None;
-        self.synced = false;
-        self.more.clear();
-        self.filling.clear();
-        self.online_list = None;
-        let mut lost: Vec<&str> = self.pending.values().filter_map(Pending::command).collect();
-        lost.sort_unstable();
-        lost.dedup();
-        self.pending.clear();
-        for outgoing in self.outbox.values_mut() {
-            outgoing.sent = false;
-            outgoing.queued = true;
-        }
-        if self.logging_out {
-            self.notice("logged out");
-            self.exit = Some(Ok(()));
-            return;
-        }
-        if self.logout_sent {
-            self.exit = Some(Err(anyhow::anyhow!("the connection dropped before the logout was confirmed")));
-            return;
-        }
-        if self.quit_by.is_some() {
-            self.exit = Some(Ok(()));
-            return;
-        }
-        if self.connected_at.elapsed() >= STABLE {
-            self.backoff = BACKOFF_START;
-        }
-        let delay = self.schedule_retry(Duration::ZERO);
-        let reason = if reason.is_empty() { String::new() } else { format!(" {}", clean(reason)) };
-        self.notice(&format!("connection lost ({code}{reason}); reconnecting in {}", seconds(delay)));
-        if !lost.is_empty() {
-            self.print(self.style.dim(&format!("(no answer to {}: try again once reconnected)", lost.join(", "))));
-        }
-    }
-
-    /// Sets the next reconnect attempt after the backoff (at least `at_least`); returns the delay.
-    fn schedule_retry(&mut self, at_least: Duration) -> Duration {
-        let jitter = rand::random::<f64>() * 0.4 + 0.8;
-        let delay = self.backoff.mul_f64(jitter).max(at_least);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.retry_at = Some(Instant::now() + delay);
-        delay
-    }
-
-    fn reconnect(&mut self) {
-        self.retry_at = None;
-        let frame = json!({"type": "resume", "ref": LOGIN_REF, "token": self.token, "presence": true,
-                           "cursors": self.cursors.snapshot()});
-        let url = self.url.clone();
-        self.connecting = Some(tokio::spawn(async move { connect_and_login(&url, frame).await }));
-    }
-
-    async fn connected(&mut self, result: Result<Connected, LoginError>) {
-        match result {
-            Ok(connected) => {
-                self.node = str_of(&connected.session, "node").to_owned();
-                self.ws = Some(connected.ws);
-                self.connected_at = Instant::now();
-                self.last_heard = Instant::now();
-                self.pinged = false;
-                self.notice(&format!("reconnected to node {} ({}), session resumed", self.node, self.url));
-                let resend: Vec<Value> = self.outbox.values().map(|outgoing| outgoing.frame.clone()).collect();
-                for frame in resend {
-                    if !self.send(&frame).await {
-                        return;
-                    }
-                }
-                for outgoing in self.outbox.values_mut() {
-                    outgoing.sent = true;
-                }
-            }
-            Err(LoginError::Refused { code, message, .. }) if code == "invalid_token" => {
-                if let Some(store) = &self.store {
-                    store.forget_token(&self.me);
-                }
-                self.exit = Some(Err(anyhow::anyhow!(
-                    "the session is no longer valid: {message} ({code}); run switchboard chat again to log in"
-                )));
-            }
-            Err(LoginError::Refused { code, message, retry_after_ms }) => {
-                let delay = self.schedule_retry(Duration::from_millis(retry_after_ms.unwrap_or(0)));
-                self.print(self.style.error(&code, &message));
-                self.notice(&format!("retrying in {}", seconds(delay)));
-            }
-            Err(LoginError::Failed(error)) => {
-                let delay = self.schedule_retry(Duration::ZERO);
-                let error = clean(&error.root_cause().to_string());
-                self.notice(&format!("reconnect failed: {error}; retrying in {}", seconds(delay)));
-            }
-        }
-    }
-
-    /// Sends a frame on the current connection; false (and the connection counted lost) if that fails.
-    async fn send(&mut self, frame: &Value) -> bool {
-        let Some(ws) = self.ws.as_mut() else { return false };
-        match ws.send(Message::Text(frame.to_string())).await {
-            Ok(()) => true,
-            Err(error) => {
-                self.lost(1006, &error.to_string());
-                false
-            }
-        }
-    }
-
-    /// Sends a request with a fresh `ref`, remembering what to do with the answer.
-    async fn request(&mut self, mut frame: Value, pending: Pending) {
-        if self.ws.is_none() {
-            self.notice("not connected (reconnecting): try again in a moment");
-            return;
-        }
-        let reference = self.next_ref();
-        frame["ref"] = reference.into();
-        self.pending.insert(reference, pending);
-        self.send(&frame).await;
-    }
-
-    fn next_ref(&mut self) -> u64 {
-        let reference = self.next_ref;
-        self.next_ref += 1;
-        reference
     }
 
     // ---- frames
@@ -513,7 +405,11 @@ impl Client {
             return;
         }
         self.print_message(message, !self.synced);
-        if message["from"] != self.me.as_str() {
+        let from = str_of(message, "from");
+        if from != self.me {
+            if message["room"].is_null() {
+                self.private_from(from, self.synced);
+            }
             self.mark_read(conv);
         }
         if self.synced && self.cursors.gap(conv).is_some() {
@@ -587,303 +483,20 @@ impl Client {
         }
     }
 
-    // ---- answers
-
-    fn send_answer(&mut self, reference: u64, frame: Value) {
-        if frame["type"] == "ack" {
-            let Some(outgoing) = self.outbox.remove(&reference) else { return };
-            if let (Some(conv), Some(seq)) = (frame["conv"].as_str(), frame["seq"].as_u64()) {
-                self.cursors.observe(conv, seq);
-                self.mark_read(conv);
-            }
-            if outgoing.queued {
-                let text = str_of(&outgoing.frame, "text");
-                self.notice(&format!("sent to {}: {}", outgoing.target, clean(text)));
-            }
-            return;
-        }
-        let code = str_of(&frame, "code");
-        let passing = matches!(code, "store_unavailable" | "overloaded" | "rate_limited");
-        if let Some(outgoing) = self.outbox.get_mut(&reference) {
-            if passing && outgoing.retries < SEND_RETRIES {
-                outgoing.retries += 1;
-                outgoing.sent = false;
-                outgoing.queued = true;
-                let wait = frame["retry_after_ms"].as_u64().unwrap_or(1000).max(200);
-                outgoing.retry_at = Some(Instant::now() + Duration::from_millis(wait));
-                let note = format!("({}: retrying the message to {})", code, outgoing.target);
-                self.print(self.style.dim(&note));
-                return;
-            }
-        }
-        if let Some(outgoing) = self.outbox.remove(&reference) {
-            self.error(&frame);
-            let text = str_of(&outgoing.frame, "text");
-            self.print(self.style.dim(&format!("(not sent to {}: {})", outgoing.target, clean(text))));
-        }
-    }
-
-    async fn answer(&mut self, reference: u64, pending: Pending, frame: Value) {
-        if frame["type"] == "error" {
-            match pending {
-                Pending::Read | Pending::Ping => {}
-                Pending::Fill(conv) => {
-                    self.filling.remove(&conv);
-                    self.cursors.skip_gap(&conv);
-                }
-                Pending::Logout => {
-                    let (code, message) = (str_of(&frame, "code"), str_of(&frame, "message"));
-                    self.exit = Some(Err(anyhow::anyhow!("logging out failed: {message} ({code})")));
-                }
-                _ => self.error(&frame),
-            }
-            return;
-        }
-        let style = self.style;
-        match pending {
-            Pending::Join => {
-                let room = clean(str_of(&frame, "room"));
-                let history = frame["history"].as_array().cloned().unwrap_or_default();
-                let verb = if frame["created"] == true { "created and joined" } else { "joined" };
-                let shown = if history.is_empty() {
-                    "no messages yet".to_owned()
-                } else {
-                    format!("its last {} message{}:", history.len(), if history.len() == 1 { "" } else { "s" })
-                };
-                self.notice(&format!("{verb} room:{room}: {shown}"));
-                self.history_page(&format!("room:{}", str_of(&frame, "room")), &history);
-            }
-            Pending::Leave(room) => {
-                let conv = format!("room:{room}");
-                self.cursors.forget(&conv);
-                self.reads.remove(&conv);
-                let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if *current == Some(Target::Room(room.clone())) {
-                    *current = None;
-                }
-                drop(current);
-                self.notice(&format!("left room:{}", clean(&room)));
-            }
-            Pending::Rooms(mut rooms) => {
-                rooms.extend(frame["rooms"].as_array().cloned().unwrap_or_default());
-                if let Some(cursor) = frame["next_cursor"].as_str() {
-                    self.request(json!({"type": "rooms", "cursor": cursor}), Pending::Rooms(rooms)).await;
-                    return;
-                }
-                if rooms.is_empty() {
-                    self.print("no rooms yet: /join <room> creates one");
-                }
-                let mut lines = vec![style.bold(&format!("rooms ({}):", rooms.len()))];
-                for room in &rooms {
-                    let members = room["members"].as_u64().unwrap_or(0);
-                    let joined = if room["joined"] == true { ", joined" } else { "" };
-                    let plural = if members == 1 { "" } else { "s" };
-                    lines.push(format!("  room:{} ({members} member{plural}{joined})", clean(str_of(room, "name"))));
-                }
-                if !rooms.is_empty() {
-                    self.print(lines.join("\n"));
-                }
-            }
-            Pending::Users(prefix, mut users) => {
-                for user in frame["users"].as_array().into_iter().flatten() {
-                    users.push((str_of(user, "user").to_owned(), user["online"] == true));
-                }
-                if let Some(cursor) = frame["next_cursor"].as_str() {
-                    let request = json!({"type": "users", "prefix": prefix, "cursor": cursor, "limit": 1000});
-                    self.request(request, Pending::Users(prefix, users)).await;
-                    return;
-                }
-                if users.is_empty() && !prefix.is_empty() {
-                    self.print(format!("no user's name starts with '{}'", clean(&prefix)));
-                    return;
-                }
-                let online = users.iter().filter(|(_, online)| *online).count();
-                let matching =
-                    if prefix.is_empty() { String::new() } else { format!(" starting with '{}'", clean(&prefix)) };
-                let mut lines = vec![style.bold(&format!("users{matching} ({}, {online} online):", users.len()))];
-                for (user, online) in &users {
-                    let user = style.user(&clean(user), &self.me);
-                    lines.push(if *online { format!("  {user} (online)") } else { format!("  {user}") });
-                }
-                self.print(lines.join("\n"));
-            }
-            Pending::Online(mut users) => {
-                users.extend(strings(&frame["users"]));
-                if frame["done"] != true {
-                    self.pending.insert(reference, Pending::Online(users));
-                    return;
-                }
-                self.print(format!("online ({}): {}", users.len(), name_list(&users, usize::MAX)));
-            }
-            Pending::Members(room, mut members) => {
-                members.extend(frame["members"].as_array().cloned().unwrap_or_default());
-                if let Some(cursor) = frame["next_cursor"].as_str() {
-                    let request = json!({"type": "members", "room": room, "cursor": cursor});
-                    self.request(request, Pending::Members(room, members)).await;
-                    return;
-                }
-                let names: Vec<String> = members
-                    .iter()
-                    .map(|m| {
-                        let online = if m["online"] == true { " (online)" } else { "" };
-                        format!("{}{online}", clean(str_of(m, "user")))
-                    })
-                    .collect();
-                self.print(format!(
-                    "members of room:{} ({}): {}",
-                    clean(str_of(&frame, "room")),
-                    names.len(),
-                    names.join(", ")
-                ));
-            }
-            Pending::Conversations(mut conversations) => {
-                conversations.extend(frame["conversations"].as_array().cloned().unwrap_or_default());
-                if let Some(cursor) = frame["next_cursor"].as_str() {
-                    let request = json!({"type": "conversations", "cursor": cursor});
-                    self.request(request, Pending::Conversations(conversations)).await;
-                    return;
-                }
-                if conversations.is_empty() {
-                    self.print("no conversations yet");
-                    return;
-                }
-                // Most recent first (the server pages them by id); rooms without messages last.
-                conversations.sort_by_key(|conversation| std::cmp::Reverse(conversation["last_ts"].as_u64()));
-                let mut lines = vec![style.bold("conversations:")];
-                let now = now_ms();
-                let me = &self.me;
-                lines
-                    .extend(conversations.iter().map(|conversation| display::conversation_line(conversation, now, me)));
-                self.print(lines.join("\n"));
-            }
-            Pending::History(target) => {
-                let messages = frame["messages"].as_array().cloned().unwrap_or_default();
-                if messages.is_empty() {
-                    self.print(match &target {
-                        Target::User(user) => format!("no messages with {} yet", clean(user)),
-                        Target::Room(room) => format!("no messages in room:{} yet", clean(room)),
-                    });
-                    return;
-                }
-                let older = if frame["has_more"] == true { ", older ones exist" } else { "" };
-                let plural = if messages.len() == 1 { "" } else { "s" };
-                self.print(style.bold(&format!("history of {target}: {} message{plural}{older}", messages.len())));
-                self.history_page(str_of(&frame, "conv"), &messages);
-            }
-            Pending::Fill(conv) => {
-                self.filling.remove(&conv);
-                let messages = frame["messages"].as_array().cloned().unwrap_or_default();
-                let mut progress = false;
-                for message in &messages {
-                    let Some(seq) = message["seq"].as_u64() else { continue };
-                    if self.cursors.observe(&conv, seq) {
-                        progress = true;
-                        self.print_message(message, true);
-                    }
-                }
-                self.mark_read(&conv);
-                let more = frame["has_more"] == true && !messages.is_empty();
-                if more || (progress && self.cursors.gap(&conv).is_some()) {
-                    self.fill(&conv).await;
-                } else if self.cursors.gap(&conv).is_some() {
-                    self.cursors.skip_gap(&conv);
-                }
-            }
-            Pending::Watch => {
-                for entry in frame["users"].as_array().cloned().unwrap_or_default() {
-                    let user = str_of(&entry, "user");
-                    let online = entry["online"] == true;
-                    if online {
-                        self.online.insert(user.to_owned());
-                    }
-                    let state = if online { "online" } else { "offline" };
-                    self.print(format!("{} is {state}; you will be told when that changes", clean(user)));
-                }
-            }
-            Pending::Stats => {
-                let user = clean(str_of(&frame, "user"));
-                if frame["online"] != true {
-                    self.print(format!("{user} is offline"));
-                    return;
-                }
-                let nodes = strings(&frame["nodes"]);
-                let on = match nodes.len() {
-                    0 => String::new(),
-                    1 => format!(" on node {}", clean(&nodes[0])),
-                    _ => format!(" on nodes {}", name_list(&nodes, usize::MAX)),
-                };
-                let connections = frame["connections"].as_u64().unwrap_or(0);
-                let plural = if connections == 1 { "" } else { "s" };
-                let online_for = match frame["online_for"].as_str() {
-                    Some(text) => clean(text),
-                    None => display::duration(frame["online_secs"].as_u64().unwrap_or(0)),
-                };
-                self.print(format!("{user} is online for {online_for}{on} ({connections} connection{plural})"));
-            }
-            Pending::Popular => {
-                let seconds = frame["seconds"].as_u64().unwrap_or(60);
-                let words: Vec<String> = frame["words"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|w| format!("{} ({})", clean(str_of(w, "word")), w["count"].as_u64().unwrap_or(0)))
-                    .collect();
-                if words.is_empty() {
-                    self.print(format!("no words in room messages in the last {seconds}s"));
-                } else {
-                    self.print(format!("popular words in the last {seconds}s: {}", words.join(", ")));
-                }
-            }
-            Pending::Whoami => {
-                let connected = frame["connected_at"].as_u64().map(|ts| display::age(ts, now_ms()));
-                let expires = self.expires_at.saturating_sub(now_ms()) / 1000;
-                self.print(format!(
-                    "{} on node {} (connection {}) at {}\n  connected {}, session expires in {}",
-                    clean(str_of(&frame, "user")),
-                    clean(str_of(&frame, "node")),
-                    frame["conn"],
-                    self.url,
-                    connected.unwrap_or_default(),
-                    expires_in(expires),
-                ));
-            }
-            Pending::Logout => {
-                self.logging_out = true;
-                if let Some(store) = &self.store {
-                    store.forget_token(&self.me);
-                }
-            }
-            Pending::Read | Pending::Ping => {}
-        }
-    }
-
-    /// Prints a page of messages with their ages, and takes it into the cursors.
-    fn history_page(&mut self, conv: &str, messages: &[Value]) {
-        let first = messages.first().and_then(|m| m["seq"].as_u64()).unwrap_or(1);
-        self.cursors.pick_up(conv, first.saturating_sub(1));
-        let lines: Vec<String> =
-            messages.iter().map(|m| message_line(&self.style, m, &self.me, Some(now_ms()))).collect();
-        for message in messages {
-            if let Some(seq) = message["seq"].as_u64() {
-                self.cursors.observe(conv, seq);
-            }
-        }
-        if !lines.is_empty() {
-            self.print(lines.join("\n"));
-        }
-    }
-
     // ---- commands
 
-    async fn command(&mut self, command: Command) {
+    /// Runs a typed command; `settle` is dropped once the current conversation is known.
+    async fn command(&mut self, command: Command, settle: Settle) {
         match command {
-            Command::Send { target, text } => self.send_message(target, text).await,
-            Command::Switch(target) => {
-                self.print(self.style.dim(&format!("now talking to {target}: lines without a command go there")))
+            Command::Send { target, text } => self.send_message(target, text, settle).await,
+            Command::Switch(target) => self.switch_to(target, settle).await,
+            Command::Reply { from, text } => self.reply(from, text, settle).await,
+            Command::Join(room) => {
+                let generation = self.next_switch();
+                self.request(json!({"type": "join", "room": room}), Pending::Join(generation, settle)).await
             }
-            Command::Join(room) => self.request(json!({"type": "join", "room": room}), Pending::Join).await,
             Command::Leave(room) => {
-                self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room)).await
+                self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room, settle)).await
             }
             Command::Rooms => self.request(json!({"type": "rooms"}), Pending::Rooms(Vec::new())).await,
             Command::Users(prefix) => {
@@ -935,22 +548,6 @@ impl Client {
         self.print(lines.join("\n"));
     }
 
-    async fn send_message(&mut self, target: Target, text: String) {
-        let reference = self.next_ref();
-        let key = format!("{:032x}", rand::random::<u128>());
-        let mut frame = json!({"type": "send", "ref": reference, "text": text, "key": key});
-        target.apply(&mut frame);
-        let connected = self.ws.is_some();
-        let outgoing =
-            Outgoing { frame: frame.clone(), target, sent: connected, queued: !connected, retries: 0, retry_at: None };
-        self.outbox.insert(reference, outgoing);
-        if connected {
-            self.send(&frame).await;
-        } else {
-            self.notice("not connected: the message goes out once reconnected");
-        }
-    }
-
     /// Quits once the messages sent are acknowledged and the requests made are answered (within
     /// [`QUIT_WAIT`]), so that `/history` then `/quit`, or a script piped in, loses nothing.
     fn begin_quit(&mut self) {
@@ -973,85 +570,6 @@ impl Client {
 
     fn unanswered(&self) -> bool {
         !self.outbox.is_empty() || self.pending.values().any(|pending| pending.command().is_some())
-    }
-
-    // ---- timers
-
-    async fn tick(&mut self) {
-        if self.quit_by.is_some_and(|deadline| Instant::now() >= deadline) {
-            self.exit = Some(Ok(()));
-            return;
-        }
-        if self.ws.is_some() {
-            if self.last_heard.elapsed() >= DEAD {
-                self.ws = None;
-                self.lost(1006, "no answer from the server");
-                return;
-            }
-            if self.last_heard.elapsed() >= QUIET && !self.pinged {
-                self.pinged = true;
-                self.request(json!({"type": "ping"}), Pending::Ping).await;
-            }
-            self.resend_due().await;
-            if self.synced {
-                self.flush_reads().await;
-            }
-        }
-        if self.last_save.elapsed() >= SAVE_EVERY && self.cursors.take_dirty() {
-            self.save();
-        }
-    }
-
-    async fn resend_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<u64> = self
-            .outbox
-            .iter()
-            .filter(|(_, outgoing)| !outgoing.sent && outgoing.retry_at.is_some_and(|at| at <= now))
-            .map(|(reference, _)| *reference)
-            .collect();
-        for reference in due {
-            let Some(outgoing) = self.outbox.get_mut(&reference) else { continue };
-            outgoing.sent = true;
-            outgoing.retry_at = None;
-            let frame = outgoing.frame.clone();
-            if !self.send(&frame).await {
-                return;
-            }
-        }
-    }
-
-    /// Moves the read markers up to what was shown (protocol §6 `read`), so that other devices
-    /// and the next login without cursors do not see it again as unread.
-    async fn flush_reads(&mut self) {
-        let changed: Vec<(String, u64)> = self
-            .reads
-            .iter()
-            .filter(|(conv, seq)| self.reads_sent.get(*conv).is_none_or(|sent| sent < seq))
-            .map(|(conv, seq)| (conv.clone(), *seq))
-            .collect();
-        for (conv, seq) in changed {
-            let Some(target) = Target::of_conv(&conv, &self.me) else { continue };
-            let mut frame = json!({"type": "read", "seq": seq});
-            target.apply(&mut frame);
-            self.reads_sent.insert(conv, seq);
-            self.request(frame, Pending::Read).await;
-        }
-    }
-
-    fn save(&mut self) {
-        self.last_save = Instant::now();
-        let Some(store) = &self.store else { return };
-        let saved = Saved {
-            url: self.url.clone(),
-            user: self.me.clone(),
-            token: Some(self.token.clone()),
-            expires_at: self.expires_at,
-            cursors: self.cursors.snapshot(),
-        };
-        if let Err(error) = store.save(&saved) {
-            self.print(self.style.error("", &format!("saving the session: {error:#}")));
-        }
     }
 }
 

@@ -85,6 +85,12 @@ pub enum Command {
     },
     /// Make a conversation the current one without sending (`/chat bob`).
     Switch(Target),
+    /// `/reply [@user] [text]`: answer the newest private message received (from `user`, if
+    /// given). The client knows who sent it: it turns this into a send or a switch.
+    Reply {
+        from: Option<String>,
+        text: String,
+    },
     Join(String),
     Leave(String),
     Rooms,
@@ -115,17 +121,6 @@ pub enum Command {
     Unknown(String),
 }
 
-impl Command {
-    /// The conversation this command makes current, if any.
-    pub fn new_current(&self) -> Option<Target> {
-        match self {
-            Command::Send { target, .. } | Command::Switch(target) => Some(target.clone()),
-            Command::Join(room) => Some(Target::Room(room.clone())),
-            _ => None,
-        }
-    }
-}
-
 /// The default and the largest `n` of `/history`.
 pub const HISTORY_DEFAULT: u32 = 20;
 pub const HISTORY_MAX: u32 = 200;
@@ -136,7 +131,9 @@ pub const HELP: &[(&str, &str)] = &[
     ("/chat room:<room> [text]", "message a room you are in"),
     ("/msg <user> [text]", "same as /chat <user>"),
     ("/say <room> [text]", "same as /chat room:<room>"),
-    ("text", "a line without a command goes to the current conversation"),
+    ("text", "a line without a command goes to the conversation the prompt names"),
+    ("/reply [text]", "answer the newest private message received (and make it current)"),
+    ("/reply @<user> [text]", "answer the newest private message from user"),
     ("/join <room>", "join (or create) a room and show its recent messages"),
     ("/leave [room]", "leave a room (default: the current one)"),
     ("/rooms", "list the rooms"),
@@ -151,6 +148,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("/whoami", "who and where you are connected"),
     ("/logout", "end the session (forget the saved token) and quit"),
     ("/quit", "quit (also Ctrl-D); the session is kept for next time"),
+    ("Ctrl-C", "clear the line being typed (Up brings it back); on an empty line, quit"),
     ("//text", "send a line that starts with /"),
 ];
 
@@ -189,6 +187,11 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
                 Some(target) => Command::Send { target, text: after_first.to_owned() },
             }
         }
+        "reply" | "r" => match first.strip_prefix('@') {
+            Some(user) if normalise(user).is_empty() => Command::Usage("/reply [@user] [text]"),
+            Some(user) => Command::Reply { from: Some(normalise(user)), text: after_first.to_owned() },
+            None => Command::Reply { from: None, text: args.to_owned() },
+        },
         "join" | "j" => match Target::room(args) {
             Some(room) if !args.contains(char::is_whitespace) => Command::Join(room.name().to_owned()),
             _ => Command::Usage("/join <room>"),
@@ -295,6 +298,15 @@ mod tests {
         assert_eq!(parse("hello", None), Command::NoConversation);
         assert_eq!(parse("//slash", Some(&user("bob"))), Command::Send { target: user("bob"), text: "/slash".into() });
         assert_eq!(parse("   ", Some(&user("bob"))), Command::Nothing);
+    }
+
+    #[test]
+    fn reply_answers_the_newest_private_message_or_a_given_sender() {
+        assert_eq!(parse("/reply", None), Command::Reply { from: None, text: String::new() });
+        assert_eq!(parse("/reply sure, 8", None), Command::Reply { from: None, text: "sure, 8".into() });
+        assert_eq!(parse("/r @Bob  ok", None), Command::Reply { from: Some("bob".into()), text: "ok".into() });
+        assert_eq!(parse("/reply @carol", None), Command::Reply { from: Some("carol".into()), text: String::new() });
+        assert_eq!(parse("/reply @ hi", None), Command::Usage("/reply [@user] [text]"));
     }
 
     #[test]

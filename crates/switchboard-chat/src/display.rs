@@ -94,6 +94,18 @@ pub fn age(ts: u64, now: u64) -> String {
     }
 }
 
+/// `ts` (ms) as `HH:MM` in the local time zone (`TZ`, else `/etc/localtime`; UTC without either).
+pub fn clock(ts: u64) -> String {
+    clock_in(ts, &jiff::tz::TimeZone::system())
+}
+
+fn clock_in(ts: u64, zone: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(i64::try_from(ts).unwrap_or(i64::MAX)) {
+        Ok(at) => at.to_zoned(zone.clone()).strftime("%H:%M").to_string(),
+        Err(_) => "--:--".to_owned(),
+    }
+}
+
 /// `1h 2m 3s`, `2m 3s` or `3s`, like the server's `online_for`.
 pub fn duration(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
@@ -124,14 +136,16 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// One message, as a line:
-/// - live: `alice: hi` (private, from the peer), `[room:lobby] alice: hi`, `alice → bob: hi` (a
-///   private message of yours sent from another device);
-/// - replayed (sync, history, join): the same with the age, `[room:lobby] alice (2m ago): hi`.
+/// One message, as a line, after its local time (`HH:MM`):
+/// - live: `12:04 alice: hi` (private, from the peer), `12:04 [room:lobby] alice: hi`,
+///   `12:04 alice → bob: hi` (a private message of yours sent from another device);
+/// - replayed (sync, history, join): the same with the age, `12:02 [room:lobby] alice (2m ago): hi`.
 pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u64>) -> String {
     let from = clean(str_of(message, "from"));
     let text = clean(str_of(message, "text"));
-    let mut line = String::new();
+    let ts = message["ts"].as_u64().unwrap_or_else(now_ms);
+    let mut line = style.dim(&clock(ts));
+    line.push(' ');
     if let Some(room) = message["room"].as_str() {
         line.push_str(&style.label(&format!("[room:{}]", clean(room))));
         line.push(' ');
@@ -217,10 +231,20 @@ mod tests {
     fn message_lines() {
         let style = Style::plain();
         let live = json!({"conv": "dm:alice:bob", "from": "alice", "to": "bob", "text": "hi", "ts": 0});
-        assert_eq!(message_line(&style, &live, "bob", None), "alice: hi");
-        assert_eq!(message_line(&style, &live, "alice", None), "alice → bob: hi");
+        let at = clock(0);
+        assert_eq!(message_line(&style, &live, "bob", None), format!("{at} alice: hi"));
+        assert_eq!(message_line(&style, &live, "alice", None), format!("{at} alice → bob: hi"));
         let room = json!({"conv": "room:lobby", "from": "alice", "room": "lobby", "text": "hi", "ts": 1_000});
-        assert_eq!(message_line(&style, &room, "bob", Some(121_000)), "[room:lobby] alice (2m ago): hi");
+        assert_eq!(message_line(&style, &room, "bob", Some(121_000)), format!("{at} [room:lobby] alice (2m ago): hi"));
+    }
+
+    #[test]
+    fn clocks_are_local() {
+        let ts = 1_718_000_000_000; // 2024-06-10 06:13:20 UTC
+        assert_eq!(clock_in(ts, &jiff::tz::TimeZone::UTC), "06:13");
+        let plus_five = jiff::tz::TimeZone::fixed(jiff::tz::offset(5));
+        assert_eq!(clock_in(ts, &plus_five), "11:13");
+        assert_eq!(clock_in(u64::MAX, &plus_five), "--:--");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   `$XDG_CONFIG_HOME/switchboard/session-<host>_<port>-<user>`.
 //! - Interactive: a line editor with history; incoming messages and events are printed above the
 //!   prompt without disturbing what is being typed; slash commands for rooms, users, history,
-//!   stats; reconnects with backoff and resumes with its cursors when the connection drops.
+//!   stats; reconnects with backoff and resumes with its cursors when the connection drops. The
+//!   prompt names where a plain line goes, and moves only by a command the server accepted;
+//!   `/reply` answers private messages. A mistyped password is asked again (3 tries).
 //! - For scripts: `--send TEXT --to bob|room:lobby` sends one message (joining the room first if
 //!   need be), prints its seq and exits.
 #![forbid(unsafe_code)]
@@ -35,6 +37,9 @@ use connection::{connect_and_login, Connected, LoginError, LOGIN_REF};
 use cursors::Cursors;
 use display::{now_ms, str_of, Style};
 use session::{Saved, SessionStore};
+
+/// How many times a password typed at the hidden prompt is asked for.
+const PASSWORD_TRIES: u32 = 3;
 
 /// `switchboard chat`.
 #[derive(clap::Args, Debug, Clone)]
@@ -135,20 +140,33 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
             if saved.as_ref().is_some_and(|saved| saved.user != user) {
                 saved = None;
             }
-            let password = if args.password_stdin {
-                read_password_line()?
-            } else {
-                interrupt.arm();
-                ask_password(args.register)?
-            };
             let kind = if args.register { "register" } else { "login" };
             let cursors = saved.as_ref().map(|saved| saved.cursors.clone()).unwrap_or_default();
-            let frame = json!({"type": kind, "ref": LOGIN_REF, "username": user, "password": password,
-                               "presence": interactive, "cursors": cursors});
-            let connected = interrupt
-                .around(connect_and_login(&args.url, frame))
-                .await?
-                .map_err(|error| login_failed(&args.url, error))?;
+            let mut tries = 0;
+            let connected = loop {
+                tries += 1;
+                let password = if args.password_stdin {
+                    read_password_line()?
+                } else {
+                    interrupt.arm();
+                    ask_password(args.register)?
+                };
+                let frame = json!({"type": kind, "ref": LOGIN_REF, "username": user, "password": password,
+                                   "presence": interactive, "cursors": cursors});
+                match interrupt.around(connect_and_login(&args.url, frame)).await? {
+                    Ok(connected) => break connected,
+                    // A mistyped password is asked again, as sudo does; the server's throttle
+                    // (5 failures a minute per name and address) stays out of reach.
+                    Err(LoginError::Refused { code, message, .. })
+                        if !args.password_stdin
+                            && tries < PASSWORD_TRIES
+                            && matches!(code.as_str(), "auth_failed" | "invalid_password") =>
+                    {
+                        eprintln!("{}", Style::detect().error(&code, &message));
+                    }
+                    Err(error) => return Err(login_failed(&args.url, error)),
+                }
+            };
             (connected, if args.register { Login::Registered } else { Login::LoggedIn })
         }
     };
