@@ -237,6 +237,11 @@ impl LocalHub {
         self.presence_watchers.read().values().filter(|c| c.push(frame.clone())).count()
     }
 
+    /// Sends an event to every logged-in connection here.
+    pub fn event_to_everyone(&self, frame: &WireFrame) -> usize {
+        self.users.read().values().flatten().filter(|c| c.push(frame.clone())).count()
+    }
+
     /// Every connection, for shutdown.
     pub fn all_connections(&self) -> Vec<Arc<Connection>> {
         self.users.read().values().flatten().cloned().collect()

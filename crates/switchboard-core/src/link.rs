@@ -169,6 +169,7 @@ impl NodeShared {
                 | BusHeader::RoomMessage { .. }
                 | BusHeader::UserEvent { .. }
                 | BusHeader::RoomEvent { .. }
+                | BusHeader::Broadcast
                 | BusHeader::Membership { .. }
         ) {
             self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +225,9 @@ impl NodeShared {
             }
             BusHeader::RoomEvent { room, skip_user } => {
                 self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
+            }
+            BusHeader::Broadcast => {
+                self.hub.event_to_everyone(&frame());
             }
             BusHeader::Disconnect { user } => {
                 self.disconnect_local(&user);
@@ -350,6 +354,7 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
             last_heartbeat = Some(now);
             shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
         }
+        shared.announce_coalesced_rooms();
         if now.duration_since(last_gossip) >= GOSSIP_INTERVAL {
             last_gossip = now;
             shared.publish_word_counts();

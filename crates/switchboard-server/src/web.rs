@@ -48,6 +48,8 @@ const ASSETS: &[Asset] = &[
     asset("/receipts.js", JAVASCRIPT, include_bytes!("../web/receipts.js")),
     asset("/sidebar.js", JAVASCRIPT, include_bytes!("../web/sidebar.js")),
     asset("/composer.js", JAVASCRIPT, include_bytes!("../web/composer.js")),
+    asset("/scroll.js", JAVASCRIPT, include_bytes!("../web/scroll.js")),
+    asset("/notify.js", JAVASCRIPT, include_bytes!("../web/notify.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -116,6 +118,8 @@ mod tests {
             ("/receipts.js", JAVASCRIPT),
             ("/sidebar.js", JAVASCRIPT),
             ("/composer.js", JAVASCRIPT),
+            ("/scroll.js", JAVASCRIPT),
+            ("/notify.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));
