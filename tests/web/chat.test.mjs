@@ -55,6 +55,8 @@ test('the page and its files are served with their content types', async () => {
     ['/receipts.js', 'text/javascript'],
     ['/sidebar.js', 'text/javascript'],
     ['/composer.js', 'text/javascript'],
+    ['/scroll.js', 'text/javascript'],
+    ['/notify.js', 'text/javascript'],
     ['/style.css', 'text/css'],
   ]) {
     const response = await fetch(`${base}${path}`);
@@ -114,15 +116,14 @@ test('rooms: create, join with the replayed history, members, join and leave not
   await sendText(alice.page, 'Morning all! The deploy is at 3pm.');
   await sendText(alice.page, 'Reviews welcome on the release notes.');
 
-  // Bob finds the room in the list and joins: the history before his join is replayed.
-  await bob.page.locator('#rooms-refresh').click();
+  // Bob finds the room in his list, there without a refresh (room_created), and joins: the
+  // history before his join is replayed.
   await bob.page.locator('#room-list [data-room="lobby"][data-joined="false"]').click();
   await bob.page.locator('#conv-name', { hasText: '# lobby' }).waitFor();
   await waitForMessage(bob.page, 'Morning all! The deploy is at 3pm.');
   assert.deepEqual(await messageTexts(bob.page), ['Morning all! The deploy is at 3pm.', 'Reviews welcome on the release notes.']);
   await alice.page.locator('#message-list .notice', { hasText: 'bob joined the room' }).waitFor();
 
-  await carol.page.locator('#rooms-refresh').click();
   await carol.page.locator('#room-list [data-room="lobby"]').click();
   await waitForMessage(carol.page, 'Reviews welcome on the release notes.');
 
@@ -255,12 +256,12 @@ test('text that looks like HTML is shown as text', async () => {
   assert.deepEqual(heidi.problems, []);
 });
 
-test('scrolling up loads older pages of a long history, without duplicates', async () => {
+test('scrolling up with the wheel loads page after page down to the beginning, without duplicates', async () => {
   const ivan = await device();
   const judy = await device();
   await register(ivan.page, base, 'ivan');
   await register(judy.page, base, 'judy');
-  const count = 130;
+  const count = 220;
   await seedMessages(ivan.page, { username: 'ivan', to: 'judy', count, label: 'note' });
   // They all reached judy's open page live; after a reload (cursors kept) the page holds none.
   await judy.page.locator('#user-list [data-user="ivan"] .badge', { hasText: '99+' }).waitFor();
@@ -273,16 +274,104 @@ test('scrolling up loads older pages of a long history, without duplicates', asy
   assert.ok((await judy.page.locator('#message-list .msg').count()) < count, 'only the newest page at first');
   assert.equal(await judy.page.locator('#message-list .msg .text').filter({ hasText: exactly('note 1') }).count(), 0);
 
-  // Scroll to the top until the first message is there.
-  await waitInPage(judy.page, () => {
-    const box = document.getElementById('messages');
-    box.scrollTop = 0;
-    box.dispatchEvent(new Event('scroll'));
-    return [...document.querySelectorAll('#message-list .msg .text')].some((element) => element.textContent === 'note 1');
-  });
-  await judy.page.locator('#history-top', { hasText: 'beginning of your conversation' }).waitFor();
+  // Turn the wheel up as a reader would: every turn brings older messages, until the beginning.
+  // (A view left pinned at the top would get no further scroll event, and this wait would fail.)
+  await judy.page.locator('#messages').hover();
+  const atBeginning = () => /beginning of your conversation/.test(document.getElementById('history-top').textContent);
+  let turns = 0;
+  while (!(await judy.page.evaluate(atBeginning))) {
+    const held = await judy.page.locator('#message-list .msg').count();
+    await judy.page.mouse.wheel(0, -20_000);
+    await waitInPage(
+      judy.page,
+      (held) =>
+        document.querySelectorAll('#message-list .msg').length > held ||
+        /beginning of your conversation/.test(document.getElementById('history-top').textContent),
+      held,
+    );
+    turns += 1;
+    assert.ok(turns <= count / 50 + 2, 'each turn of the wheel loads at least one page');
+  }
   const texts = await messageTexts(judy.page);
   assert.deepEqual(texts, Array.from({ length: count }, (_, index) => `note ${index + 1}`));
+});
+
+test('a message while the page is hidden: a notification (asked for on a click) and a tone', async () => {
+  const kim = await device();
+  const leo = await device();
+  // Stand-ins installed by the test page: chromium's real notifications are not observable
+  // headless, a headless page is never hidden, and its audio cannot be heard.
+  await kim.context.addInitScript(() => {
+    window.__notifications = [];
+    window.__asked = 0;
+    window.__tones = 0;
+    window.__hidden = false;
+    window.Notification = class {
+      static permission = 'default';
+      static async requestPermission() {
+        window.__asked += 1;
+        window.Notification.permission = 'granted';
+        return 'granted';
+      }
+      constructor(title, options) {
+        Object.assign(this, { title, options });
+        window.__notifications.push(this);
+      }
+      close() {}
+    };
+    Object.defineProperty(document, 'visibilityState', { get: () => (window.__hidden ? 'hidden' : 'visible') });
+    Object.defineProperty(document, 'hidden', { get: () => window.__hidden });
+    window.AudioContext = class {
+      state = 'running';
+      currentTime = 0;
+      destination = {};
+      createOscillator() {
+        return { frequency: {}, connect: (next) => next, start: () => (window.__tones += 1), stop() {} };
+      }
+      createGain() {
+        return { gain: {}, connect: (next) => next };
+      }
+      async resume() {}
+    };
+  });
+  await register(kim.page, base, 'kim');
+  await register(leo.page, base, 'leo');
+  assert.equal(await kim.page.evaluate(() => window.__asked), 0, 'no permission asked without a gesture');
+  await kim.page.locator('#notify-button').click();
+  await kim.page.locator('#notify-button[aria-pressed="true"]').waitFor();
+  await kim.page.locator('#sound-button').click();
+  await kim.page.locator('#sound-button[aria-pressed="true"]').waitFor();
+  assert.equal(await kim.page.evaluate(() => window.__asked), 1);
+
+  // Visible page: nothing.
+  await openDm(leo.page, 'kim');
+  await sendText(leo.page, 'while you look');
+  await kim.page.locator('#user-list [data-user="leo"] .badge', { hasText: '1' }).waitFor();
+  assert.equal(await kim.page.evaluate(() => window.__notifications.length + window.__tones), 0);
+
+  // Hidden page: a notification per message from someone else (not for kim's own, sent from
+  // elsewhere), with a tone.
+  await kim.page.evaluate(() => {
+    window.__hidden = true;
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await sendText(leo.page, 'are you around?');
+  await seedMessages(kim.page, { username: 'kim', to: 'leo', texts: ['from my phone'] });
+  await sendText(leo.page, 'lunch?');
+  await waitInPage(kim.page, () => window.__notifications.length === 2);
+  const shown = await kim.page.evaluate(() =>
+    window.__notifications.map(({ title, options }) => ({ title, body: options.body, tag: options.tag })),
+  );
+  assert.deepEqual(shown, [
+    { title: 'leo', body: 'are you around?', tag: 'dm:kim:leo' },
+    { title: 'leo', body: 'lunch?', tag: 'dm:kim:leo' },
+  ]);
+  assert.equal(await kim.page.evaluate(() => window.__tones), 2);
+
+  // A click on the notification opens the conversation.
+  await kim.page.evaluate(() => window.__notifications[1].onclick());
+  await kim.page.locator('#conv-name', { hasText: 'leo' }).waitFor();
+  await waitForMessage(kim.page, 'lunch?');
 });
 
 test('phone layout: one column, the list or the conversation with a back button', async () => {

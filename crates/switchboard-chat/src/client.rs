@@ -392,6 +392,12 @@ impl Client {
                     self.notice(&format!("{} {verb} room:{}", clean(user), clean(str_of(&frame, "room"))));
                 }
             }
+            "room_created" if str_of(&frame, "by") != self.me => self.notice(&format!(
+                "room:{} created by {}",
+                clean(str_of(&frame, "room")),
+                clean(str_of(&frame, "by"))
+            )),
+            "rooms_created" => self.notice(&format!("{} new rooms (/rooms lists them)", frame["count"])),
             "error" => self.error(&frame),
             // hello, typing, read, room_size (a big room's counts: `/members` shows them), and
             // frame types of later protocol versions.

@@ -30,6 +30,8 @@ pub enum BusHeader {
     /// An event (member joined or left, typing) for the room's connections, except those of
     /// `skip_user`.
     RoomEvent { room: String, skip_user: Option<String> },
+    /// An event for every logged-in connection on the receiving node (a room was created).
+    Broadcast,
     /// How many connections the sending node holds for a user now (0: none).
     Presence { user: String, connections: u32, since: i64 },
     /// Every user the sending node holds, with counts: sent to every node (on the cluster topic,

@@ -34,6 +34,9 @@ pub struct ChatConfig {
     pub sync_limit_per_conv: u32,
     /// The window of `popular`, in seconds.
     pub popular_window_secs: u32,
+    /// `room_created` events this node broadcasts to every online user per second; the rooms
+    /// created beyond it are announced together by one `rooms_created` (see `announce.rs`).
+    pub room_announcements_per_sec: u32,
     /// Failed logins for one user name from one client address within `login_window` before that
     /// address's logins to that name are throttled (the name's owner elsewhere is not).
     pub login_failures_per_user: u32,
@@ -91,6 +94,7 @@ impl Default for ChatConfig {
             queue_max_bytes: 4 << 20,
             sync_limit_per_conv: 1000,
             popular_window_secs: 60,
+            room_announcements_per_sec: 20,
             login_failures_per_user: 5,
             login_failures_per_ip: 50,
             login_window: Duration::from_secs(60),

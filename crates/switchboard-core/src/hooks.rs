@@ -66,6 +66,7 @@ impl crate::node::NodeShared {
     /// Reports a room created by `by`'s request on this node.
     pub(crate) fn room_created(&self, room: &str, by: &str) {
         self.hooks.emit(HookEvent::RoomCreated { room: room.to_owned(), by: by.to_owned(), ts: crate::now_millis() });
+        self.announce_room(room, by);
     }
 }
 

@@ -235,6 +235,11 @@ impl LocalHub {
         listeners.values().map(|connection| &*connection.user).collect::<HashSet<&str>>().len()
     }
 
+    /// Sends an event to every logged-in connection here.
+    pub fn event_to_everyone(&self, frame: &WireFrame) -> usize {
+        self.users.read().values().flatten().filter(|c| c.push(frame.clone())).count()
+    }
+
     /// Every connection, for shutdown.
     pub fn all_connections(&self) -> Vec<Arc<Connection>> {
         self.users.read().values().flatten().cloned().collect()

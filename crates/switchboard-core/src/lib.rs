@@ -9,7 +9,8 @@
 //! - [`outbound`]: each connection's bounded queue of encoded frames.
 //!
 //! - `delivery`: where a durable message or an event goes, here and on other nodes; `link`: this
-//!   node's side of the bus (publications, what it hears, heartbeats, dead nodes).
+//!   node's side of the bus (publications, what it hears, heartbeats, dead nodes); `announce`:
+//!   new rooms told to every online user, at a bounded rate.
 //!
 //! For an application's backend: [`backend`] (the server API's publish, disconnect, presence,
 //! members, users and tokens, history, through the same paths as sessions).
@@ -20,6 +21,7 @@
 //! [`metrics`]; [`config`]; [`error`]; `room_size` (big rooms' size events instead of one per join); `watchers` (who hears whose presence). `fuzzing` (feature `fuzzing`): the login fuzz target's check.
 #![forbid(unsafe_code)]
 
+mod announce;
 pub mod auth;
 pub mod backend;
 pub mod cluster;

@@ -170,6 +170,7 @@ impl NodeShared {
                 | BusHeader::RoomMessage { .. }
                 | BusHeader::UserEvent { .. }
                 | BusHeader::RoomEvent { .. }
+                | BusHeader::Broadcast
                 | BusHeader::Membership { .. }
         ) {
             self.metrics.bus_chat_received.fetch_add(1, Ordering::Relaxed);
@@ -231,6 +232,9 @@ impl NodeShared {
             }
             BusHeader::RoomSize { room, members, counted_at, online } => {
                 self.room_size_heard(&room, from, members, counted_at, online);
+            }
+            BusHeader::Broadcast => {
+                self.hub.event_to_everyone(&frame());
             }
             BusHeader::Disconnect { user } => {
                 self.disconnect_local(&user);
@@ -357,6 +361,7 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
             last_heartbeat = Some(now);
             shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
         }
+        shared.announce_coalesced_rooms();
         if now.duration_since(last_gossip) >= GOSSIP_INTERVAL {
             last_gossip = now;
             shared.publish_word_counts();

@@ -84,6 +84,8 @@ pub struct NodeShared {
     /// Rooms this node listens to on the bus.
     pub(crate) room_subscriptions: Arc<RoomSubscriptions>,
     pub(crate) fences: Fences,
+    /// How many `room_created` went out this second, and the rooms waiting to be coalesced.
+    pub(crate) room_announcements: crate::announce::RoomAnnouncements,
     /// Whether another node has ever been heard from. Until then this node is a cluster of one and
     /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
     pub(crate) peers_seen: AtomicBool,
@@ -133,6 +135,7 @@ impl ChatNode {
             lost_publications: Arc::new(AtomicI64::new(0)),
             room_subscriptions: Arc::new(RoomSubscriptions::default()),
             fences,
+            room_announcements: Default::default(),
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),

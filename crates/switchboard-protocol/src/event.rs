@@ -182,6 +182,17 @@ pub enum ServerFrame<'a> {
         members: u64,
         online: u64,
     },
+    /// A room was created (by `by`): sent to every logged-in connection, so that room lists grow
+    /// without a refresh.
+    RoomCreated {
+        room: &'a str,
+        by: &'a str,
+    },
+    /// More rooms were created than a node announces one by one (`count` of them): list `rooms`
+    /// again.
+    RoomsCreated {
+        count: u32,
+    },
     Members {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a RefValue>,

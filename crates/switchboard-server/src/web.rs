@@ -49,6 +49,8 @@ const ASSETS: &[Asset] = &[
     asset("/sidebar.js", JAVASCRIPT, include_bytes!("../web/sidebar.js")),
     asset("/composer.js", JAVASCRIPT, include_bytes!("../web/composer.js")),
     asset("/presence.js", JAVASCRIPT, include_bytes!("../web/presence.js")),
+    asset("/scroll.js", JAVASCRIPT, include_bytes!("../web/scroll.js")),
+    asset("/notify.js", JAVASCRIPT, include_bytes!("../web/notify.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -118,6 +120,8 @@ mod tests {
             ("/sidebar.js", JAVASCRIPT),
             ("/composer.js", JAVASCRIPT),
             ("/presence.js", JAVASCRIPT),
+            ("/scroll.js", JAVASCRIPT),
+            ("/notify.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

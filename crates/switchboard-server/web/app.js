@@ -11,6 +11,8 @@ import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
 import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
 import { linkify, showLimit } from './composer.js';
 import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
+import { captureAnchor, nearTop, restoreAnchor } from './scroll.js';
+import { Notifier } from './notify.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -478,7 +480,7 @@ function onSession(session) {
 function onFrame(frame) {
   switch (frame.type) {
     case 'message':
-      ingest(frame.conv, [frame]);
+      if (ingest(frame.conv, [frame]) > 0 && frame.from !== state.me) notifyMessage(frame);
       break;
     case 'sync':
       // A long summary comes in several `sync` frames.
@@ -521,6 +523,13 @@ function onFrame(frame) {
         invalidate('sidebar', 'conv');
       }
       break;
+    case 'room_created':
+      onRoomCreated(frame.room);
+      break;
+    case 'rooms_created':
+      // More rooms than the server announces one by one: list them again.
+      refreshRooms();
+      break;
     case 'error':
       // Errors without a request of ours waiting (e.g. for `typing`, which has no answer).
       console.warn('server error', frame);
@@ -529,6 +538,12 @@ function onFrame(frame) {
       // Frame types this client does not know are ignored, as the protocol asks.
       break;
   }
+}
+
+/** A live message from someone else: a notification (and tone) when the page is hidden. */
+function notifyMessage(frame) {
+  const conv = conversation(frame.conv);
+  notifier.message(conv.id, conv.kind === 'room' ? `${frame.from} in # ${conv.name}` : frame.from, frame);
 }
 
 /** Everything missed has arrived: page the rest, refresh lists, resend the outbox. */
@@ -637,6 +652,13 @@ function onMembership(roomName, user, joined) {
   }
   invalidate('sidebar');
   if (conv.id === state.current) invalidate('conv');
+}
+
+/** Someone created a room (its creator is its one member): it joins the list, not joined. */
+function onRoomCreated(name) {
+  if (state.rooms.has(name)) return;
+  state.rooms.set(name, { name, members: 1, joined: false });
+  invalidate('sidebar');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1146,17 +1168,7 @@ function renderMessages(conv) {
   const list = byId('message-list');
   const nearEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   // Keep the first visible message where it is when older ones are added above it.
-  let anchor = null;
-  let anchorOffset = 0;
-  if (!conv.scrollToEnd && !nearEnd && list.dataset.conv === conv.id) {
-    for (const child of list.children) {
-      if (child.offsetTop + child.offsetHeight > box.scrollTop) {
-        anchor = child;
-        anchorOffset = child.offsetTop - box.scrollTop;
-        break;
-      }
-    }
-  }
+  const anchor = !conv.scrollToEnd && !nearEnd && list.dataset.conv === conv.id ? captureAnchor(box, list) : null;
 
   const top = byId('history-top');
   if (conv.loadingOlder) top.textContent = 'Loading earlier messages…';
@@ -1178,6 +1190,7 @@ function renderMessages(conv) {
   const notices = [...conv.notices];
   let previous = null;
   let previousDay = null;
+  const daysShown = new Set();
   let newAfter = conv.newAfter;
   const pushNoticesUpTo = (seq) => {
     while (notices.length > 0 && notices[0].afterSeq <= seq) {
@@ -1190,7 +1203,11 @@ function renderMessages(conv) {
     const message = conv.messages.get(seq);
     const day = formatDay(message.ts);
     if (day !== previousDay) {
-      items.push(cached(conv, `day:${day}:${seq}`, 'd', () => h('li', { class: 'day', text: day })));
+      // Keyed by the day, so that the separator stays the same node when an older page of the
+      // same day arrives (by its first seq too if clocks made a day come back).
+      const dayKey = daysShown.has(day) ? `day:${day}:${seq}` : `day:${day}`;
+      daysShown.add(day);
+      items.push(cached(conv, dayKey, 'd', () => h('li', { class: 'day', text: day })));
       previousDay = day;
       previous = null;
     }
@@ -1221,13 +1238,13 @@ function renderMessages(conv) {
   if (conv.scrollToEnd || nearEnd) {
     box.scrollTop = box.scrollHeight;
     conv.scrollToEnd = false;
-  } else if (anchor && anchor.isConnected) {
-    box.scrollTop = anchor.offsetTop - anchorOffset;
+  } else {
+    restoreAnchor(box, list, anchor);
   }
-  // Not enough to scroll: load older pages until the view is full.
-  if (box.scrollHeight <= box.clientHeight + 40 && conv.hasOlder && conv.loadedLatest && !conv.loadingOlder) {
-    loadOlder(conv);
-  }
+  // Not enough to scroll, or still at the top after a page came (no `scroll` event will come
+  // there): load the next older page.
+  const due = box.scrollHeight <= box.clientHeight + 40 || nearTop(box);
+  if (due && conv.hasOlder && conv.loadedLatest && !conv.loadingOlder) loadOlder(conv);
 }
 
 function joined(conv) {
@@ -1314,7 +1331,10 @@ function pendingElement(conv, entry) {
 // ---------------------------------------------------------------------------------------------
 // Start
 
+let notifier = null;
+
 function wire() {
+  notifier = new Notifier({ bell: byId('notify-button'), speaker: byId('sound-button'), onOpen: openConversation });
   byId('login-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const kind = event.submitter?.value === 'register' ? 'register' : 'login';
@@ -1359,7 +1379,7 @@ function wire() {
   byId('composer').addEventListener('submit', onComposerSubmit);
   byId('messages').addEventListener('scroll', () => {
     const conv = state.current && state.convs.get(state.current);
-    if (conv && byId('messages').scrollTop < 200) loadOlder(conv);
+    if (conv && nearTop(byId('messages'))) loadOlder(conv);
   });
   document.addEventListener('visibilitychange', () => {
     const conv = state.current && state.convs.get(state.current);

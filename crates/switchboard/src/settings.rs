@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Window of `popular`, in seconds [default: 60].
     #[arg(long, env = "SWITCHBOARD_POPULAR_WINDOW_SECS")]
     pub popular_window_secs: Option<u32>,
+    /// `room_created` events a node broadcasts per second; more are coalesced [default: 20].
+    #[arg(long, env = "SWITCHBOARD_ROOM_ANNOUNCEMENTS_PER_SEC")]
+    pub room_announcements_per_sec: Option<u32>,
     /// Seconds without traffic before the server pings a client [default: 30].
     #[arg(long, env = "SWITCHBOARD_PING_INTERVAL_SECS")]
     pub ping_interval_secs: Option<u64>,
@@ -196,6 +199,7 @@ struct FileSettings {
     queue_max_bytes: Option<usize>,
     sync_limit: Option<u32>,
     popular_window_secs: Option<u32>,
+    room_announcements_per_sec: Option<u32>,
     ping_interval_secs: Option<u64>,
     auth_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -362,6 +366,9 @@ impl Settings {
         }
         if let Some(value) = pick!(args, file, popular_window_secs) {
             chat.popular_window_secs = value;
+        }
+        if let Some(value) = pick!(args, file, room_announcements_per_sec) {
+            chat.room_announcements_per_sec = value;
         }
         if let Some(value) = pick!(args, file, ping_interval_secs) {
             server.ping_interval = Duration::from_secs(value.max(1));

@@ -75,6 +75,9 @@ async fn an_incoming_message_is_printed_above_a_half_typed_line_which_stays_inta
     chat.line("ed line");
     let message = bob.next_of_type("message").await;
     assert_eq!(message["text"], "half typed line", "the whole line was sent: {message}");
+    // A room someone else creates is announced.
+    bob.request(json!({"type": "create_room", "room": "garden"})).await;
+    chat.expect("room:garden created by bob").await;
     chat.command("/quit").await;
     assert_eq!(chat.wait_exit().await, 0);
 }

@@ -138,3 +138,35 @@ async fn a_node_that_never_answers_does_not_stop_logins_elsewhere() {
     assert_eq!(sync["conversations"], json!([]), "{sync}");
     cluster.broker.release("n1");
 }
+
+#[tokio::test]
+async fn a_new_room_is_announced_to_everyone_on_every_node_and_a_burst_is_coalesced() {
+    let cluster = TestCluster::start_with(2, |c| c.room_announcements_per_sec = 1).await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = TestClient::login_open(&n1.ws_url(), "alice").await;
+    let mut bob = TestClient::login_open(&n2.ws_url(), "bob").await;
+    alice.next_about("user_online", "bob").await;
+
+    alice.request(json!({"type": "create_room", "room": "lobby"})).await;
+    let announced = json!({"type": "room_created", "room": "lobby", "by": "alice"});
+    assert_eq!(bob.next_of_type("room_created").await, announced, "bob is on the other node");
+    assert_eq!(alice.next_of_type("room_created").await, announced, "the creator's connection too");
+
+    // A burst past the limit: every room is accounted for, most of them in one `rooms_created`.
+    let burst = 5;
+    for index in 0..burst {
+        let answer = alice.request(json!({"type": "join", "room": format!("burst-{index}")})).await;
+        assert_eq!(answer["created"], true, "{answer}");
+    }
+    let (mut one_by_one, mut coalesced) = (0, 0);
+    while one_by_one + coalesced < burst {
+        let event = bob.next().await;
+        match event["type"].as_str() {
+            Some("room_created") => one_by_one += 1,
+            Some("rooms_created") => coalesced += event["count"].as_u64().expect("count"),
+            _ => {}
+        }
+    }
+    assert_eq!(one_by_one + coalesced, burst, "no room counted twice");
+    assert!(coalesced > 0, "at one announcement a second, {burst} rooms at once cannot all go one by one");
+}

@@ -112,6 +112,10 @@ async fn members_are_told_when_someone_joins_and_when_someone_leaves() {
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     let own = alice.next_of_type("member_joined").await;
     assert_eq!(own["user"], "alice", "the creator joins, and is told so: {own}");
+    // Everyone online hears that the room exists, members or not.
+    let created = json!({"type": "room_created", "room": "lobby", "by": "alice"});
+    assert_eq!(bob.next_of_type("room_created").await, created);
+    assert_eq!(carol.next_of_type("room_created").await, created);
 
     bob.send(json!({"type": "join", "ref": "j", "room": "lobby"})).await;
     let own_event = bob.next().await;
