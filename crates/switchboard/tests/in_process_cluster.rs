@@ -145,7 +145,12 @@ async fn a_new_room_is_announced_to_everyone_on_every_node_and_a_burst_is_coales
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut alice = TestClient::login_open(&n1.ws_url(), "alice").await;
     let mut bob = TestClient::login_open(&n2.ws_url(), "bob").await;
-    alice.next_about("user_online", "bob").await;
+    // Bob's node is part of the cluster once alice's node knows him online (presence is scoped:
+    // she asks about him).
+    let watching = alice.request(json!({"type": "watch", "users": ["bob"]})).await;
+    if watching["users"][0]["online"] != true {
+        alice.next_about("user_online", "bob").await;
+    }
 
     alice.request(json!({"type": "create_room", "room": "lobby"})).await;
     let announced = json!({"type": "room_created", "room": "lobby", "by": "alice"});
