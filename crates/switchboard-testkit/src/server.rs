@@ -130,8 +130,13 @@ impl Drop for TestServer {
 }
 
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await
+}
+
+/// Writes one whole HTTP/1.1 request (the server closes after answering) and returns the status
+/// and the body.
+async fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect for http");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write http request");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("read http response");
@@ -150,19 +155,13 @@ pub async fn http_json(
     bearer: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect for http");
     let body = body.map(|value| value.to_string()).unwrap_or_default();
     let authorization = bearer.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("write http request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read http response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let (status, body) = exchange(addr, &request).await;
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
 }
 
