@@ -108,20 +108,35 @@ async fn a_slow_listener_in_a_big_room_is_cut_off_and_the_others_receive_everyth
     // The slow listener joins and then never reads again: once the kernel's buffers are full its
     // queue fills up.
     let mut slow = join_members(&url, "live", "slow", 1).await.pop().expect("the slow listener");
-    // The others read all along, each on its own task.
+    // The others read all along, each on its own task, and report how far they have read: the
+    // sender stays within WINDOW messages of the slowest of them, so a reader starved of CPU on a
+    // loaded machine never falls a whole queue behind, while the slow listener, which reads
+    // nothing, does.
+    const WINDOW: u64 = 20;
     let mut readers = Vec::new();
+    let mut progress = Vec::new();
     for mut listener in join_members(&url, "live", "listener", LISTENERS).await {
+        let (read_up_to, watched) = tokio::sync::watch::channel(0u64);
+        progress.push(watched);
         readers.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             while (seqs.len() as u64) < MESSAGES {
                 let frame: Value = listener.next_of_type("message").await;
                 seqs.push(frame["seq"].as_u64().expect("seq"));
+                read_up_to.send_replace(seqs.len() as u64);
             }
             seqs
         }));
     }
     let text = "x".repeat(15_000);
     for n in 1..=MESSAGES {
+        for watched in &mut progress {
+            let caught_up = watched.wait_for(|&read| read + WINDOW >= n);
+            tokio::time::timeout(Duration::from_secs(60), caught_up)
+                .await
+                .expect("the listeners keep up")
+                .expect("a reader ended early");
+        }
         sender.send(json!({"type": "send", "ref": n, "room": "live", "text": text})).await;
         if n % 50 == 0 {
             assert_eq!(sender.answer_to(n).await["type"], "ack");
