@@ -3,7 +3,7 @@
 #[macro_use]
 mod common;
 
-use common::{in_room, stored, texts_of};
+use common::{dm, in_room, stored, texts_of};
 use switchboard_store::sqlite::SqliteOptions;
 use switchboard_store::{SqliteStore, Store};
 
@@ -57,6 +57,34 @@ async fn a_failed_batch_stores_nothing_and_the_next_one_recovers() {
     assert_eq!(stored(&retried[1]).seq, 3);
     assert_eq!(texts_of(&store, "room:lobby").await, ["one", "sneaky", "two"]);
     store.close().await;
+}
+
+/// A sender's read marker moves with their message but is written later (own_markers.rs): the
+/// store reports it at once, and closing writes it into the file.
+#[tokio::test]
+async fn a_senders_read_marker_is_reported_at_once_and_written_by_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    store.append(vec![dm("bob", "alice", "one", None), dm("alice", "bob", "two", None)]).await.unwrap();
+    let listed = store.conversations_of("alice").await.unwrap();
+    assert_eq!((listed[0].read_seq, listed[0].peer_read_seq, listed[0].peer_delivered_seq), (2, 1, 1));
+    let listed = store.conversations_of("bob").await.unwrap();
+    assert_eq!((listed[0].read_seq, listed[0].peer_read_seq, listed[0].peer_delivered_seq), (1, 2, 2));
+    // Reading back to 1 keeps the marker at the sender's own message.
+    assert_eq!(store.set_read("alice", "dm:alice:bob", 1).await.unwrap(), 2);
+    store.close().await;
+
+    let file = rusqlite::Connection::open(&path).unwrap();
+    let mut markers: Vec<(String, i64, i64)> = file
+        .prepare("SELECT user, seq, delivered_seq FROM read_markers WHERE conv = 'dm:alice:bob' ORDER BY user")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    markers.sort();
+    assert_eq!(markers, [("alice".to_owned(), 2, 2), ("bob".to_owned(), 1, 1)]);
 }
 
 /// The WAL index lives in the server's memory (no `-shm` file, no lock calls per commit), so

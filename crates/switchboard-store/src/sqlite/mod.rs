@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod own_markers;
 mod queries;
 mod threads;
 
@@ -35,9 +36,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    sync_start, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary, SessionRecord,
-    Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
+    AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store,
+    StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
 };
+use own_markers::OwnMarkers;
 use queries::*;
 use threads::*;
 
@@ -68,6 +70,8 @@ pub struct SqliteStore {
     /// The writer's own queue in memory, where each connection would be its own database.
     reader: RwLock<Option<Queue>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// Senders' read markers not written yet, which every read of the markers takes into account.
+    markers: Arc<OwnMarkers>,
 }
 
 impl SqliteStore {
@@ -120,8 +124,10 @@ impl SqliteStore {
             threads.push(handle);
         }
         tracing::debug!(path = %path.display(), "sqlite store open");
+        let markers = worker.lock().own_markers.clone();
         Ok(SqliteStore {
             writer: RwLock::new(Some(writer_queue)),
+            markers,
             worker,
             reader: RwLock::new(Some(reader_queue)),
             threads: Mutex::new(threads),
@@ -136,8 +142,10 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let mut threads = Vec::new();
         let (queue, worker) = spawn_writer(conn, None, &mut threads)?;
+        let markers = worker.lock().own_markers.clone();
         Ok(SqliteStore {
             writer: RwLock::new(Some(queue.clone())),
+            markers,
             worker,
             reader: RwLock::new(Some(queue)),
             threads: Mutex::new(threads),
@@ -176,7 +184,8 @@ impl SqliteStore {
         let (user, conv) = (user.to_owned(), conv.to_owned());
         self.write(move |worker| {
             let mut statement = worker.conn.prepare_cached(upsert)?;
-            Ok(statement.query_row(params![user, conv, to_sql(seq)], |row| row.get::<_, i64>(0))? as u64)
+            let stored = statement.query_row(params![user, conv, to_sql(seq)], |row| row.get::<_, i64>(0))? as u64;
+            Ok(stored.max(worker.own_markers.pending_for(&user, &conv)))
         })
         .await
     }
@@ -203,17 +212,6 @@ impl InlineAppend for SqliteStore {
         };
         Ok(worker.transaction(|worker| append_batch(worker, &batch)))
     }
-}
-
-/// Runs `read` in one read transaction, so a page and its total agree (in memory the writer runs
-/// it inside its own transaction already).
-fn read_consistent<R>(conn: &Connection, read: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
-    let tx = if conn.is_autocommit() { Some(conn.unchecked_transaction()?) } else { None };
-    let result = read(conn)?;
-    if let Some(tx) = tx {
-        tx.finish()?;
-    }
-    Ok(result)
 }
 
 fn open_excl(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -503,8 +501,15 @@ impl Store for SqliteStore {
     }
 
     async fn conversations_of(&self, user: &str) -> StoreResult<Vec<ConversationRecord>> {
-        let user = user.to_owned();
-        self.read(move |worker| Ok(conversations_of(&worker.conn, &user)?)).await
+        let (user, markers) = (user.to_owned(), self.markers.clone());
+        self.read(move |worker| {
+            Ok(markers.consistent(|| {
+                let mut conversations = conversations_of(&worker.conn, &user)?;
+                markers.raise(&user, &mut conversations);
+                Ok::<_, rusqlite::Error>(conversations)
+            })?)
+        })
+        .await
     }
 
     async fn conversations_page(
@@ -513,34 +518,23 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Page<ConversationRecord>> {
-        let (user, after) = (user.to_owned(), after.map(str::to_owned));
+        let (user, after, markers) = (user.to_owned(), after.map(str::to_owned), self.markers.clone());
         self.read(move |worker| {
-            Ok(read_consistent(&worker.conn, |conn| conversations_page(conn, &user, after.as_deref(), limit))?)
+            Ok(markers.consistent(|| {
+                let mut page =
+                    read_consistent(&worker.conn, |conn| conversations_page(conn, &user, after.as_deref(), limit))?;
+                markers.raise(&user, &mut page.items);
+                Ok::<_, rusqlite::Error>(page)
+            })?)
         })
         .await
     }
 
     async fn sync_read(&self, user: &str, cursors: &HashMap<String, u64>, limit: u32) -> StoreResult<Vec<SyncRead>> {
-        let (user, cursors) = (user.to_owned(), cursors.clone());
+        let (user, cursors, markers) = (user.to_owned(), cursors.clone(), self.markers.clone());
         self.read(move |worker| {
-            // One read transaction, so the conversations and their messages agree (in memory the
-            // writer runs this inside its own transaction already).
-            let conn = &worker.conn;
-            let tx = if conn.is_autocommit() { Some(conn.unchecked_transaction()?) } else { None };
-            let mut reads = Vec::new();
-            for conversation in conversations_of(conn, &user)? {
-                let from = sync_start(&conversation, &cursors);
-                let messages = if conversation.last_seq > from {
-                    messages_after(conn, &conversation.conv, from, limit)?
-                } else {
-                    Vec::new()
-                };
-                reads.push(SyncRead { conversation, from, messages });
-            }
-            if let Some(tx) = tx {
-                tx.finish()?;
-            }
-            Ok(reads)
+            let raise = |conversations: &mut [ConversationRecord]| markers.raise(&user, conversations);
+            Ok(markers.consistent(|| sync_reads(&worker.conn, &user, &cursors, limit, raise))?)
         })
         .await
     }
@@ -581,6 +575,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         let checkpoint = self.write(|worker| {
+            worker.write_own_markers()?;
             worker.checkpoint_requested = true;
             Ok(())
         });

@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::threads::Worker;
 use crate::{
-    room_cursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, StoreError,
-    StoreResult, StoredMessage,
+    room_cursor, sync_start, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord,
+    StoreError, StoreResult, StoredMessage, SyncRead,
 };
 
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
@@ -105,6 +105,12 @@ pub(super) fn append_batch(worker: &mut Worker, batch: &[NewMessage]) -> StoreRe
                 worker.moved_in_transaction.push(conv.clone());
                 worker.heads.insert(conv, head);
             }
+            // A sender has read their conversation up to their own message (own_markers.rs).
+            for outcome in &outcomes {
+                if let AppendOutcome::Stored(message) = outcome {
+                    worker.own_in_transaction.push((message.sender.clone(), message.conv.clone(), message.seq));
+                }
+            }
             Ok(outcomes)
         }
         Err(error) => {
@@ -186,29 +192,7 @@ pub(super) fn write_batch(
         let (user_a, user_b) = dm_participants(conv).unzip();
         create.execute(params![conv, user_a, user_b])?;
     }
-    mark_read_by_senders(conn, &outcomes)?;
     Ok((outcomes, moved))
-}
-
-/// A sender has read their conversation up to their own message: their read marker (and so their
-/// delivered marker) moves to it, so their other devices do not count it, or what came before it,
-/// as unread.
-fn mark_read_by_senders(conn: &Connection, outcomes: &[AppendOutcome]) -> rusqlite::Result<()> {
-    let mut newest: HashMap<(&str, &str), u64> = HashMap::new();
-    for outcome in outcomes {
-        if let AppendOutcome::Stored(message) = outcome {
-            newest.insert((message.sender.as_str(), message.conv.as_str()), message.seq);
-        }
-    }
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO read_markers (user, conv, seq, delivered_seq) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (user, conv) DO UPDATE SET seq = MAX(seq, excluded.seq), \
-         delivered_seq = MAX(delivered_seq, excluded.seq)",
-    )?;
-    for ((sender, conv), seq) in newest {
-        upsert.execute(params![sender, conv, to_sql(seq)])?;
-    }
-    Ok(())
 }
 
 pub(super) fn messages_after(
@@ -351,4 +335,45 @@ pub(super) fn members_page(
         .prepare_cached("SELECT COUNT(*) FROM room_members WHERE room = ?1")?
         .query_row([room], |row| row.get(0))?;
     Ok(Page { items, total: total as u64 })
+}
+
+/// Runs `read` in one read transaction, so a page and its total agree (in memory the writer runs
+/// it inside its own transaction already).
+pub(super) fn read_consistent<R>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+) -> rusqlite::Result<R> {
+    let tx = if conn.is_autocommit() { Some(conn.unchecked_transaction()?) } else { None };
+    let result = read(conn)?;
+    if let Some(tx) = tx {
+        tx.finish()?;
+    }
+    Ok(result)
+}
+
+/// What a login's sync reads: each conversation of `user` from where `cursors` (or the read
+/// marker, once `raise` has brought it up to date) leave it, in one read transaction so the
+/// conversations and their messages agree.
+pub(super) fn sync_reads(
+    conn: &Connection,
+    user: &str,
+    cursors: &HashMap<String, u64>,
+    limit: u32,
+    raise: impl Fn(&mut [ConversationRecord]),
+) -> rusqlite::Result<Vec<SyncRead>> {
+    read_consistent(conn, |conn| {
+        let mut conversations = conversations_of(conn, user)?;
+        raise(&mut conversations);
+        let mut reads = Vec::with_capacity(conversations.len());
+        for conversation in conversations {
+            let from = sync_start(&conversation, cursors);
+            let messages = if conversation.last_seq > from {
+                messages_after(conn, &conversation.conv, from, limit)?
+            } else {
+                Vec::new()
+            };
+            reads.push(SyncRead { conversation, from, messages });
+        }
+        Ok(reads)
+    })
 }

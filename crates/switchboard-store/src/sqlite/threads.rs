@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::own_markers::{write_moves, FlushClock, Move, OwnMarkers, FLUSH_INTERVAL};
 use super::queries::ConvHead;
 use crate::{StoreError, StoreResult};
 
@@ -46,6 +47,10 @@ pub(super) struct Worker {
     pub(super) checkpoint_requested: bool,
     /// On the writer of a database file: tells the checkpointer there are new frames.
     pub(super) checkpointer: Option<CheckpointerLink>,
+    /// Senders' read markers moved by the open transaction's messages: pending once it commits.
+    pub(super) own_in_transaction: Vec<Move>,
+    pub(super) own_markers: Arc<OwnMarkers>,
+    flushed_at: FlushClock,
 }
 
 impl Worker {
@@ -56,6 +61,9 @@ impl Worker {
             moved_in_transaction: Vec::new(),
             checkpoint_requested: false,
             checkpointer: None,
+            own_in_transaction: Vec::new(),
+            own_markers: Arc::default(),
+            flushed_at: FlushClock::default(),
         }
     }
 }
@@ -168,7 +176,16 @@ pub(super) fn spawn_writer(
 fn run_writer(worker: &Mutex<Worker>, calls: mpsc::Receiver<Box<dyn Call>>) {
     let mut batch: Vec<Box<dyn Call>> = Vec::with_capacity(MAX_CALLS_PER_COMMIT);
     let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(MAX_CALLS_PER_COMMIT);
-    while let Ok(first) = calls.recv() {
+    loop {
+        // Idle, the writer still wakes to write senders' pending read markers in time.
+        let first = match calls.recv_timeout(FLUSH_INTERVAL) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                worker.lock().flush_own_markers_if_due();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
         while batch.len() < MAX_CALLS_PER_COMMIT {
             let Ok(next) = calls.try_recv() else { break };
@@ -239,6 +256,11 @@ impl Worker {
             }
         }
         self.moved_in_transaction.clear();
+        if failed || commit.is_err() {
+            self.own_in_transaction.clear();
+        } else {
+            self.own_markers.record(self.own_in_transaction.drain(..));
+        }
         if std::mem::take(&mut self.checkpoint_requested) {
             // Folds the WAL back into the database file, so a copy of that file alone is complete.
             // A pass of the checkpointer still running makes it answer busy (a row, not an
@@ -258,8 +280,33 @@ impl Worker {
         commit
     }
 
+    /// Writes the senders' pending read markers in a transaction of their own, once per interval.
+    fn flush_own_markers_if_due(&mut self) {
+        if !self.own_markers.flush_due(self.flushed_at.0.elapsed()) {
+            return;
+        }
+        self.flushed_at = FlushClock::default();
+        let moves = self.own_markers.snapshot();
+        let written = execute(&self.conn, "BEGIN IMMEDIATE")
+            .and_then(|()| write_moves(&self.conn, &moves))
+            .and_then(|()| execute(&self.conn, "COMMIT"));
+        match written {
+            Ok(()) => self.own_markers.written(&moves),
+            Err(error) => {
+                tracing::warn!(%error, "cannot write senders' read markers; kept for the next try");
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
+    /// Writes every pending read marker inside the open transaction (before the store closes).
+    pub(super) fn write_own_markers(&mut self) -> rusqlite::Result<()> {
+        write_moves(&self.conn, &self.own_markers.snapshot())
+    }
+
     /// Keeps the WAL bounded once a commit is answered: checkpoints it here when it is long.
     fn after_commit(&mut self) {
+        self.flush_own_markers_if_due();
         let Some(checkpointer) = &mut self.checkpointer else { return };
         // The WAL's length is read at most once per interval: a `statx` per commit was a tenth of
         // a message's system calls, and the WAL grows by far less than its margin meanwhile.
