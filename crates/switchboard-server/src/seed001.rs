@@ -230,6 +230,9 @@ fn translate(frame: &Value, me: &str, reference: u64, node: &ChatNode) -> Result
 /// The seed's frames for a native frame.
 fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
     let kind = frame["type"].as_str().unwrap_or_default();
+    if crate::socketio::is_change(frame) {
+        return Vec::new();
+    }
     if kind == "message" {
         let to = if frame["room"].is_string() { Value::Null } else { frame["to"].clone() };
         return vec![chat_frame(&Value::Null, &frame["from"], &to, &frame["room"], &frame["ts"], &frame["text"])];
@@ -253,6 +256,7 @@ fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
             let start = history.len().saturating_sub(REPLAY);
             history[start..]
                 .iter()
+                .filter(|message| !crate::socketio::is_change_view(message))
                 .map(|message| {
                     chat_frame(&id, &message["from"], &Value::Null, &frame["room"], &message["ts"], &message["text"])
                 })

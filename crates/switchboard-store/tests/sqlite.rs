@@ -148,6 +148,9 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
         "ALTER TABLE read_markers DROP COLUMN delivered_seq; \
          ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; \
          ALTER TABLE conversations ADD COLUMN last_ts INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE messages DROP COLUMN kind; ALTER TABLE messages DROP COLUMN target; \
+         ALTER TABLE messages DROP COLUMN edited_at; ALTER TABLE messages DROP COLUMN deleted; \
+         ALTER TABLE messages DROP COLUMN reactions; ALTER TABLE messages DROP COLUMN changed_seq; \
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -158,5 +161,5 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     let upgraded = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
