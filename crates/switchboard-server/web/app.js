@@ -13,7 +13,17 @@ import { showLimit } from './composer.js';
 import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
 import { captureAnchor, nearTop, restoreAnchor } from './scroll.js';
 import { Notifier } from './notify.js';
-import { applyChange, changeVersion, isChange, isNewerCopy, messageParts, modeBar, quoteOf } from './changes.js';
+import {
+  applyChange,
+  changeVersion,
+  isChange,
+  isNewerCopy,
+  lastOwn,
+  messageParts,
+  modeBar,
+  ownEntry,
+  quoteOf,
+} from './changes.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -909,27 +919,11 @@ async function changeMessage(conv, frame) {
   try {
     const ack = await connection.request({ ...frame, ...targetOf(conv) });
     // The connection that made a change gets only the ack: apply the change here.
-    const text = frame.text ?? frame.emoji ?? '';
-    const entry = { kind: frame.type, target: frame.seq, seq: ack.seq, ts: ack.ts, from: state.me, text };
-    if (frame.type === 'edit') entry.edited_at = ack.ts;
-    if (frame.type === 'react') entry.reactions = reactedBy(conv.messages.get(frame.seq), frame.emoji);
-    ingest(conv.id, [entry]);
+    ingest(conv.id, [ownEntry(frame, ack, state.me, conv.messages)]);
     invalidate('conv');
   } catch (error) {
     showToast(errorText(error));
   }
-}
-
-/** A message's reactions after our own reaction became `emoji` ("" for none). */
-function reactedBy(message, emoji) {
-  const reactions = (message?.reactions ?? [])
-    .map((reaction) => ({ emoji: reaction.emoji, users: reaction.users.filter((user) => user !== state.me) }))
-    .filter((reaction) => reaction.users.length > 0);
-  if (!emoji) return reactions;
-  const existing = reactions.find((reaction) => reaction.emoji === emoji);
-  if (existing) existing.users.push(state.me);
-  else reactions.push({ emoji, users: [state.me] });
-  return reactions;
 }
 
 function setMode(mode) {
@@ -954,8 +948,7 @@ function cancelMode() {
 
 /** Up in an empty message box edits one's last message. */
 function editLastOwn(conv) {
-  const own = [...conv.messages.values()].filter((m) => m.from === state.me && !isChange(m) && !m.deleted);
-  const last = own.sort((a, b) => b.seq - a.seq)[0];
+  const last = lastOwn(conv.messages, state.me);
   if (last) startEditing(conv, last);
   return Boolean(last);
 }

@@ -47,6 +47,38 @@ export function applyChange(messages, entry) {
   return true;
 }
 
+/**
+ * The change entry an acknowledged `edit`, `delete` or `react` of ours made: the connection that
+ * makes a change gets only the ack, so it applies the change itself.
+ */
+export function ownEntry(frame, ack, me, messages) {
+  const entry = { kind: frame.type, target: frame.seq, seq: ack.seq, ts: ack.ts, from: me, text: frame.text ?? frame.emoji ?? '' };
+  if (frame.type === 'edit') entry.edited_at = ack.ts;
+  if (frame.type === 'react') entry.reactions = reactedBy(messages.get(frame.seq), frame.emoji, me);
+  return entry;
+}
+
+/** A message's reactions after `me`'s reaction became `emoji` ("" for none), as the server does. */
+function reactedBy(message, emoji, me) {
+  const reactions = (message?.reactions ?? [])
+    .map((reaction) => ({ emoji: reaction.emoji, users: reaction.users.filter((user) => user !== me) }))
+    .filter((reaction) => reaction.users.length > 0);
+  if (!emoji) return reactions;
+  const existing = reactions.find((reaction) => reaction.emoji === emoji);
+  if (existing) existing.users.push(me);
+  else reactions.push({ emoji, users: [me] });
+  return reactions;
+}
+
+/** One's newest message that can still be edited (Up in an empty message box). */
+export function lastOwn(messages, me) {
+  let last = null;
+  for (const message of messages.values()) {
+    if (message.from === me && !isChange(message) && !message.deleted && (!last || message.seq > last.seq)) last = message;
+  }
+  return last;
+}
+
 /** What a reply shows of the message it answers, from the message held. */
 export function quoteOf(message) {
   if (!message) return undefined;
