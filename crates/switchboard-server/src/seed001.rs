@@ -282,3 +282,33 @@ fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
         (Waiting::Room { .. }, _) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_to_messages_never_reach_the_seed_as_chats() {
+        let mut pending = HashMap::new();
+        let message =
+            json!({"type": "message", "conv": "room:r", "seq": 1, "from": "a", "room": "r", "text": "hi", "ts": 1});
+        assert_eq!(answer(&message, &mut pending).len(), 1);
+        let edit = json!({"type": "message", "conv": "room:r", "seq": 2, "from": "a", "room": "r", "text": "hi!",
+            "ts": 2, "kind": "edit", "target": 1});
+        assert!(answer(&edit, &mut pending).is_empty(), "an edit is no new chat");
+        let tombstone =
+            json!({"type": "message", "seq": 1, "from": "a", "room": "r", "text": "", "ts": 1, "deleted": true});
+        assert!(answer(&tombstone, &mut pending).is_empty());
+
+        // A join's replayed history: the messages as they are now, without changes or tombstones.
+        pending.insert(7, Waiting::Join { id: json!(3) });
+        let joined = json!({"type": "room", "ref": 7, "room": "r", "history": [
+            {"seq": 1, "from": "a", "text": "", "ts": 1, "deleted": true},
+            {"seq": 2, "from": "a", "text": "edited", "ts": 2, "edited_at": 3},
+            {"seq": 3, "from": "a", "text": "edited", "ts": 3, "kind": "edit", "target": 2},
+            {"seq": 4, "from": "b", "text": "👍", "ts": 4, "kind": "react", "target": 2}]});
+        let chats = answer(&joined, &mut pending);
+        assert_eq!(chats.len(), 1, "{chats:?}");
+        assert_eq!(chats[0]["data"]["message"], "edited");
+    }
+}
