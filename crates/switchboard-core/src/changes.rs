@@ -63,10 +63,7 @@ impl Session {
         reference: Option<&RefValue>,
         received_at: Instant,
     ) -> Result<(), ChatError> {
-        if key.as_deref().is_some_and(|key| key.contains('\0')) {
-            return Err(ChatError::InvalidField("text and key must not contain the NUL character".into()));
-        }
-        let text = self.checked_text(text)?;
+        let text = self.checked_text(text, key.as_deref())?;
         let conv = self.checked_conv(&target).await?;
         self.submit(target, conv, EntryKind::Message, reply_to, text, key, reference, received_at)
     }
@@ -84,7 +81,7 @@ impl Session {
         let me: &str = &self.connection.user;
         let kind = change.kind();
         let text = match change {
-            Change::Edit(text) => self.checked_text(text)?,
+            Change::Edit(text) => self.checked_text(text, None)?,
             Change::Delete => String::new(),
             Change::React(emoji) => emoji,
         };
@@ -100,15 +97,15 @@ impl Session {
         self.submit(target, conv, kind, Some(seq), text, None, reference, received_at)
     }
 
-    /// A message text as stored: not empty, no NUL, within the limit, filtered.
-    fn checked_text(&self, text: String) -> Result<String, ChatError> {
+    /// A message text as stored: not empty, no NUL (nor in the key), within the limit, filtered.
+    fn checked_text(&self, text: String, key: Option<&str>) -> Result<String, ChatError> {
         let shared = &self.node.shared;
         if text.trim().is_empty() {
             return Err(ChatError::EmptyText);
         }
         // NUL cannot be stored by every store (PostgreSQL text refuses it): refuse it everywhere
         // rather than store different things on different deployments.
-        if text.contains('\0') {
+        if text.contains('\0') || key.is_some_and(|key| key.contains('\0')) {
             return Err(ChatError::InvalidField("text and key must not contain the NUL character".into()));
         }
         let max = shared.config.max_text_chars;
