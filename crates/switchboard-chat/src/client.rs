@@ -70,6 +70,8 @@ enum Pending {
     Read,
     Ping,
     Logout,
+    /// `/edit`, `/delete`, `/quote` or `/react` (its command).
+    Change(&'static str),
 }
 
 impl Pending {
@@ -90,6 +92,7 @@ impl Pending {
             Pending::Popular => "/popular",
             Pending::Whoami => "/whoami",
             Pending::Logout => "/logout",
+            Pending::Change(command) => command,
             Pending::Fill(_) | Pending::Read | Pending::Ping => return None,
         })
     }
@@ -413,7 +416,8 @@ impl Client {
         self.print_message(message, !self.synced);
         let from = str_of(message, "from");
         if from != self.me {
-            if message["room"].is_null() {
+            // A change to a message is no private message to `/reply` to.
+            if message["room"].is_null() && message.get("kind").is_none() {
                 self.private_from(from, self.synced);
             }
             self.mark_read(conv);
@@ -533,6 +537,9 @@ impl Client {
                     return;
                 }
                 self.request(json!({"type": "logout"}), Pending::Logout).await;
+            }
+            Command::Change { target, seq, change } => {
+                self.request(change.frame(&target, seq), Pending::Change(change.command())).await
             }
             Command::Help => self.help(),
             Command::Quit => self.begin_quit(),

@@ -119,6 +119,47 @@ pub enum Command {
     Usage(&'static str),
     /// An unknown command (the word typed).
     Unknown(String),
+    /// `/edit`, `/delete`, `/quote` or `/react` on message `#seq` of the current conversation.
+    Change {
+        target: Target,
+        seq: u64,
+        change: Change,
+    },
+}
+
+/// What `/edit`, `/delete`, `/quote` and `/react` do to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Edit(String),
+    Delete,
+    /// A reply quoting the message.
+    Quote(String),
+    /// An emoji; "" takes one's reaction back.
+    React(String),
+}
+
+impl Change {
+    /// The request frame for message `seq` in `target`.
+    pub fn frame(&self, target: &Target, seq: u64) -> serde_json::Value {
+        let mut frame = match self {
+            Change::Edit(text) => serde_json::json!({"type": "edit", "seq": seq, "text": text}),
+            Change::Delete => serde_json::json!({"type": "delete", "seq": seq}),
+            Change::Quote(text) => serde_json::json!({"type": "send", "reply_to": seq, "text": text}),
+            Change::React(emoji) => serde_json::json!({"type": "react", "seq": seq, "emoji": emoji}),
+        };
+        target.apply(&mut frame);
+        frame
+    }
+
+    /// The command, for messages about it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Change::Edit(_) => "/edit",
+            Change::Delete => "/delete",
+            Change::Quote(_) => "/quote",
+            Change::React(_) => "/react",
+        }
+    }
 }
 
 /// The default and the largest `n` of `/history`.
@@ -140,6 +181,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("/members [room]", "list a room's members"),
     ("/users [prefix]", "list the users (whose name starts with prefix)"),
     ("/online", "list your contacts (and watched users) online"),
+    ("/edit <#n> <text>", "change the text of your message #n (the number shown before it)"),
+    ("/delete <#n>", "delete your message #n (in a room you own: anyone's)"),
+    ("/quote <#n> <text>", "answer message #n, quoting it"),
+    ("/react <#n> [emoji]", "react to message #n (another emoji replaces yours; none takes it back)"),
     ("/conversations", "your conversations, with unread counts"),
     ("/history [user|room:<room>] [n]", "the last n messages (default 20, at most 200)"),
     ("/stats <user>", "whether a user is online, for how long, on which node"),
@@ -207,6 +252,7 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
             _ => Command::Usage("/members <room>"),
         },
         "history" | "h" => history(first, after_first, current),
+        "edit" | "delete" | "del" | "quote" | "react" => change(&word, first, after_first, current),
         "stats" => match Target::parse(args) {
             Some(Target::User(user)) if !args.contains(char::is_whitespace) => Command::Stats(user),
             _ => Command::Usage("/stats <user>"),
@@ -241,6 +287,25 @@ fn plain(text: &str, current: Option<&Target>) -> Command {
     match current {
         Some(target) => Command::Send { target: target.clone(), text: text.to_owned() },
         None => Command::NoConversation,
+    }
+}
+
+/// `/edit N text`, `/delete N`, `/quote N text`, `/react N [emoji]`, on the current conversation;
+/// N is a message's seq, with or without `#`.
+fn change(word: &str, first: &str, rest: &str, current: Option<&Target>) -> Command {
+    let (usage, change) = match word {
+        "edit" => ("/edit <#n> <text>", (!rest.trim().is_empty()).then(|| Change::Edit(rest.to_owned()))),
+        "quote" => ("/quote <#n> <text>", (!rest.trim().is_empty()).then(|| Change::Quote(rest.to_owned()))),
+        "react" => {
+            ("/react <#n> [emoji]", (!rest.contains(char::is_whitespace)).then(|| Change::React(rest.to_owned())))
+        }
+        _ => ("/delete <#n>", rest.is_empty().then_some(Change::Delete)),
+    };
+    let seq = first.strip_prefix('#').unwrap_or(first).parse::<u64>().ok().filter(|&seq| seq > 0);
+    match (seq, change, current) {
+        (Some(seq), Some(change), Some(target)) => Command::Change { target: target.clone(), seq, change },
+        (Some(_), Some(_), None) => Command::NoConversation,
+        _ => Command::Usage(usage),
     }
 }
 
@@ -344,6 +409,25 @@ mod tests {
         assert_eq!(parse("/watch", None), Command::Usage("/watch <user>"));
         assert_eq!(parse("/quit", None), Command::Quit);
         assert_eq!(parse("/frobnicate x", None), Command::Unknown("/frobnicate".into()));
+    }
+
+    #[test]
+    fn changes_name_a_message_of_the_current_conversation() {
+        let lobby = room("lobby");
+        let change = |seq, change| Command::Change { target: room("lobby"), seq, change };
+        assert_eq!(parse("/edit #3 fixed it", Some(&lobby)), change(3, Change::Edit("fixed it".into())));
+        assert_eq!(parse("/edit 3 fixed", Some(&lobby)), change(3, Change::Edit("fixed".into())));
+        assert_eq!(parse("/delete #4", Some(&lobby)), change(4, Change::Delete));
+        assert_eq!(parse("/quote 2 yes!", Some(&lobby)), change(2, Change::Quote("yes!".into())));
+        assert_eq!(parse("/react 2 👍", Some(&lobby)), change(2, Change::React("👍".into())));
+        assert_eq!(parse("/react 2", Some(&lobby)), change(2, Change::React(String::new())));
+        assert_eq!(parse("/edit #3", Some(&lobby)), Command::Usage("/edit <#n> <text>"));
+        assert_eq!(parse("/edit x y", Some(&lobby)), Command::Usage("/edit <#n> <text>"));
+        assert_eq!(parse("/delete 4 now", Some(&lobby)), Command::Usage("/delete <#n>"));
+        assert_eq!(parse("/react 2 a b", Some(&lobby)), Command::Usage("/react <#n> [emoji]"));
+        assert_eq!(parse("/delete 4", None), Command::NoConversation);
+        let frame = Change::Quote("yes".into()).frame(&user("bob"), 2);
+        assert_eq!(frame, serde_json::json!({"type": "send", "to": "bob", "reply_to": 2, "text": "yes"}));
     }
 
     #[test]

@@ -140,12 +140,31 @@ fn is_bidi_control(c: char) -> bool {
 /// - live: `12:04 alice: hi` (private, from the peer), `12:04 [room:lobby] alice: hi`,
 ///   `12:04 alice → bob: hi` (a private message of yours sent from another device);
 /// - replayed (sync, history, join): the same with the age, `12:02 [room:lobby] alice (2m ago): hi`.
+///
+/// Each starts with the message's `#seq`, the number `/edit`, `/delete`, `/quote` and `/react`
+/// take. A change to a message reads `#5 12:06 alice edited #3: new text` (see [`change_text`]);
+/// a reply shows what it quotes, `[↪ #3 bob: the start of it]`; an edited message ends in
+/// `(edited)`, a deleted one reads `(deleted)`, reactions follow as `[👍 2 🎉 1]`.
 pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u64>) -> String {
     let from = clean(str_of(message, "from"));
-    let text = clean(str_of(message, "text"));
+    let text = if message["deleted"] == true { style.dim("(deleted)") } else { clean(str_of(message, "text")) };
     let ts = message["ts"].as_u64().unwrap_or_else(now_ms);
-    let mut line = style.dim(&clock(ts));
+    let mut line = match message["seq"].as_u64() {
+        Some(seq) => style.dim(&format!("#{seq} ")),
+        None => String::new(),
+    };
+    line.push_str(&style.dim(&clock(ts)));
     line.push(' ');
+    if let Some(kind) = message["kind"].as_str() {
+        if let Some(room) = message["room"].as_str() {
+            line.push_str(&style.label(&format!("[room:{}]", clean(room))));
+            line.push(' ');
+        }
+        line.push_str(&style.user(&from, me));
+        line.push(' ');
+        line.push_str(&change_text(kind, message));
+        return line;
+    }
     if let Some(room) = message["room"].as_str() {
         line.push_str(&style.label(&format!("[room:{}]", clean(room))));
         line.push(' ');
@@ -164,8 +183,50 @@ pub fn message_line(style: &Style, message: &Value, me: &str, replayed: Option<u
         line.push_str(&style.dim(&format!("({})", age(ts, now))));
     }
     line.push_str(": ");
+    if let Some(quoted) = message["reply_to"].as_u64() {
+        let reply = &message["reply"];
+        let shown = if reply["deleted"] == true {
+            "(deleted)".to_owned()
+        } else {
+            format!("{}: {}", clean(str_of(reply, "from")), clean(&str_of(reply, "text").replace('\n', " ")))
+        };
+        line.push_str(&style.dim(&format!("[↪ #{quoted} {shown}]")));
+        line.push(' ');
+    }
     line.push_str(&text);
+    if message["edited_at"].is_u64() && message["deleted"] != true {
+        line.push_str(&style.dim(" (edited)"));
+    }
+    let reactions = reactions_text(&message["reactions"]);
+    if !reactions.is_empty() {
+        line.push_str(&format!("  [{reactions}]"));
+    }
     line
+}
+
+/// What a change entry did: `edited #3: new text`, `deleted #3`, `reacted 👍 to #3`, `took back
+/// their reaction to #3`.
+pub fn change_text(kind: &str, entry: &Value) -> String {
+    let target = entry["target"].as_u64().unwrap_or(0);
+    let text = clean(str_of(entry, "text"));
+    match kind {
+        "edit" => format!("edited #{target}: {text}"),
+        "delete" => format!("deleted #{target}"),
+        "react" if text.is_empty() => format!("took back their reaction to #{target}"),
+        "react" => format!("reacted {text} to #{target}"),
+        other => format!("changed #{target} ({})", clean(other)),
+    }
+}
+
+/// `👍 2 🎉 1` for a message's reactions.
+fn reactions_text(reactions: &Value) -> String {
+    let shown: Vec<String> = reactions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{} {}", clean(str_of(r, "emoji")), r["users"].as_array().map_or(0, Vec::len)))
+        .collect();
+    shown.join(" ")
 }
 
 /// One entry of `/conversations`: the name, unread count, age of the newest message and, for a
@@ -236,6 +297,26 @@ mod tests {
         assert_eq!(message_line(&style, &live, "alice", None), format!("{at} alice → bob: hi"));
         let room = json!({"conv": "room:lobby", "from": "alice", "room": "lobby", "text": "hi", "ts": 1_000});
         assert_eq!(message_line(&style, &room, "bob", Some(121_000)), format!("{at} [room:lobby] alice (2m ago): hi"));
+    }
+
+    #[test]
+    fn numbered_lines_show_replies_edits_deletions_and_reactions() {
+        let style = Style::plain();
+        let at = clock(0);
+        let reply = json!({"seq": 4, "from": "bob", "to": "alice", "text": "yes", "ts": 0, "reply_to": 2,
+            "reply": {"from": "alice", "text": "lunch?"}, "edited_at": 5,
+            "reactions": [{"emoji": "👍", "users": ["alice", "carol"]}]});
+        assert_eq!(
+            message_line(&style, &reply, "alice", None),
+            format!("#4 {at} bob: [↪ #2 alice: lunch?] yes (edited)  [👍 2]")
+        );
+        let deleted = json!({"seq": 2, "from": "alice", "to": "bob", "text": "", "ts": 0, "deleted": true});
+        assert_eq!(message_line(&style, &deleted, "bob", None), format!("#2 {at} alice: (deleted)"));
+        let edit =
+            json!({"seq": 5, "from": "bob", "room": "lobby", "text": "yes!", "ts": 0, "kind": "edit", "target": 4});
+        assert_eq!(message_line(&style, &edit, "alice", None), format!("#5 {at} [room:lobby] bob edited #4: yes!"));
+        let react = json!({"seq": 6, "from": "bob", "to": "alice", "text": "", "ts": 0, "kind": "react", "target": 4});
+        assert_eq!(message_line(&style, &react, "alice", None), format!("#6 {at} bob took back their reaction to #4"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_protocol::request::Target;
 use switchboard_protocol::{CloseCode, ConvId};
-use switchboard_store::{NewMessage, SessionRecord, StoredMessage};
+use switchboard_store::{EntryKind, NewMessage, SessionRecord, StoredMessage};
 
 use crate::auth;
 use crate::cluster::BusHeader;
@@ -107,6 +107,8 @@ impl ChatNode {
             text,
             ts,
             idempotency_key: key,
+            kind: EntryKind::Message,
+            target: None,
         };
         // The answer's connection: not in the hub, so it gets the ack and nothing else.
         let answer = Arc::new(Connection::new(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use switchboard_bus::Topic;
 use switchboard_protocol::event::ServerFrame;
 use switchboard_protocol::ws::WireFrame;
-use switchboard_store::StoredMessage;
+use switchboard_store::{EntryKind, StoredMessage};
 
 use crate::cluster::BusHeader;
 use crate::hooks::HookEvent;
@@ -39,7 +39,9 @@ impl NodeShared {
         };
         let sender = &message.sender;
         self.conversation_started(sender, recipient, message.seq);
-        if recipient != sender && self.hooks.is_open() && !self.presence.is_online(recipient) {
+        // A change to a message (an edit, a reaction) is no new message to tell the backend of.
+        let is_message = message.kind == EntryKind::Message;
+        if is_message && recipient != sender && self.hooks.is_open() && !self.presence.is_online(recipient) {
             self.hooks.emit(HookEvent::OfflineMessage {
                 user: recipient.clone(),
                 from: sender.clone(),

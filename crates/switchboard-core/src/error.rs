@@ -1,5 +1,5 @@
 use switchboard_protocol::ErrorCode;
-use switchboard_store::StoreError;
+use switchboard_store::{Rejection, StoreError};
 
 /// Why a request failed. [`ChatError::code`] is the one place that decides what a client sees.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,24 @@ pub enum ChatError {
     PasswordChecksBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("no such message in this conversation")]
+    MessageNotFound,
+    #[error("the message was deleted")]
+    MessageDeleted,
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    #[error("this message has the most reactions it can hold ({max})")]
+    TooManyReactions { max: usize },
+}
+
+impl From<Rejection> for ChatError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::NotFound => ChatError::MessageNotFound,
+            Rejection::Deleted => ChatError::MessageDeleted,
+            Rejection::TooManyReactions => ChatError::TooManyReactions { max: switchboard_store::MAX_REACTIONS },
+        }
+    }
 }
 
 impl ChatError {
@@ -71,6 +89,10 @@ impl ChatError {
             ChatError::Store(_) => ErrorCode::StoreUnavailable,
             ChatError::Overloaded | ChatError::PasswordChecksBusy => ErrorCode::Overloaded,
             ChatError::Internal(_) => ErrorCode::Internal,
+            ChatError::MessageNotFound => ErrorCode::MessageNotFound,
+            ChatError::MessageDeleted => ErrorCode::MessageDeleted,
+            ChatError::NotAllowed(_) => ErrorCode::NotAllowed,
+            ChatError::TooManyReactions { .. } => ErrorCode::TooManyReactions,
         }
     }
 

@@ -24,6 +24,7 @@
 mod announce;
 pub mod auth;
 pub mod backend;
+mod changes;
 pub mod cluster;
 pub mod config;
 mod delivery;

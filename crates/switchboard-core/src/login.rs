@@ -346,6 +346,7 @@ impl NodeShared {
                     read_seq: conversation.read_seq,
                     peer_read_seq: conversation.peer_markers().map(|(read, _)| read),
                     peer_delivered_seq: conversation.peer_markers().map(|(_, delivered)| delivered),
+                    unread: conversation.unread,
                     from_seq: read.from,
                     count: read.messages.len(),
                     more: newest < conversation.last_seq,

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
+use switchboard_protocol::event::QuoteView;
 use switchboard_protocol::event::{MessageView, ServerFrame};
 use switchboard_protocol::RefValue;
-use switchboard_store::{AppendOutcome, NewMessage, StoreResult, StoredMessage};
+use switchboard_store::{AppendOutcome, EntryKind, NewMessage, StoreResult, StoredMessage};
 use tokio::sync::mpsc;
 
 use crate::error::ChatError;
@@ -265,6 +266,13 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
     let (message, duplicate) = match outcome {
         AppendOutcome::Stored(message) => (message, false),
         AppendOutcome::Duplicate(message) => (message, true),
+        AppendOutcome::Rejected(rejection) => {
+            if let Some(origin) = origin {
+                let error = ChatError::from(*rejection);
+                shared.push_error(&origin.connection, origin.reference.as_ref(), &error);
+            }
+            return;
+        }
     };
     // The ack goes first: queued behind a room's fan-out, it would wait for every recipient's
     // connection to be written.
@@ -290,7 +298,7 @@ fn deliver_outcome(shared: &NodeShared, outcome: &AppendOutcome, origin: Option<
         let reached = shared.fan_out(message, sender);
         shared.metrics.deliveries.fetch_add(reached as u64, Relaxed);
         shared.metrics.delivery_latency.observe(received_at.elapsed());
-        if message.room.is_some() {
+        if message.room.is_some() && message.kind == EntryKind::Message {
             // Only room talk is counted: words of private conversations must not leak.
             shared.popular.record(&message.text, (message.ts / 1000) as u64);
         }
@@ -309,5 +317,17 @@ pub fn view_of(message: &StoredMessage) -> MessageView<'_> {
         text: &message.text,
         ts: message.ts,
         key: message.key.as_deref(),
+        kind: (message.kind != EntryKind::Message).then(|| message.kind.as_str()),
+        target: message.target.filter(|_| message.kind != EntryKind::Message),
+        reply_to: message.target.filter(|_| message.kind == EntryKind::Message),
+        reply: message.quote.as_ref().map(|quote| QuoteView {
+            from: &quote.from,
+            text: &quote.text,
+            deleted: quote.deleted,
+        }),
+        edited_at: message.edited_at,
+        deleted: message.deleted,
+        reactions: &message.reactions,
+        changed_seq: message.changed_seq,
     }
 }

@@ -12,13 +12,13 @@ use switchboard_protocol::event::{
 };
 use switchboard_protocol::request::{self, ClientFrame};
 use switchboard_protocol::{CloseCode, ConvId, RefValue, Request, Target};
-use switchboard_store::NewMessage;
 
+use crate::changes::Change;
 use crate::error::ChatError;
 use crate::node::ChatNode;
 use crate::now_millis;
 use crate::outbound::Connection;
-use crate::pipeline::{self, Origin, PendingMessage};
+use crate::pipeline;
 use crate::ratelimit::TokenBucket;
 
 /// Most messages one `history` request returns.
@@ -57,8 +57,8 @@ pub enum Flow {
 }
 
 pub struct Session {
-    node: ChatNode,
-    connection: Arc<Connection>,
+    pub(crate) node: ChatNode,
+    pub(crate) connection: Arc<Connection>,
     /// Hash of the session token this connection uses, for `logout`.
     token_hash: String,
     bucket: TokenBucket,
@@ -145,14 +145,14 @@ impl Session {
         self.connection.push(frame.encode());
     }
 
-    fn conv_of(&self, target: &Target) -> ConvId {
+    pub(crate) fn conv_of(&self, target: &Target) -> ConvId {
         match target {
             Target::User(peer) => ConvId::direct(&self.connection.user, peer),
             Target::Room(room) => ConvId::room(room),
         }
     }
 
-    async fn require_member(&self, room: &str) -> Result<(), ChatError> {
+    pub(crate) async fn require_member(&self, room: &str) -> Result<(), ChatError> {
         let shared = &self.node.shared;
         if shared.hub.is_member_here(&self.connection.user, room) {
             return Ok(());
@@ -180,7 +180,7 @@ impl Session {
         Ok((conv, last))
     }
 
-    async fn require_user(&self, user: &str) -> Result<(), ChatError> {
+    pub(crate) async fn require_user(&self, user: &str) -> Result<(), ChatError> {
         if self.node.shared.user_exists(user).await? {
             return Ok(());
         }
@@ -195,7 +195,16 @@ impl Session {
         let me: &str = &user;
         match frame.request {
             request if request.is_login() => return Err(ChatError::AlreadyAuthenticated),
-            Request::Send { target, text, key } => self.send(target, text, key, reference, received_at).await?,
+            Request::Send { target, text, key, reply_to } => {
+                self.send(target, text, key, reply_to, reference, received_at).await?
+            }
+            Request::Edit { target, seq, text } => {
+                self.change(target, seq, Change::Edit(text), reference, received_at).await?
+            }
+            Request::Delete { target, seq } => self.change(target, seq, Change::Delete, reference, received_at).await?,
+            Request::React { target, seq, emoji } => {
+                self.change(target, seq, Change::React(emoji), reference, received_at).await?
+            }
             Request::History { target, before, after, limit } => {
                 let conv = self.conv_of(&target);
                 match &target {
@@ -290,7 +299,7 @@ impl Session {
                             read_seq: record.read_seq,
                             peer_read_seq: record.peer_markers().map(|(read, _)| read),
                             peer_delivered_seq: record.peer_markers().map(|(_, delivered)| delivered),
-                            unread: record.last_seq.saturating_sub(record.read_seq),
+                            unread: record.unread,
                             last_ts: record.last_ts,
                             last: last.remove(&record.conv),
                         }
@@ -452,59 +461,6 @@ impl Session {
             _ => return Err(ChatError::AlreadyAuthenticated),
         }
         Ok(Flow::Continue)
-    }
-
-    async fn send(
-        &self,
-        target: Target,
-        text: String,
-        key: Option<String>,
-        reference: Option<&RefValue>,
-        received_at: Instant,
-    ) -> Result<(), ChatError> {
-        let shared = &self.node.shared;
-        let me = &self.connection.user;
-        if text.trim().is_empty() {
-            return Err(ChatError::EmptyText);
-        }
-        // NUL cannot be stored by every store (PostgreSQL text refuses it): refuse it everywhere
-        // rather than store different things on different deployments.
-        if text.contains('\0') || key.as_deref().is_some_and(|key| key.contains('\0')) {
-            return Err(ChatError::InvalidField("text and key must not contain the NUL character".into()));
-        }
-        let max = shared.config.max_text_chars;
-        if text.len() > max && text.chars().count() > max {
-            return Err(ChatError::TextTooLong { max });
-        }
-        let (recipient, room) = match target {
-            Target::User(peer) => {
-                self.require_user(&peer).await?;
-                (Some(peer), None)
-            }
-            Target::Room(room) => {
-                self.require_member(&room).await?;
-                (None, Some(room))
-            }
-        };
-        let conv = match (&recipient, &room) {
-            (Some(peer), _) => ConvId::direct(me, peer),
-            (None, Some(room)) => ConvId::room(room),
-            (None, None) => return Err(ChatError::Internal("send without a target".into())),
-        };
-        let text = shared.filter.mask(&text).unwrap_or(text);
-        let ts = now_millis();
-        let message = NewMessage {
-            conv: conv.to_string(),
-            id: shared.new_message_id(ts),
-            sender: me.to_string(),
-            recipient,
-            room,
-            text,
-            ts,
-            idempotency_key: key,
-        };
-        let origin = Origin::new(self.connection.clone(), reference.cloned());
-        shared.pipeline.submit(shared, PendingMessage { message, origin: Some(origin), received_at })
     }
 
     async fn join(&self, room: &str, created: bool, reference: Option<&RefValue>) -> Result<(), ChatError> {

@@ -61,6 +61,16 @@ pub enum ErrorCode {
     Overloaded,
     /// An unexpected server fault; the request may not have been processed.
     Internal,
+    /// The `seq` of an `edit`, `delete`, `react` or a `send`'s `reply_to` is not a message of the
+    /// conversation.
+    MessageNotFound,
+    /// The message was deleted: it can be neither changed nor quoted.
+    MessageDeleted,
+    /// The user may not change this message: editing someone else's, or deleting someone else's
+    /// in a room the user does not own.
+    NotAllowed,
+    /// The message holds the most reactions it can.
+    TooManyReactions,
 }
 
 impl ErrorCode {
@@ -92,6 +102,10 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
+            ErrorCode::MessageNotFound => "message_not_found",
+            ErrorCode::MessageDeleted => "message_deleted",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::TooManyReactions => "too_many_reactions",
         }
     }
 }

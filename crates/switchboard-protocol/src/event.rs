@@ -4,7 +4,7 @@
 //! that buffer is shared by every recipient: a room message for ten thousand listeners is encoded
 //! once and written as is.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::request::RefValue;
@@ -102,6 +102,55 @@ pub struct MessageView<'a> {
     /// message (live or recovered) to the send they are waiting on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
+    /// Absent for a message; `edit`, `delete` or `react` for a change to the message `target`
+    /// (then `from` made it, `text` is the new text, "" or the emoji).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<u64>,
+    /// The seq of the message this one answers, and what to show of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<QuoteView<'a>>,
+    /// When the text was last edited (an `edit` entry: its own time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// A deleted message: a tombstone with an empty text.
+    #[serde(skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// The message's reactions (a `react` entry: the target's reactions after it).
+    #[serde(skip_serializing_if = "<[Reaction]>::is_empty")]
+    pub reactions: &'a [Reaction],
+    /// The seq of the newest change already applied to this message: a client applies a change
+    /// entry only when its seq is greater.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub changed_seq: u64,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QuoteView<'a> {
+    pub from: &'a str,
+    /// At most 100 characters of the text, then `…`; empty once the message is deleted.
+    pub text: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+/// One emoji on a message and who set it, in the order they reacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub users: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -316,6 +365,8 @@ pub struct SyncEntry {
     /// Private conversations: how far the other user's devices received ("delivered").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_delivered_seq: Option<u64>,
+    /// Messages after the read marker; changes to messages do not count.
+    pub unread: u64,
     /// Messages after this seq follow in this sync.
     pub from_seq: u64,
     /// How many messages of this conversation follow.
@@ -462,12 +513,30 @@ mod tests {
             text: "<b>x</b>",
             ts: 9,
             key: Some("k-1"),
+            kind: None,
+            target: None,
+            reply_to: None,
+            reply: None,
+            edited_at: None,
+            deleted: false,
+            reactions: &[],
+            changed_seq: 0,
         };
         let value: serde_json::Value = serde_json::from_slice(&ServerFrame::Message(&view).encode().payload()).unwrap();
         assert_eq!(value["type"], "message");
         assert_eq!(value["key"], "k-1");
         assert_eq!(value["seq"], 4);
         assert!(value.get("room").is_none());
+        for absent in ["kind", "target", "reply_to", "reply", "edited_at", "deleted", "reactions", "changed_seq"] {
+            assert!(value.get(absent).is_none(), "{absent} shows on a plain message");
+        }
+        let reactions = [Reaction { emoji: "👍".into(), users: vec!["b".into()] }];
+        let change = MessageView { kind: Some("react"), target: Some(2), reactions: &reactions, ..view };
+        let value: serde_json::Value =
+            serde_json::from_slice(&ServerFrame::Message(&change).encode().payload()).unwrap();
+        assert_eq!(value["kind"], "react");
+        assert_eq!(value["target"], 2);
+        assert_eq!(value["reactions"][0]["users"][0], "b");
     }
 
     #[test]

@@ -188,12 +188,29 @@ pub fn render(frame: &ClientFrame) -> String {
             set("username", json!(username));
             render_options(options, &mut set);
         }
-        Request::Send { target, text, key } => {
+        Request::Send { target, text, key, reply_to } => {
             render_target(target, &mut set);
             set("text", json!(text));
             if let Some(key) = key {
                 set("key", json!(key));
             }
+            if let Some(reply_to) = reply_to {
+                set("reply_to", json!(reply_to));
+            }
+        }
+        Request::Edit { target, seq, text } => {
+            render_target(target, &mut set);
+            set("seq", json!(seq));
+            set("text", json!(text));
+        }
+        Request::Delete { target, seq } => {
+            render_target(target, &mut set);
+            set("seq", json!(seq));
+        }
+        Request::React { target, seq, emoji } => {
+            render_target(target, &mut set);
+            set("seq", json!(seq));
+            set("emoji", json!(emoji));
         }
         Request::History { target, before, after, limit } => {
             render_target(target, &mut set);

@@ -81,7 +81,13 @@ struct RawFrame {
     cursor: Option<String>,
     prefix: Option<String>,
     users: Option<Vec<String>>,
+    reply_to: Option<u64>,
+    emoji: Option<String>,
 }
+
+/// Longest `emoji` of a `react`, in bytes: one emoji with its modifiers and joiners (a family is
+/// 25 bytes), and a message's reactions stay small.
+pub const MAX_EMOJI_BYTES: usize = 32;
 
 /// Most names one `watch` or `unwatch` request carries.
 pub const MAX_WATCH_NAMES: usize = 100;
@@ -136,6 +142,8 @@ pub enum Request {
         target: Target,
         text: String,
         key: Option<String>,
+        /// The seq of the message (in the same conversation) this one answers.
+        reply_to: Option<u64>,
     },
     History {
         target: Target,
@@ -201,6 +209,23 @@ pub enum Request {
     },
     Whoami,
     Ping,
+    /// Replaces the text of one's own message `seq`.
+    Edit {
+        target: Target,
+        seq: u64,
+        text: String,
+    },
+    /// Deletes message `seq`: one's own, or any in a room one owns.
+    Delete {
+        target: Target,
+        seq: u64,
+    },
+    /// Sets one's reaction to message `seq` (an empty `emoji` takes it back).
+    React {
+        target: Target,
+        seq: u64,
+        emoji: String,
+    },
 }
 
 impl Request {
@@ -256,6 +281,9 @@ impl Request {
             Request::Stats { .. } => "stats",
             Request::Whoami => "whoami",
             Request::Ping => "ping",
+            Request::Edit { .. } => "edit",
+            Request::Delete { .. } => "delete",
+            Request::React { .. } => "react",
         }
     }
 }
@@ -358,6 +386,18 @@ fn conv_cursor(cursor: Option<String>) -> Check<Option<String>> {
         .transpose()
 }
 
+/// A reaction: empty (to take one back), or one short symbol without spaces or control characters.
+fn emoji_field(emoji: Option<String>) -> Check<String> {
+    let emoji = required(emoji, "emoji")?;
+    if emoji.len() > MAX_EMOJI_BYTES {
+        return Err((ErrorCode::InvalidField, format!("emoji: at most {MAX_EMOJI_BYTES} bytes")));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err((ErrorCode::InvalidField, "emoji: no spaces or control characters".into()));
+    }
+    Ok(emoji)
+}
+
 /// The names of a `watch` or `unwatch`: 1 to [`MAX_WATCH_NAMES`] valid user names.
 fn watch_names(users: Option<Vec<String>>) -> Check<Vec<String>> {
     let users = required(users, "users")?;
@@ -418,6 +458,7 @@ fn check(raw: RawFrame) -> Check<Request> {
                 }
                 other => other,
             },
+            reply_to: raw.reply_to,
         },
         "history" => Request::History {
             target: target(raw.to, raw.room)?,
@@ -452,6 +493,17 @@ fn check(raw: RawFrame) -> Check<Request> {
         "stats" => Request::Stats { user: user_field(raw.user, "user")? },
         "whoami" => Request::Whoami,
         "ping" => Request::Ping,
+        "edit" => Request::Edit {
+            target: target(raw.to, raw.room)?,
+            seq: required(raw.seq, "seq")?,
+            text: required(raw.text, "text")?,
+        },
+        "delete" => Request::Delete { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
+        "react" => Request::React {
+            target: target(raw.to, raw.room)?,
+            seq: required(raw.seq, "seq")?,
+            emoji: emoji_field(raw.emoji)?,
+        },
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err((ErrorCode::UnknownType, format!("unknown type '{shown}'")));
@@ -470,8 +522,35 @@ mod tests {
         assert_eq!(frame.reference, Some(RefValue::Number(7)));
         assert_eq!(
             frame.request,
-            Request::Send { target: Target::User("bob".into()), text: "hi".into(), key: Some("k1".into()) }
+            Request::Send {
+                target: Target::User("bob".into()),
+                text: "hi".into(),
+                key: Some("k1".into()),
+                reply_to: None
+            }
         );
+    }
+
+    #[test]
+    fn parses_changes_and_replies() {
+        let frame = parse(r#"{"type":"send","room":"r","text":"yes","reply_to":4}"#).unwrap();
+        let Request::Send { reply_to, .. } = frame.request else { panic!("not a send") };
+        assert_eq!(reply_to, Some(4));
+        let frame = parse(r#"{"type":"edit","to":"bob","seq":3,"text":"fixed"}"#).unwrap();
+        assert_eq!(frame.request, Request::Edit { target: Target::User("bob".into()), seq: 3, text: "fixed".into() });
+        assert_eq!(parse(r#"{"type":"edit","to":"bob","text":"x"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let frame = parse(r#"{"type":"delete","room":"r","seq":3}"#).unwrap();
+        assert_eq!(frame.request, Request::Delete { target: Target::Room("r".into()), seq: 3 });
+        let frame = parse(r#"{"type":"react","room":"r","seq":3,"emoji":""}"#).unwrap();
+        assert_eq!(frame.request, Request::React { target: Target::Room("r".into()), seq: 3, emoji: String::new() });
+        let long = "👍".repeat(9);
+        let error = parse(&format!(r#"{{"type":"react","room":"r","seq":3,"emoji":"{long}"}}"#)).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidField);
+        assert_eq!(
+            parse(r#"{"type":"react","room":"r","seq":3,"emoji":"a b"}"#).unwrap_err().code,
+            ErrorCode::InvalidField
+        );
+        assert_eq!(parse(r#"{"type":"react","room":"r","seq":3}"#).unwrap_err().code, ErrorCode::InvalidField);
     }
 
     #[test]

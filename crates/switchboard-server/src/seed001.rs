@@ -230,6 +230,9 @@ fn translate(frame: &Value, me: &str, reference: u64, node: &ChatNode) -> Result
 /// The seed's frames for a native frame.
 fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
     let kind = frame["type"].as_str().unwrap_or_default();
+    if crate::socketio::is_change(frame) {
+        return Vec::new();
+    }
     if kind == "message" {
         let to = if frame["room"].is_string() { Value::Null } else { frame["to"].clone() };
         return vec![chat_frame(&Value::Null, &frame["from"], &to, &frame["room"], &frame["ts"], &frame["text"])];
@@ -253,6 +256,7 @@ fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
             let start = history.len().saturating_sub(REPLAY);
             history[start..]
                 .iter()
+                .filter(|message| !crate::socketio::is_change_view(message))
                 .map(|message| {
                     chat_frame(&id, &message["from"], &Value::Null, &frame["room"], &message["ts"], &message["text"])
                 })
@@ -276,5 +280,35 @@ fn answer(frame: &Value, pending: &mut HashMap<u64, Waiting>) -> Vec<Value> {
             vec![json!({"id": id, "action": "error", "data": {"code": 404, "message": message, "ext": null}})]
         }
         (Waiting::Room { .. }, _) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_to_messages_never_reach_the_seed_as_chats() {
+        let mut pending = HashMap::new();
+        let message =
+            json!({"type": "message", "conv": "room:r", "seq": 1, "from": "a", "room": "r", "text": "hi", "ts": 1});
+        assert_eq!(answer(&message, &mut pending).len(), 1);
+        let edit = json!({"type": "message", "conv": "room:r", "seq": 2, "from": "a", "room": "r", "text": "hi!",
+            "ts": 2, "kind": "edit", "target": 1});
+        assert!(answer(&edit, &mut pending).is_empty(), "an edit is no new chat");
+        let tombstone =
+            json!({"type": "message", "seq": 1, "from": "a", "room": "r", "text": "", "ts": 1, "deleted": true});
+        assert!(answer(&tombstone, &mut pending).is_empty());
+
+        // A join's replayed history: the messages as they are now, without changes or tombstones.
+        pending.insert(7, Waiting::Join { id: json!(3) });
+        let joined = json!({"type": "room", "ref": 7, "room": "r", "history": [
+            {"seq": 1, "from": "a", "text": "", "ts": 1, "deleted": true},
+            {"seq": 2, "from": "a", "text": "edited", "ts": 2, "edited_at": 3},
+            {"seq": 3, "from": "a", "text": "edited", "ts": 3, "kind": "edit", "target": 2},
+            {"seq": 4, "from": "b", "text": "👍", "ts": 4, "kind": "react", "target": 2}]});
+        let chats = answer(&joined, &mut pending);
+        assert_eq!(chats.len(), 1, "{chats:?}");
+        assert_eq!(chats[0]["data"]["message"], "edited");
     }
 }

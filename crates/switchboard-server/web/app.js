@@ -9,10 +9,21 @@ import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
 import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
-import { linkify, showLimit } from './composer.js';
+import { showLimit } from './composer.js';
 import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
 import { captureAnchor, nearTop, restoreAnchor } from './scroll.js';
 import { Notifier } from './notify.js';
+import {
+  applyChange,
+  changeVersion,
+  isChange,
+  isNewerCopy,
+  lastOwn,
+  messageParts,
+  modeBar,
+  ownEntry,
+  quoteOf,
+} from './changes.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -44,6 +55,10 @@ const ERROR_TEXT = {
   user_not_found: 'No such user.',
   room_not_found: 'No such room.',
   disconnected: 'Not connected.',
+  message_not_found: 'That message is not there any more.',
+  message_deleted: 'That message was deleted.',
+  not_allowed: 'You cannot change that message.',
+  too_many_reactions: 'That message has too many reactions.',
 };
 
 function errorText(error) {
@@ -82,6 +97,8 @@ const state = {
   membersShown: false,
   /** Numbers the join/leave notices. */
   noticeCounter: 0,
+  /** Replying to or editing a message: `{kind: 'reply' | 'edit', conv, message}`, or null. */
+  mode: null,
 };
 
 let connection = null;
@@ -254,9 +271,23 @@ function ingest(convId, messages, { pickup = true } = {}) {
   for (const message of messages) {
     minSeq = Math.min(minSeq, message.seq);
     if (message.from === state.me && message.key) settleOutbox(message.key);
-    if (conv.messages.has(message.seq)) continue;
+    const held = conv.messages.get(message.seq);
+    if (held) {
+      // A newer copy (from `history`) of a message changed since: its current state.
+      if (isNewerCopy(held, message)) {
+        conv.messages.set(message.seq, message);
+        added += 1;
+      }
+      continue;
+    }
     conv.messages.set(message.seq, message);
     added += 1;
+    if (isChange(message)) {
+      applyChange(conv.messages, message);
+      conv.maxSeq = Math.max(conv.maxSeq, message.seq);
+      conv.lastSeq = Math.max(conv.lastSeq, message.seq);
+      continue;
+    }
     if (message.from !== state.me && conv.kind === 'dm' && connection?.loggedIn) deliveries.note(conv.id, message.seq);
     if (message.seq > conv.lastSeq) {
       if (message.from !== state.me && message.seq > conv.readSeq) conv.unread += 1;
@@ -398,8 +429,8 @@ function newKey() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-function sendMessage(conv, text) {
-  const entry = { key: newKey(), conv: conv.id, text, createdAt: Date.now(), failed: null, inFlight: false };
+function sendMessage(conv, text, replyTo = null) {
+  const entry = { key: newKey(), conv: conv.id, text, replyTo, createdAt: Date.now(), failed: null, inFlight: false };
   state.outbox.set(entry.key, entry);
   saveOutbox();
   conv.scrollToEnd = true;
@@ -413,10 +444,16 @@ async function transmit(entry) {
   const conv = conversation(entry.conv);
   entry.inFlight = true;
   try {
-    const ack = await connection.request({ type: 'send', ...targetOf(conv), text: entry.text, key: entry.key });
+    const frame = { type: 'send', ...targetOf(conv), text: entry.text, key: entry.key };
+    if (entry.replyTo) frame.reply_to = entry.replyTo;
+    const ack = await connection.request(frame);
     state.outbox.delete(entry.key);
     saveOutbox();
     const message = { conv: ack.conv, id: ack.id, seq: ack.seq, ts: ack.ts, from: state.me, text: entry.text };
+    if (entry.replyTo) {
+      message.reply_to = entry.replyTo;
+      message.reply = quoteOf(conv.messages.get(entry.replyTo));
+    }
     if (conv.kind === 'room') message.room = conv.name;
     else message.to = conv.name;
     ingest(ack.conv, [message]);
@@ -480,7 +517,7 @@ function onSession(session) {
 function onFrame(frame) {
   switch (frame.type) {
     case 'message':
-      if (ingest(frame.conv, [frame]) > 0 && frame.from !== state.me) notifyMessage(frame);
+      if (ingest(frame.conv, [frame]) > 0 && frame.from !== state.me && !isChange(frame)) notifyMessage(frame);
       break;
     case 'sync':
       // A long summary comes in several `sync` frames.
@@ -614,12 +651,21 @@ function onRead(frame) {
     // Read on another of our devices.
     conv.readSeq = Math.max(conv.readSeq, frame.seq);
     conv.readSent = Math.max(conv.readSent, frame.seq);
-    conv.unread = Math.max(0, conv.lastSeq - conv.readSeq);
+    conv.unread = unreadHeld(conv);
     invalidate('sidebar');
   } else if (conv.kind === 'dm') {
     takePeerMarkers(conv, { peer_read_seq: frame.seq });
     if (conv.id === state.current) invalidate('conv');
   }
+}
+
+/** Messages from others after the read marker among those held; changes do not count. */
+function unreadHeld(conv) {
+  let unread = 0;
+  for (const message of conv.messages.values()) {
+    if (message.seq > conv.readSeq && message.from !== state.me && !isChange(message)) unread += 1;
+  }
+  return unread;
 }
 
 function onMembership(roomName, user, joined) {
@@ -697,7 +743,7 @@ async function refreshConversations() {
         // Messages from others that arrived after the server's snapshot still count.
         let newer = 0;
         for (const message of conv.messages.values()) {
-          if (message.seq > entry.last_seq && message.from !== state.me) newer += 1;
+          if (message.seq > entry.last_seq && message.from !== state.me && !isChange(message)) newer += 1;
         }
         conv.readSeq = Math.max(conv.readSeq, entry.read_seq);
         conv.lastSeq = Math.max(conv.lastSeq, entry.last_seq);
@@ -851,6 +897,62 @@ function onComposerInput() {
   if (connection.send({ type: 'typing', ...targetOf(conv) })) conv.lastTypingSent = now;
 }
 
+/** What the per-message menu and the quotes and reactions of a message do. */
+function messageActions(conv) {
+  return {
+    reply: (message) => setMode({ kind: 'reply', conv: conv.id, message }),
+    edit: (message) => startEditing(conv, message),
+    remove: (message) => changeMessage(conv, { type: 'delete', seq: message.seq }),
+    react: (message, emoji) => changeMessage(conv, { type: 'react', seq: message.seq, emoji }),
+    jump: (seq) => {
+      const target = byId('message-list').querySelector(`li[data-seq="${seq}"]`);
+      if (!target) return;
+      target.scrollIntoView({ block: 'center' });
+      target.classList.add('flash');
+      setTimeout(() => target.classList.remove('flash'), 1200);
+    },
+  };
+}
+
+/** Sends an `edit`, `delete` or `react`; the change shows when its entry comes back. */
+async function changeMessage(conv, frame) {
+  try {
+    const ack = await connection.request({ ...frame, ...targetOf(conv) });
+    // The connection that made a change gets only the ack: apply the change here.
+    ingest(conv.id, [ownEntry(frame, ack, state.me, conv.messages)]);
+    invalidate('conv');
+  } catch (error) {
+    showToast(errorText(error));
+  }
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  invalidate('conv');
+  byId('composer-text').focus();
+}
+
+function startEditing(conv, message) {
+  const textarea = byId('composer-text');
+  textarea.value = message.text;
+  onComposerInput();
+  setMode({ kind: 'edit', conv: conv.id, message });
+}
+
+function cancelMode() {
+  if (state.mode?.kind === 'edit') byId('composer-text').value = '';
+  state.mode = null;
+  onComposerInput();
+  invalidate('conv');
+}
+
+/** Up in an empty message box edits one's last message. */
+function editLastOwn(conv) {
+  const last = lastOwn(conv.messages, state.me);
+  if (last) startEditing(conv, last);
+  return Boolean(last);
+}
+
 function onComposerSubmit(event) {
   event.preventDefault();
   const conv = state.current && state.convs.get(state.current);
@@ -859,7 +961,10 @@ function onComposerSubmit(event) {
   if (!conv || text.trim() === '') return;
   // Over the limit: the warning is up and the text stays in the box to be shortened.
   if (!showLimit(byId('composer-limit'), byId('send-button'), text, connection?.maxTextChars ?? 4000)) return;
-  sendMessage(conv, text);
+  const mode = state.mode?.conv === conv.id ? state.mode : null;
+  state.mode = null;
+  if (mode?.kind === 'edit') changeMessage(conv, { type: 'edit', seq: mode.message.seq, text });
+  else sendMessage(conv, text, mode?.kind === 'reply' ? mode.message.seq : null);
   conv.lastTypingSent = 0;
   textarea.value = '';
   onComposerInput();
@@ -1151,6 +1256,11 @@ function renderConversation() {
 
   renderMessages(conv);
 
+  // Replying to or editing a message.
+  const mode = state.mode?.conv === conv.id ? state.mode : null;
+  byId('composer-mode').hidden = !mode || !isMember;
+  setChildren(byId('composer-mode'), modeBar(mode, cancelMode));
+
   // Typing.
   const typers = activeTypers(conv);
   byId('typing').textContent =
@@ -1184,7 +1294,10 @@ function renderMessages(conv) {
 
   const seqs = [...conv.messages.keys()].sort((a, b) => a - b);
   let lastOwnSeq = 0;
-  for (const seq of seqs) if (conv.messages.get(seq).from === state.me) lastOwnSeq = seq;
+  for (const seq of seqs) {
+    const message = conv.messages.get(seq);
+    if (message.from === state.me && !isChange(message)) lastOwnSeq = seq;
+  }
 
   const items = [];
   const notices = [...conv.notices];
@@ -1201,6 +1314,7 @@ function renderMessages(conv) {
   };
   for (const seq of seqs) {
     const message = conv.messages.get(seq);
+    if (isChange(message)) continue;
     const day = formatDay(message.ts);
     if (day !== previousDay) {
       // Keyed by the day, so that the separator stays the same node when an older page of the
@@ -1219,7 +1333,7 @@ function renderMessages(conv) {
     }
     const continued = previous !== null && previous.from === message.from && message.ts - previous.ts < 5 * 60_000;
     const receipt = conv.kind === 'dm' && conv.name !== state.me && seq === lastOwnSeq ? receiptOf(conv, seq) : null;
-    const version = `${continued}|${receipt}`;
+    const version = `${continued}|${receipt}|${changeVersion(message)}`;
     items.push(cached(conv, `m:${seq}`, version, () => messageElement(conv, message, { continued, receipt })));
     previous = message;
   }
@@ -1266,17 +1380,25 @@ function cached(conv, key, version, build) {
 
 function messageElement(conv, message, { continued, receipt }) {
   const mine = message.from === state.me;
+  const parts = messageParts(message, state.me, messageActions(conv));
   return h(
     'li',
-    { class: `msg ${mine ? 'mine' : 'theirs'}${continued ? ' continued' : ''}`, dataset: { seq: String(message.seq), from: message.from } },
+    {
+      class: `msg ${mine ? 'mine' : 'theirs'}${continued ? ' continued' : ''}${message.deleted ? ' deleted' : ''}`,
+      dataset: { seq: String(message.seq), from: message.from },
+    },
+    parts.menu,
     h(
       'div',
       { class: 'bubble' },
       !mine && !continued && conv.kind === 'room' ? h('span', { class: 'author', text: message.from }) : null,
-      h('p', { class: 'text' }, ...linkify(message.text)),
+      parts.quote,
+      parts.text,
+      parts.reactions,
       h(
         'span',
         { class: 'meta' },
+        parts.edited,
         h('time', {
           datetime: new Date(message.ts).toISOString(),
           title: new Date(message.ts).toLocaleString([], { dateStyle: 'full', timeStyle: 'medium' }),
@@ -1374,6 +1496,11 @@ function wire() {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       byId('composer').requestSubmit();
+    } else if (event.key === 'ArrowUp' && textarea.value === '' && !state.mode) {
+      const conv = state.current && state.convs.get(state.current);
+      if (conv && editLastOwn(conv)) event.preventDefault();
+    } else if (event.key === 'Escape' && state.mode) {
+      cancelMode();
     }
   });
   byId('composer').addEventListener('submit', onComposerSubmit);

@@ -121,6 +121,10 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(reads)
     }
+    /// The entry `seq` of a conversation, as history shows it: what a change is checked against.
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>>;
+    /// Who created the room (its owner), if it exists.
+    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>>;
     /// The newest seq of one conversation (0 when it has none).
     async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
     /// Moves the user's read marker forward (never back), and their delivered marker with it (what

@@ -69,8 +69,10 @@ async fn a_senders_read_marker_is_reported_at_once_and_written_by_closing() {
     store.append(vec![dm("bob", "alice", "one", None), dm("alice", "bob", "two", None)]).await.unwrap();
     let listed = store.conversations_of("alice").await.unwrap();
     assert_eq!((listed[0].read_seq, listed[0].peer_read_seq, listed[0].peer_delivered_seq), (2, 1, 1));
+    assert_eq!(listed[0].unread, 0, "her own message is not unread");
     let listed = store.conversations_of("bob").await.unwrap();
     assert_eq!((listed[0].read_seq, listed[0].peer_read_seq, listed[0].peer_delivered_seq), (1, 2, 2));
+    assert_eq!(listed[0].unread, 1);
     // Reading back to 1 keeps the marker at the sender's own message.
     assert_eq!(store.set_read("alice", "dm:alice:bob", 1).await.unwrap(), 2);
     store.close().await;
@@ -176,6 +178,9 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
         "ALTER TABLE read_markers DROP COLUMN delivered_seq; \
          ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; \
          ALTER TABLE conversations ADD COLUMN last_ts INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE messages DROP COLUMN kind; ALTER TABLE messages DROP COLUMN target; \
+         ALTER TABLE messages DROP COLUMN edited_at; ALTER TABLE messages DROP COLUMN deleted; \
+         ALTER TABLE messages DROP COLUMN reactions; ALTER TABLE messages DROP COLUMN changed_seq; \
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -186,5 +191,5 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     let upgraded = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use switchboard_store::{NewMessage, SqliteStore, Store};
+use switchboard_store::{EntryKind, NewMessage, SqliteStore, Store};
 use switchboard_testkit::{TestClient, TestServer};
 
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -149,6 +149,8 @@ async fn rooms_conversations_and_members_of_thousands_page_within_the_bound_each
             text: format!("hi {}", "é".repeat(120)),
             ts: 1,
             idempotency_key: None,
+            kind: EntryKind::Message,
+            target: None,
         };
         store.append(vec![message]).await.unwrap();
     }
@@ -244,6 +246,8 @@ async fn a_login_sync_summary_of_thousands_of_conversations_comes_in_bounded_fra
             text: "missed".into(),
             ts: 1,
             idempotency_key: None,
+            kind: EntryKind::Message,
+            target: None,
         });
     }
     store.append(batch).await.unwrap();

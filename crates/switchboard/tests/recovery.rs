@@ -76,7 +76,7 @@ async fn messages_sent_while_offline_arrive_in_the_sync_of_the_next_login() {
     assert_eq!(
         sync.summary["conversations"],
         json!([{"conv": "dm:alice:bob", "last_seq": 3, "read_seq": 0, "peer_read_seq": 3, "peer_delivered_seq": 3,
-              "from_seq": 0, "count": 3, "more": false}])
+              "unread": 3, "from_seq": 0, "count": 3, "more": false}])
     );
     assert_eq!(seqs(&sync.messages), [1, 2, 3]);
     for (message, i) in sync.messages.iter().zip(1..) {
@@ -107,7 +107,7 @@ async fn a_login_without_cursors_syncs_only_what_is_after_the_read_marker() {
     assert_eq!(
         sync.summary["conversations"],
         json!([{"conv": "dm:alice:bob", "last_seq": 3, "read_seq": 2, "peer_read_seq": 3, "peer_delivered_seq": 3,
-              "from_seq": 2, "count": 1, "more": false}])
+              "unread": 1, "from_seq": 2, "count": 1, "more": false}])
     );
     assert_eq!(seqs(&sync.messages), [3], "only the unread message");
 }
@@ -129,7 +129,7 @@ async fn a_sync_over_the_limit_says_more_and_the_rest_pages_in_with_history() {
     assert_eq!(
         sync.summary["conversations"],
         json!([{"conv": "dm:alice:bob", "last_seq": 8, "read_seq": 0, "peer_read_seq": 8, "peer_delivered_seq": 8,
-              "from_seq": 1, "count": 5, "more": true}])
+              "unread": 8, "from_seq": 1, "count": 5, "more": true}])
     );
     assert_eq!(seqs(&sync.messages), [2, 3, 4, 5, 6], "the oldest missed messages first");
     let (rest, has_more) = history_page(&mut bob, json!({"after": 6})).await;
@@ -160,7 +160,7 @@ async fn a_reconnect_with_cursors_gets_every_missed_message_once_in_order() {
     assert_eq!(
         sync.summary["conversations"],
         json!([{"conv": "dm:alice:bob", "last_seq": 7, "read_seq": 0, "peer_read_seq": 7, "peer_delivered_seq": 7,
-              "from_seq": 3, "count": 4, "more": false}])
+              "unread": 7, "from_seq": 3, "count": 4, "more": false}])
     );
     assert_eq!(seqs(&sync.messages), [4, 5, 6, 7], "exactly the missed messages, in order");
     let texts: Vec<&str> = sync.messages.iter().map(|m| m["text"].as_str().unwrap()).collect();

@@ -80,6 +80,19 @@ impl Client {
                 self.history_page(&format!("room:{}", str_of(&frame, "room")), &history);
             }
             Pending::Switch(target, generation, _settle) => self.switched(target, generation),
+            Pending::Change(command) => {
+                // This connection gets no `message` frame for its own change: the ack says it.
+                if let (Some(conv), Some(seq)) = (frame["conv"].as_str(), frame["seq"].as_u64()) {
+                    self.cursors.observe(conv, seq);
+                }
+                let done = match command {
+                    "/edit" => "edited",
+                    "/delete" => "deleted",
+                    "/quote" => "sent",
+                    _ => "reacted",
+                };
+                self.print(style.dim(&format!("({done}, #{})", frame["seq"])));
+            }
             Pending::Leave(room, _settle) => {
                 let conv = format!("room:{room}");
                 self.cursors.forget(&conv);

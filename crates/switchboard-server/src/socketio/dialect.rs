@@ -114,6 +114,9 @@ async fn run(
         let status = connection.drain_into(&mut batch, 64);
         for frame in batch.drain(..) {
             let Ok(frame) = serde_json::from_slice::<Value>(&frame.payload()) else { continue };
+            if super::is_change(&frame) {
+                continue;
+            }
             for (name, payload) in dialect.frame(&frame) {
                 if socket.emit(name, &payload).is_err() {
                     open = false;

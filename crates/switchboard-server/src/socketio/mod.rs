@@ -116,3 +116,15 @@ fn with_cors(mut response: HttpResponse, origin: Option<HeaderValue>) -> HttpRes
     }
     response
 }
+
+/// Whether a native frame is a change to an earlier message (an edit, deletion or reaction) or
+/// a deleted message's tombstone: the seeds' protocols have neither, and their clients would show
+/// one as a new message, so their dialects leave these out.
+pub(crate) fn is_change(frame: &serde_json::Value) -> bool {
+    frame["type"] == "message" && is_change_view(frame)
+}
+
+/// [`is_change`] for a message of a history list, which has no `type`.
+pub(crate) fn is_change_view(message: &serde_json::Value) -> bool {
+    message.get("kind").is_some() || message["deleted"] == true
+}

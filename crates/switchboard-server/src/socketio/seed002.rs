@@ -21,7 +21,7 @@ use switchboard_core::outbound::QueueStatus;
 use switchboard_core::{ChatNode, Session};
 use switchboard_protocol::ws::WireFrame;
 use switchboard_protocol::ConvId;
-use switchboard_store::{SessionRecord, Store};
+use switchboard_store::{EntryKind, SessionRecord, Store};
 use tokio::sync::{mpsc, Notify};
 
 /// How long a `sessionID` restores its user, as in the seed.
@@ -131,6 +131,9 @@ async fn run(
         let status = connection.drain_into(&mut batch, 64);
         for frame in batch.drain(..) {
             let Ok(frame) = serde_json::from_slice::<Value>(&frame.payload()) else { continue };
+            if super::is_change(&frame) {
+                continue;
+            }
             let sent = match (frame["type"].as_str(), frame["user"].as_str()) {
                 (Some("message"), _) => match (frame["from"].as_str(), frame["to"].as_str()) {
                     (Some(from), Some(to)) => socket.emit(
@@ -174,6 +177,8 @@ async fn users_list(node: &ChatNode, store: &dyn Store, me: &str, names: &mut Ha
         messages.sort_by_key(|message| message.seq);
         let messages: Vec<Value> = messages
             .iter()
+            // Changes are applied to their messages already; the seed has no tombstones.
+            .filter(|message| message.kind == EntryKind::Message && !message.deleted)
             .filter_map(|message| {
                 let to = message.recipient.as_deref()?;
                 Some(json!({"content": message.text, "from": user_id(&message.sender), "to": user_id(to)}))

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
 
-use super::{dm_participants, from_sql, storable, store_error, to_sql, MessageRow};
+use super::changes::{self, MessageRow, MESSAGE_COLUMNS};
+use super::{dm_participants, from_sql, storable, store_error, to_sql};
 use crate::{AppendOutcome, Millis, NewMessage, StoreResult, StoredMessage};
 
 /// An append that loses a race on a new idempotency key to another node fails on the unique
@@ -18,16 +19,16 @@ const APPEND_ATTEMPTS: u32 = 3;
 const IDEMPOTENCY_INDEX: &str = "messages_by_idempotency_key";
 
 /// A message of the batch with the text and key as they are stored.
-struct Pending<'a> {
-    message: &'a NewMessage,
-    text: Cow<'a, str>,
-    key: Option<Cow<'a, str>>,
+pub(super) struct Pending<'a> {
+    pub(super) message: &'a NewMessage,
+    pub(super) text: Cow<'a, str>,
+    pub(super) key: Option<Cow<'a, str>>,
 }
 
 /// What becomes of one message of a batch.
 enum Slot {
     /// Its key was stored by an earlier batch: this is the original.
-    Original(StoredMessage),
+    Original(Box<StoredMessage>),
     /// Its key is the one of the message at this index, earlier in the batch.
     SameAs(usize),
     New,
@@ -57,8 +58,11 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<V
         })
         .collect();
     let mut attempt = 1;
+    let mixed = pending.iter().any(changes::reads_target);
     loop {
-        match try_append(pool, &pending).await {
+        let attempt_result =
+            if mixed { try_append_mixed(pool, &pending).await } else { try_append(pool, &pending).await };
+        match attempt_result {
             Ok(outcomes) => return Ok(outcomes),
             Err(error) if attempt < APPEND_ATTEMPTS && worth_retrying(&error) => {
                 tracing::debug!(%error, attempt, "append raced another node; running the batch again");
@@ -75,7 +79,32 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewMessage]) -> StoreResult<V
 /// message's cost across nodes was mostly these round trips). Nothing of it stays on `Err`.
 async fn try_append(pool: &PgPool, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let originals = originals_of(&mut conn, pending).await?;
+    append_plain(&mut conn, pending).await
+}
+
+/// A batch with changes or replies: in one transaction, each run of plain messages as one
+/// statement and each change or reply on its own, in batch order.
+async fn try_append_mixed(pool: &PgPool, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(pending.len());
+    let mut start = 0;
+    while start < pending.len() {
+        if changes::reads_target(&pending[start]) {
+            outcomes.push(changes::append_one(&mut tx, &pending[start]).await?);
+            start += 1;
+            continue;
+        }
+        let end = pending[start..].iter().position(changes::reads_target).map_or(pending.len(), |at| start + at);
+        outcomes.extend(append_plain(&mut tx, &pending[start..end]).await?);
+        start = end;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Plain messages, on a connection or inside a transaction.
+async fn append_plain(conn: &mut PgConnection, pending: &[Pending<'_>]) -> Result<Vec<AppendOutcome>, sqlx::Error> {
+    let originals = originals_of(&mut *conn, pending).await?;
 
     let mut slots = Vec::with_capacity(pending.len());
     let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
@@ -86,7 +115,7 @@ async fn try_append(pool: &PgPool, pending: &[Pending<'_>]) -> Result<Vec<Append
             let original =
                 if originals.is_empty() { None } else { originals.get(&(message.sender.clone(), key.to_owned())) };
             if let Some(original) = original {
-                slots.push(Slot::Original(original.clone()));
+                slots.push(Slot::Original(Box::new(original.clone())));
                 continue;
             }
             if let Some(&first) = first_of_key.get(&(message.sender.as_str(), key)) {
@@ -104,7 +133,7 @@ async fn try_append(pool: &PgPool, pending: &[Pending<'_>]) -> Result<Vec<Append
         // Every message of the batch is a duplicate of one stored before.
         return outcomes_of(pending, slots, &growth);
     }
-    append_new(&mut conn, pending, &slots, &mut growth).await?;
+    append_new(conn, pending, &slots, &mut growth).await?;
     outcomes_of(pending, slots, &growth)
 }
 /// The batch's outcomes, in order, once each conversation's first new seq is in `growth`.
@@ -117,8 +146,11 @@ fn outcomes_of(
     let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(pending.len());
     for (item, slot) in pending.iter().zip(slots) {
         let outcome = match slot {
-            Slot::Original(original) => AppendOutcome::Duplicate(original),
-            Slot::SameAs(first) => AppendOutcome::Duplicate(outcomes[first].message().clone()),
+            Slot::Original(original) => AppendOutcome::Duplicate(*original),
+            Slot::SameAs(first) => match outcomes[first].message() {
+                Some(message) => AppendOutcome::Duplicate(message.clone()),
+                None => return Err(sqlx::Error::Protocol("a duplicate of a rejected entry".into())),
+            },
             Slot::New => {
                 let message = item.message;
                 let Some(seq) = next.get_mut(message.conv.as_str()) else {
@@ -136,6 +168,13 @@ fn outcomes_of(
                     text: item.text.clone().into_owned(),
                     ts: message.ts,
                     key: item.key.as_deref().map(str::to_owned),
+                    kind: message.kind,
+                    target: None,
+                    quote: None,
+                    edited_at: None,
+                    deleted: false,
+                    reactions: Vec::new(),
+                    changed_seq: 0,
                 })
             }
         };
@@ -154,12 +193,12 @@ async fn originals_of(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = sqlx::query_as::<_, MessageRow>(
-        "SELECT m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
-         FROM UNNEST($1::text[], $2::text[]) AS k (sender, idem_key) \
+    let rows = sqlx::query_as::<_, MessageRow>(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM UNNEST($1::text[], $2::text[]) AS k (sender, idem_key) \
          JOIN messages m ON m.sender = k.sender AND m.idem_key = k.idem_key \
-         WHERE m.idem_key IS NOT NULL",
-    )
+         LEFT JOIN messages q ON m.kind = 0 AND q.conv = m.conv AND q.seq = m.target \
+         WHERE m.idem_key IS NOT NULL"
+    ))
     .bind(&senders)
     .bind(&keys)
     .fetch_all(&mut *conn)
@@ -168,7 +207,7 @@ async fn originals_of(
         .into_iter()
         .filter_map(|row| {
             let key = row.idem_key.clone()?;
-            Some(((row.sender.clone(), key), StoredMessage::from(row)))
+            Some(((row.sender().to_owned(), key), StoredMessage::from(row)))
         })
         .collect())
 }

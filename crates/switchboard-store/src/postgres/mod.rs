@@ -8,6 +8,7 @@
 //! batch that fails gives its seqs back with it.
 
 mod append;
+mod changes;
 mod read_state;
 
 use std::borrow::Cow;
@@ -22,6 +23,7 @@ use crate::{
     AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store, StoreError,
     StoreResult, StoredMessage, UserRecord,
 };
+use changes::{MessageRow, MESSAGES, MESSAGE_COLUMNS};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -34,35 +36,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-#[derive(sqlx::FromRow)]
-struct MessageRow {
-    conv: String,
-    seq: i64,
-    id: String,
-    sender: String,
-    recipient: Option<String>,
-    room: Option<String>,
-    text: String,
-    ts: Millis,
-    idem_key: Option<String>,
-}
-
-impl From<MessageRow> for StoredMessage {
-    fn from(row: MessageRow) -> Self {
-        StoredMessage {
-            conv: row.conv,
-            seq: from_sql(row.seq),
-            id: row.id,
-            sender: row.sender,
-            recipient: row.recipient,
-            room: row.room,
-            text: row.text,
-            ts: row.ts,
-            key: row.idem_key,
-        }
-    }
 }
 
 impl PostgresStore {
@@ -409,10 +382,9 @@ impl Store for PostgresStore {
     }
 
     async fn messages_after(&self, conv: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages \
-             WHERE conv = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
+        let rows = sqlx::query_as::<_, MessageRow>(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3"
+        ))
         .bind(conv)
         .bind(to_sql(after))
         .bind(i64::from(limit))
@@ -423,12 +395,12 @@ impl Store for PostgresStore {
     }
 
     async fn messages_before(&self, conv: &str, before: Option<u64>, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        let rows = sqlx::query_as::<_, MessageRow>(
+        let rows = sqlx::query_as::<_, MessageRow>(&format!(
             "SELECT * FROM ( \
-                 SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages \
-                 WHERE conv = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3 \
-             ) AS newest ORDER BY seq",
-        )
+                 SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
+                 WHERE m.conv = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3 \
+             ) AS newest ORDER BY seq"
+        ))
         .bind(conv)
         .bind(before.map_or(i64::MAX, to_sql))
         .bind(i64::from(limit))
@@ -439,11 +411,14 @@ impl Store for PostgresStore {
     }
 
     async fn last_messages(&self, convs: &[String]) -> StoreResult<Vec<StoredMessage>> {
-        let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, m.idem_key \
-             FROM conversations c JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq \
-             WHERE c.conv = ANY($1)",
-        )
+        // The newest message of each, not a change to an earlier one.
+        let rows = sqlx::query_as::<_, MessageRow>(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM conversations c \
+             CROSS JOIN LATERAL (SELECT * FROM messages l WHERE l.conv = c.conv AND l.kind = 0 \
+                 ORDER BY l.seq DESC LIMIT 1) m \
+             LEFT JOIN messages q ON q.conv = m.conv AND q.seq = m.target \
+             WHERE c.conv = ANY($1)"
+        ))
         .bind(convs)
         .fetch_all(&self.pool)
         .await
@@ -462,6 +437,27 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> StoreResult<Page<ConversationRecord>> {
         read_state::conversations_page(&self.pool, user, after, limit).await
+    }
+
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+        let row = sqlx::query_as::<_, MessageRow>(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = $1 AND m.seq = $2"
+        ))
+        .bind(conv)
+        .bind(to_sql(seq))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(StoredMessage::from))
+    }
+
+    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>> {
+        let owner = sqlx::query_scalar::<_, String>("SELECT created_by FROM rooms WHERE name = $1")
+            .bind(room)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(owner)
     }
 
     async fn last_seq(&self, conv: &str) -> StoreResult<u64> {

@@ -5,10 +5,22 @@ use sqlx::postgres::PgPool;
 use super::{from_sql, store_error, to_sql};
 use crate::{room_cursor, ConversationRecord, Millis, Page, StoreResult};
 
-type ConversationRow = (String, i64, Millis, i64, i64, i64);
+type ConversationRow = (String, i64, Millis, i64, i64, i64, i64);
+
+/// How many messages (not changes) follow the read marker `r` in the conversation `conv`: a
+/// range of the primary key, as long as what is unread.
+macro_rules! unread {
+    ($conv:literal) => {
+        concat!(
+            "(SELECT COUNT(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.seq > COALESCE(r.seq, 0) AND x.kind = 0)"
+        )
+    };
+}
 
 fn record(
-    (conv, last_seq, last_ts, read_seq, peer_read_seq, peer_delivered_seq): ConversationRow,
+    (conv, last_seq, last_ts, read_seq, peer_read_seq, peer_delivered_seq, unread): ConversationRow,
 ) -> ConversationRecord {
     ConversationRecord {
         conv,
@@ -17,28 +29,31 @@ fn record(
         read_seq: from_sql(read_seq),
         peer_read_seq: from_sql(peer_read_seq),
         peer_delivered_seq: from_sql(peer_delivered_seq),
+        unread: from_sql(unread),
     }
 }
 
 pub(super) async fn conversations_of(pool: &PgPool, user: &str) -> StoreResult<Vec<ConversationRecord>> {
     // Every text column is in the "C" collation, so `conv` sorts bytewise as in SQLite. The peer
     // of a private conversation is its other user (the user themselves in `dm:<u>:<u>`).
-    let rows = sqlx::query_as::<_, ConversationRow>(
+    let rows = sqlx::query_as::<_, ConversationRow>(concat!(
         "SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0), \
-         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0) \
-         FROM conversations c \
+         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0), ",
+        unread!("c.conv"),
+        " FROM conversations c \
          LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
          LEFT JOIN read_markers p ON p.conv = c.conv \
              AND p.\"user\" = CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END \
          WHERE c.user_a = $1 OR c.user_b = $1 \
          UNION ALL \
-         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0 \
-         FROM room_members m \
+         SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), 0, 0, ",
+        unread!("'room:' || m.room"),
+        " FROM room_members m \
          LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
          LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
          WHERE m.\"user\" = $1 \
          ORDER BY conv",
-    )
+    ))
     .bind(user)
     .fetch_all(pool)
     .await
@@ -53,25 +68,27 @@ pub(super) async fn conversations_page(
     limit: u32,
 ) -> StoreResult<Page<ConversationRecord>> {
     // Each branch reads its index from the cursor on, at most `limit` rows.
-    let rows = sqlx::query_as::<_, ConversationRow>(
+    let rows = sqlx::query_as::<_, ConversationRow>(concat!(
         "SELECT * FROM ( \
              SELECT c.conv AS conv, c.last_seq, c.last_ts, COALESCE(r.seq, 0) AS seq, \
-             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
-             FROM conversations c \
+             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered, ",
+        unread!("c.conv"),
+        " AS unread FROM conversations c \
              LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = c.conv \
              LEFT JOIN read_markers p ON p.conv = c.conv \
                  AND p.\"user\" = CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END \
              WHERE (c.user_a = $1 OR c.user_b = $1) AND ($2::text IS NULL OR c.conv > $2) \
              UNION ALL \
              (SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), COALESCE(r.seq, 0), \
-              0::bigint, 0::bigint \
-              FROM room_members m \
+              0::bigint, 0::bigint, ",
+        unread!("'room:' || m.room"),
+        " FROM room_members m \
               LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
               LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = 'room:' || m.room \
               WHERE m.\"user\" = $1 AND ($3::text IS NULL OR m.room > $3) \
               ORDER BY m.room LIMIT $4) \
          ) listed ORDER BY conv LIMIT $4",
-    )
+    ))
     .bind(user)
     .bind(after)
     .bind(room_cursor(after))

@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod changes;
 mod own_markers;
 mod queries;
 mod threads;
@@ -48,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_delivered.sql"),
     include_str!("../../migrations/sqlite/0003_conversation_heads.sql"),
+    include_str!("../../migrations/sqlite/0004_message_changes.sql"),
 ];
 
 /// Two cores' worth of concurrent reads (history, listings, login syncs).
@@ -472,8 +474,8 @@ impl Store for SqliteStore {
         let conv = conv.to_owned();
         self.read(move |worker| {
             let mut statement = worker.conn.prepare_cached(&format!(
-                "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq < ?2 \
-                 ORDER BY seq DESC LIMIT ?3) ORDER BY seq"
+                "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = ?1 AND m.seq < ?2 \
+                 ORDER BY m.seq DESC LIMIT ?3) ORDER BY seq"
             ))?;
             let messages = statement
                 .query_map(params![conv, before.map_or(i64::MAX, to_sql), i64::from(limit)], message_from)?
@@ -487,9 +489,10 @@ impl Store for SqliteStore {
         let convs = convs.to_vec();
         self.read(move |worker| {
             // In-process point reads by primary key: one per conversation costs microseconds.
+            // The newest message, not a change to an earlier one.
             let mut statement = worker.conn.prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages \
-                 WHERE conv = ?1 ORDER BY seq DESC LIMIT 1"
+                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
+                 WHERE m.conv = ?1 AND m.kind = 0 ORDER BY m.seq DESC LIMIT 1"
             ))?;
             let mut messages = Vec::with_capacity(convs.len());
             for conv in &convs {
@@ -505,7 +508,7 @@ impl Store for SqliteStore {
         self.read(move |worker| {
             Ok(markers.consistent(|| {
                 let mut conversations = conversations_of(&worker.conn, &user)?;
-                markers.raise(&user, &mut conversations);
+                markers.raise(&user, &mut conversations, |conv, after| unread_after(&worker.conn, conv, after))?;
                 Ok::<_, rusqlite::Error>(conversations)
             })?)
         })
@@ -523,7 +526,7 @@ impl Store for SqliteStore {
             Ok(markers.consistent(|| {
                 let mut page =
                     read_consistent(&worker.conn, |conn| conversations_page(conn, &user, after.as_deref(), limit))?;
-                markers.raise(&user, &mut page.items);
+                markers.raise(&user, &mut page.items, |conv, after| unread_after(&worker.conn, conv, after))?;
                 Ok::<_, rusqlite::Error>(page)
             })?)
         })
@@ -533,8 +536,30 @@ impl Store for SqliteStore {
     async fn sync_read(&self, user: &str, cursors: &HashMap<String, u64>, limit: u32) -> StoreResult<Vec<SyncRead>> {
         let (user, cursors, markers) = (user.to_owned(), cursors.clone(), self.markers.clone());
         self.read(move |worker| {
-            let raise = |conversations: &mut [ConversationRecord]| markers.raise(&user, conversations);
+            let raise = |conversations: &mut [ConversationRecord]| {
+                markers.raise(&user, conversations, |conv, after| unread_after(&worker.conn, conv, after))
+            };
             Ok(markers.consistent(|| sync_reads(&worker.conn, &user, &cursors, limit, raise))?)
+        })
+        .await
+    }
+
+    async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
+        let conv = conv.to_owned();
+        self.read(move |worker| {
+            let mut statement = worker.conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = ?1 AND m.seq = ?2"
+            ))?;
+            Ok(statement.query_row(params![conv, to_sql(seq)], message_from).optional()?)
+        })
+        .await
+    }
+
+    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>> {
+        let room = room.to_owned();
+        self.read(move |worker| {
+            let mut statement = worker.conn.prepare_cached("SELECT created_by FROM rooms WHERE name = ?1")?;
+            Ok(statement.query_row([room], |row| row.get(0)).optional()?)
         })
         .await
     }

@@ -108,21 +108,37 @@ impl OwnMarkers {
     }
 
     /// Raises the markers of `user`'s conversations (and, in private ones, the peer's) to the
-    /// pending moves.
-    pub(super) fn raise(&self, user: &str, conversations: &mut [ConversationRecord]) {
-        let pending = self.pending.lock();
-        if pending.is_empty() {
-            return;
+    /// pending moves; `recount(conv, after)` counts again what is unread after a raised marker.
+    pub(super) fn raise<E>(
+        &self,
+        user: &str,
+        conversations: &mut [ConversationRecord],
+        mut recount: impl FnMut(&str, u64) -> Result<u64, E>,
+    ) -> Result<(), E> {
+        let mut raised = Vec::new();
+        {
+            let pending = self.pending.lock();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            for (index, conversation) in conversations.iter_mut().enumerate() {
+                let own = self.get(&pending, user, &conversation.conv);
+                if own > conversation.read_seq {
+                    conversation.read_seq = own;
+                    raised.push(index);
+                }
+                let Some((a, b)) = dm_participants(&conversation.conv) else { continue };
+                let peer = if a == user { b } else { a };
+                let theirs = self.get(&pending, peer, &conversation.conv);
+                conversation.peer_read_seq = conversation.peer_read_seq.max(theirs);
+                conversation.peer_delivered_seq = conversation.peer_delivered_seq.max(theirs);
+            }
         }
-        for conversation in conversations {
-            let own = self.get(&pending, user, &conversation.conv);
-            conversation.read_seq = conversation.read_seq.max(own);
-            let Some((a, b)) = dm_participants(&conversation.conv) else { continue };
-            let peer = if a == user { b } else { a };
-            let theirs = self.get(&pending, peer, &conversation.conv);
-            conversation.peer_read_seq = conversation.peer_read_seq.max(theirs);
-            conversation.peer_delivered_seq = conversation.peer_delivered_seq.max(theirs);
+        for index in raised {
+            let conversation = &mut conversations[index];
+            conversation.unread = recount(&conversation.conv, conversation.read_seq)?;
         }
+        Ok(())
     }
 }
 
@@ -161,6 +177,7 @@ mod tests {
             read_seq: 3,
             peer_read_seq: 4,
             peer_delivered_seq: 5,
+            unread: 6,
         }
     }
 
@@ -173,9 +190,20 @@ mod tests {
             ("alice".to_owned(), "room:lobby".to_owned(), 2),
         ]);
         let mut listed = [conversation("dm:alice:bob"), conversation("room:lobby")];
-        markers.raise("alice", &mut listed);
+        let mut recounted = Vec::new();
+        let recount = |conv: &str, after: u64| {
+            recounted.push((conv.to_owned(), after));
+            Ok::<_, ()>(9 - after)
+        };
+        markers.raise("alice", &mut listed, recount).unwrap();
         assert_eq!((listed[0].read_seq, listed[0].peer_read_seq, listed[0].peer_delivered_seq), (7, 8, 8));
-        assert_eq!((listed[1].read_seq, listed[1].peer_read_seq), (3, 4), "lower moves change nothing");
+        assert_eq!(listed[0].unread, 2, "counted again after the raised marker");
+        assert_eq!(
+            (listed[1].read_seq, listed[1].peer_read_seq, listed[1].unread),
+            (3, 4, 6),
+            "lower moves change nothing"
+        );
+        assert_eq!(recounted, [("dm:alice:bob".to_owned(), 7)]);
     }
 
     #[test]

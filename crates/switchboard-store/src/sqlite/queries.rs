@@ -5,10 +5,11 @@ use std::sync::LazyLock;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::changes::{apply_change, check_reply, Checked};
 use super::threads::Worker;
 use crate::{
-    room_cursor, sync_start, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord,
-    StoreError, StoreResult, StoredMessage, SyncRead,
+    reactions_from_sql, reactions_to_sql, room_cursor, sync_start, AppendOutcome, ConversationRecord, EntryKind,
+    Millis, NewMessage, Page, Quote, RoomSummary, SessionRecord, StoreError, StoreResult, StoredMessage, SyncRead,
 };
 
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
@@ -48,9 +49,25 @@ pub(super) fn dm_participants(conv: &str) -> Option<(&str, &str)> {
     conv.strip_prefix("dm:")?.split_once(':')
 }
 
-pub(super) const MESSAGE_COLUMNS: &str = "conv, seq, id, sender, recipient, room, text, ts, idem_key";
+/// A message's columns, and what a reply shows of the message it quotes, read from
+/// [`MESSAGES`]: the quote is looked up by primary key, so it is current (edited, deleted).
+pub(super) const MESSAGE_COLUMNS: &str = "m.conv, m.seq, m.id, m.sender, m.recipient, m.room, m.text, m.ts, \
+     m.idem_key, m.kind, m.target, m.edited_at, m.deleted, m.reactions, m.changed_seq, \
+     q.sender AS quote_from, substr(q.text, 1, 101) AS quote_text, q.deleted AS quote_deleted";
+
+/// The messages (`m`) with the messages they reply to (`q`).
+pub(super) const MESSAGES: &str =
+    "messages m LEFT JOIN messages q ON m.kind = 0 AND q.conv = m.conv AND q.seq = m.target";
 
 pub(super) fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let kind = EntryKind::from_code(row.get(9)?);
+    let quote = match row.get::<_, Option<String>>(15)? {
+        Some(from) if kind == EntryKind::Message => {
+            let text: String = row.get(16)?;
+            Some(Quote::new(from, &text, row.get(17)?))
+        }
+        _ => None,
+    };
     Ok(StoredMessage {
         conv: row.get(0)?,
         seq: row.get::<_, i64>(1)? as u64,
@@ -61,6 +78,13 @@ pub(super) fn message_from(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         text: row.get(6)?,
         ts: row.get(7)?,
         key: row.get(8)?,
+        kind,
+        target: row.get::<_, Option<i64>>(10)?.map(|seq| seq as u64),
+        quote,
+        edited_at: row.get(11)?,
+        deleted: row.get(12)?,
+        reactions: reactions_from_sql(row.get::<_, Option<String>>(13)?.as_deref()),
+        changed_seq: row.get::<_, i64>(14)? as u64,
     })
 }
 
@@ -105,10 +129,13 @@ pub(super) fn append_batch(worker: &mut Worker, batch: &[NewMessage]) -> StoreRe
                 worker.moved_in_transaction.push(conv.clone());
                 worker.heads.insert(conv, head);
             }
-            // A sender has read their conversation up to their own message (own_markers.rs).
+            // A sender has read their conversation up to their own message (own_markers.rs); a
+            // change (a reaction to an old message, say) says nothing of what was read.
             for outcome in &outcomes {
                 if let AppendOutcome::Stored(message) = outcome {
-                    worker.own_in_transaction.push((message.sender.clone(), message.conv.clone(), message.seq));
+                    if message.kind == EntryKind::Message {
+                        worker.own_in_transaction.push((message.sender.clone(), message.conv.clone(), message.seq));
+                    }
                 }
             }
             Ok(outcomes)
@@ -134,14 +161,13 @@ pub(super) fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut moved: HashMap<String, ConvHead> = HashMap::new();
     let mut created: Vec<&str> = Vec::new();
-    let mut by_key = conn.prepare_cached(
-        "SELECT conv, seq, id, sender, recipient, room, text, ts, idem_key FROM messages WHERE sender = ?1 AND idem_key = ?2",
-    )?;
+    let mut by_key = conn
+        .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.sender = ?1 AND m.idem_key = ?2"))?;
     // A repeated key leaves the row out instead of failing the statement: the common case (a new
     // key) then costs one lookup of the key's index, by the insert itself.
     let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+        "INSERT INTO messages (conv, seq, id, sender, recipient, room, text, ts, idem_key, kind, target, \
+         edited_at, reactions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (sender, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
     )?;
     for message in batch {
@@ -149,9 +175,24 @@ pub(super) fn write_batch(
             Some(head) => *head,
             None => load_head(conn, &message.conv)?,
         };
+        let seq = head.last_seq + 1;
+        // Plain messages (nearly all) read nothing more; a change or a reply reads its target.
+        let checked = match (message.kind, message.target) {
+            (EntryKind::Message, None) => Ok(Checked::default()),
+            (EntryKind::Message, Some(target)) => check_reply(conn, &message.conv, target)?,
+            (_, None) => Err(crate::Rejection::NotFound),
+            (_, Some(target)) => apply_change(conn, message, target, seq)?,
+        };
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(rejection) => {
+                outcomes.push(AppendOutcome::Rejected(rejection));
+                continue;
+            }
+        };
         let stored = StoredMessage {
             conv: message.conv.clone(),
-            seq: head.last_seq + 1,
+            seq,
             id: message.id.clone(),
             sender: message.sender.clone(),
             recipient: message.recipient.clone(),
@@ -159,6 +200,13 @@ pub(super) fn write_batch(
             text: message.text.clone(),
             ts: message.ts,
             key: message.idempotency_key.clone(),
+            kind: message.kind,
+            target: message.target,
+            quote: checked.quote,
+            edited_at: (message.kind == EntryKind::Edit).then_some(message.ts),
+            deleted: false,
+            reactions: checked.reactions,
+            changed_seq: 0,
         };
         let inserted = insert.execute(params![
             stored.conv,
@@ -170,6 +218,10 @@ pub(super) fn write_batch(
             stored.text,
             stored.ts,
             message.idempotency_key,
+            stored.kind.code(),
+            stored.target.map(to_sql),
+            stored.edited_at,
+            reactions_to_sql(&stored.reactions),
         ])?;
         if inserted == 0 {
             // Only a key can make the insert a no-op; its original is in the store or earlier in
@@ -202,7 +254,7 @@ pub(super) fn messages_after(
     limit: u32,
 ) -> rusqlite::Result<Vec<StoredMessage>> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3"
     ))?;
     let messages = statement.query_map(params![conv, to_sql(after), i64::from(limit)], message_from)?.collect();
     messages
@@ -217,23 +269,39 @@ fn head_columns(conv: &str) -> String {
     )
 }
 
+/// How many messages (not changes) follow `after` in `conv`: the unread count of a read marker
+/// raised after it was read (own_markers.rs).
+pub(super) fn unread_after(conn: &Connection, conv: &str, after: u64) -> rusqlite::Result<u64> {
+    let mut statement =
+        conn.prepare_cached("SELECT COUNT(*) FROM messages WHERE conv = ?1 AND seq > ?2 AND kind = 0")?;
+    Ok(statement.query_row(params![conv, to_sql(after)], |row| row.get::<_, i64>(0))? as u64)
+}
+
+/// How many messages (not changes) follow the read marker `r` in conversation `conv`: a range of
+/// the clustered key, as long as what is unread.
+fn unread_column(conv: &str) -> String {
+    format!("(SELECT COUNT(*) FROM messages x WHERE x.conv = {conv} AND x.seq > COALESCE(r.seq, 0) AND x.kind = 0)")
+}
+
 static CONVERSATIONS_OF: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT c.conv AS conv, {dm_head}, COALESCE(r.seq, 0), \
-         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0) \
+         COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0), {dm_unread} \
          FROM conversations c \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
          LEFT JOIN read_markers p ON p.conv = c.conv \
              AND p.user = CASE WHEN c.user_a = ?1 THEN c.user_b ELSE c.user_a END \
          WHERE c.user_a = ?1 OR c.user_b = ?1 \
          UNION ALL \
-         SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0 \
+         SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0, {room_unread} \
          FROM room_members m \
          LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
          WHERE m.user = ?1 \
          ORDER BY conv",
         dm_head = head_columns("c.conv"),
         room_head = head_columns("'room:' || m.room"),
+        dm_unread = unread_column("c.conv"),
+        room_unread = unread_column("'room:' || m.room"),
     )
 });
 
@@ -251,6 +319,7 @@ fn conversation_from(row: &Row<'_>) -> rusqlite::Result<ConversationRecord> {
         read_seq: row.get::<_, i64>(3)? as u64,
         peer_read_seq: row.get::<_, i64>(4)? as u64,
         peer_delivered_seq: row.get::<_, i64>(5)? as u64,
+        unread: row.get::<_, i64>(6)? as u64,
     })
 }
 
@@ -277,9 +346,10 @@ pub(super) fn conversations_page(
 
 static CONVERSATIONS_PAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered FROM ( \
+        "SELECT conv, last_seq, last_ts, seq, peer_seq, peer_delivered, unread FROM ( \
              SELECT c.conv AS conv, {dm_head}, COALESCE(r.seq, 0) AS seq, \
-             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered \
+             COALESCE(p.seq, 0) AS peer_seq, COALESCE(p.delivered_seq, 0) AS peer_delivered, \
+             {dm_unread} AS unread \
              FROM conversations c \
              LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = c.conv \
              LEFT JOIN read_markers p ON p.conv = c.conv \
@@ -287,7 +357,7 @@ static CONVERSATIONS_PAGE: LazyLock<String> = LazyLock::new(|| {
              WHERE (c.user_a = ?1 OR c.user_b = ?1) AND (?2 IS NULL OR c.conv > ?2) \
              UNION ALL \
              SELECT * FROM ( \
-                 SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0 \
+                 SELECT 'room:' || m.room, {room_head}, COALESCE(r.seq, 0), 0, 0, {room_unread} \
                  FROM room_members m \
                  LEFT JOIN read_markers r ON r.user = ?1 AND r.conv = 'room:' || m.room \
                  WHERE m.user = ?1 AND (?3 IS NULL OR m.room > ?3) \
@@ -296,6 +366,8 @@ static CONVERSATIONS_PAGE: LazyLock<String> = LazyLock::new(|| {
          ) ORDER BY conv LIMIT ?4",
         dm_head = head_columns("c.conv"),
         room_head = head_columns("'room:' || m.room"),
+        dm_unread = unread_column("c.conv"),
+        room_unread = unread_column("'room:' || m.room"),
     )
 });
 
@@ -359,11 +431,11 @@ pub(super) fn sync_reads(
     user: &str,
     cursors: &HashMap<String, u64>,
     limit: u32,
-    raise: impl Fn(&mut [ConversationRecord]),
+    raise: impl Fn(&mut [ConversationRecord]) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<Vec<SyncRead>> {
     read_consistent(conn, |conn| {
         let mut conversations = conversations_of(conn, user)?;
-        raise(&mut conversations);
+        raise(&mut conversations)?;
         let mut reads = Vec::with_capacity(conversations.len());
         for conversation in conversations {
             let from = sync_start(&conversation, cursors);

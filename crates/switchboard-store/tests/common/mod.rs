@@ -11,7 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{Connection, Executor, PgConnection};
 use switchboard_store::sqlite::SqliteOptions;
-use switchboard_store::{AppendOutcome, NewMessage, PostgresStore, SqliteStore, Store, StoredMessage};
+use switchboard_store::{
+    AppendOutcome, EntryKind, NewMessage, PostgresStore, Rejection, SqliteStore, Store, StoredMessage,
+};
 
 pub fn dm(sender: &str, recipient: &str, text: &str, key: Option<&str>) -> NewMessage {
     let (low, high) = if sender <= recipient { (sender, recipient) } else { (recipient, sender) };
@@ -24,6 +26,8 @@ pub fn dm(sender: &str, recipient: &str, text: &str, key: Option<&str>) -> NewMe
         text: text.into(),
         ts: 1_000 + text.len() as i64,
         idempotency_key: key.map(str::to_owned),
+        kind: EntryKind::Message,
+        target: None,
     }
 }
 
@@ -37,6 +41,25 @@ pub fn in_room(room: &str, sender: &str, text: &str, key: Option<&str>) -> NewMe
         text: text.into(),
         ts: 2_000 + text.len() as i64,
         idempotency_key: key.map(str::to_owned),
+        kind: EntryKind::Message,
+        target: None,
+    }
+}
+
+/// `base` as a change of `kind` to the entry `target` (its text is the new text or the emoji).
+pub fn change(base: NewMessage, kind: EntryKind, target: u64) -> NewMessage {
+    NewMessage { kind, target: Some(target), id: format!("{}-{}-{target}", base.id, kind.as_str()), ..base }
+}
+
+/// `base` as a reply to the entry `target`.
+pub fn reply_to(base: NewMessage, target: u64) -> NewMessage {
+    NewMessage { target: Some(target), ..base }
+}
+
+pub fn rejected(outcome: &AppendOutcome) -> Rejection {
+    match outcome {
+        AppendOutcome::Rejected(rejection) => *rejection,
+        other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
@@ -46,6 +69,7 @@ pub fn stored(outcome: &AppendOutcome) -> &StoredMessage {
         AppendOutcome::Duplicate(message) => {
             panic!("expected stored, got duplicate of {message:?}")
         }
+        AppendOutcome::Rejected(rejection) => panic!("expected stored, got {rejection:?}"),
     }
 }
 
@@ -53,6 +77,7 @@ pub fn duplicate(outcome: &AppendOutcome) -> &StoredMessage {
     match outcome {
         AppendOutcome::Duplicate(message) => message,
         AppendOutcome::Stored(message) => panic!("expected duplicate, got stored {message:?}"),
+        AppendOutcome::Rejected(rejection) => panic!("expected duplicate, got {rejection:?}"),
     }
 }
 
@@ -291,6 +316,10 @@ macro_rules! conformance_suite {
             sync_read_starts_after_the_cursor_else_the_read_marker,
             listings_page_from_their_cursor_each_entry_once,
             the_peers_read_and_delivered_markers_are_listed_and_synced,
+            edits_deletions_and_reactions_are_entries_that_update_their_target,
+            a_reply_carries_a_current_quote_and_needs_a_live_target,
+            reactions_are_one_per_user_and_bounded_per_message,
+            changes_are_not_unread_and_not_the_last_message,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -340,11 +369,22 @@ pub async fn check_after_upgrade(store: &dyn Store) {
     assert_eq!(duplicate(&retried[0]).text, "one");
     assert_eq!(stored(&store.append(vec![dm("bob", "alice", "three", None)]).await.unwrap()[0]).seq, 3);
     assert_eq!(store.set_delivered("alice", "dm:alice:bob", 3).await.unwrap(), 3);
+    // A message of the old schema is a plain message, and can be edited and answered.
+    let old = store.message("room:lobby", 1).await.unwrap().unwrap();
+    assert_eq!((old.kind, old.deleted, old.changed_seq, old.reactions.len()), (EntryKind::Message, false, 0, 0));
+    let edit = change(in_room("lobby", "alice", "hello!", None), EntryKind::Edit, 1);
+    let reply = reply_to(in_room("lobby", "alice", "and more", None), 1);
+    let outcomes = store.append(vec![edit, reply]).await.unwrap();
+    assert_eq!(stored(&outcomes[1]).quote.as_ref().unwrap().text, "hello!");
+    assert_eq!(texts_of(store, "room:lobby").await, ["hello!", "hello!", "and more"]);
 }
+
+mod changes;
 
 pub mod conformance {
     use switchboard_store::{ConversationRecord, Page, RoomSummary, SessionRecord};
 
+    pub use super::changes::*;
     use super::*;
 
     pub async fn seqs_are_gap_free_per_conversation_across_batches(fixture: &dyn Fixture) {
@@ -498,7 +538,8 @@ pub mod conformance {
                     last_ts: 1_004,
                     read_seq: 1,
                     peer_read_seq: 2,
-                    peer_delivered_seq: 2
+                    peer_delivered_seq: 2,
+                    unread: 1
                 },
                 ConversationRecord {
                     conv: "room:lobby".into(),
@@ -506,7 +547,8 @@ pub mod conformance {
                     last_ts: 2_005,
                     read_seq: 3,
                     peer_read_seq: 0,
-                    peer_delivered_seq: 0
+                    peer_delivered_seq: 0,
+                    unread: 0
                 },
             ]
         );
@@ -572,13 +614,14 @@ pub mod conformance {
         assert_eq!(store.set_read("alice", "dm:alice:bob", 2).await.unwrap(), 2);
         assert_eq!(store.set_read("bob", "room:lobby", 1).await.unwrap(), 1);
 
-        let record = |conv: &str, last_seq, last_ts, read_seq| ConversationRecord {
+        let record = |conv: &str, last_seq: u64, last_ts, read_seq: u64| ConversationRecord {
             conv: conv.into(),
             last_seq,
             last_ts,
             read_seq,
             peer_read_seq: 0,
             peer_delivered_seq: 0,
+            unread: last_seq - read_seq,
         };
         let with_peer = |record: ConversationRecord, peer_seq| ConversationRecord {
             peer_read_seq: peer_seq,
