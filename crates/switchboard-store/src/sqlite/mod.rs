@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod activity;
 mod queries;
 mod threads;
 
@@ -35,8 +36,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    sync_start, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary, SessionRecord,
-    Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
+    sync_start, ActivityCursor, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary,
+    SessionRecord, Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
 };
 use queries::*;
 use threads::*;
@@ -599,5 +600,19 @@ impl Store for SqliteStore {
             }
         })
         .await;
+    }
+
+    async fn conversations_by_activity(
+        &self,
+        user: &str,
+        after: Option<&ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>> {
+        let (user, after) = (user.to_owned(), after.cloned());
+        self.read(move |worker| {
+            let page = |conn: &Connection| activity::conversations_by_activity(conn, &user, after.as_ref(), limit);
+            Ok(read_consistent(&worker.conn, page)?)
+        })
+        .await
     }
 }

@@ -13,6 +13,8 @@ use sqlx::{Connection, Executor, PgConnection};
 use switchboard_store::sqlite::SqliteOptions;
 use switchboard_store::{AppendOutcome, NewMessage, PostgresStore, SqliteStore, Store, StoredMessage};
 
+pub mod activity;
+
 pub fn dm(sender: &str, recipient: &str, text: &str, key: Option<&str>) -> NewMessage {
     let (low, high) = if sender <= recipient { (sender, recipient) } else { (recipient, sender) };
     NewMessage {
@@ -291,6 +293,7 @@ macro_rules! conformance_suite {
             sync_read_starts_after_the_cursor_else_the_read_marker,
             listings_page_from_their_cursor_each_entry_once,
             the_peers_read_and_delivered_markers_are_listed_and_synced,
+            conversations_by_activity_page_newest_first_while_messages_arrive,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -343,6 +346,7 @@ pub async fn check_after_upgrade(store: &dyn Store) {
 }
 
 pub mod conformance {
+    pub use super::activity::conversations_by_activity_page_newest_first_while_messages_arrive;
     use switchboard_store::{ConversationRecord, Page, RoomSummary, SessionRecord};
 
     use super::*;
