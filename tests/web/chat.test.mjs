@@ -4,16 +4,15 @@
 // answer.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import {
+  browserSuite,
   connectedNode,
   countGatewayRequests,
   exactly,
-  launchBrowser,
   messageTexts,
   newTab,
-  openDevice,
   openDm,
   register,
   screenshot,
@@ -26,24 +25,9 @@ import {
   waitReady,
 } from './harness.mjs';
 
-let browser;
-const devices = [];
+const suite = browserSuite();
+const device = (options) => suite.device(options);
 const base = serverUrl();
-
-async function device(options) {
-  const opened = await openDevice(browser, options);
-  devices.push(opened);
-  return opened;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
-});
 
 test('the page and its files are served with their content types', async () => {
   for (const [path, type] of [

@@ -10,11 +10,13 @@
 //   SWITCHBOARD_WEB_SCREENSHOTS  where screenshots go
 //   CHROMIUM                     the browser (default /usr/bin/chromium)
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import os from 'node:os';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const PASSWORD = 'correct horse battery';
@@ -165,40 +167,72 @@ export async function screenshot(page, name) {
 }
 
 /**
- * Sends `texts` (or `count` messages `label 1`, `label 2`...) from `username` to `to` over a raw
- * protocol connection opened inside `page` (the browser has the WebSocket client): for seeding
- * long histories quickly, or messages from a user who is not looking at the page.
+ * Runs `script(request, args)` inside `page` on a protocol connection of its own (the browser has
+ * the WebSocket client), logged in as `username`, or registering it with `register`: for seeding
+ * users, rooms and long histories quickly, or messages from a user who is not looking at the page.
+ * `request(frame)` resolves with the answer to `frame`. The connection closes when the script is
+ * done, unless `keep` (the user stays online until `closeKept(page, username)`). `script` runs in
+ * the page: it sees only its arguments.
  */
+export async function asUser(page, { username, password = PASSWORD, register = false, keep = false }, script, args = {}) {
+  const session = JSON.stringify({ username, password, register, keep });
+  return page.evaluate(`(${inPageSession})(${session}, ${script}, ${JSON.stringify(args)})`);
+}
+
+/** Closes the connection `asUser(..., {keep: true})` left open for `username`. */
+export async function closeKept(page, username) {
+  await page.evaluate((username) => {
+    window.__keptConnections?.[username]?.close();
+    delete window.__keptConnections?.[username];
+  }, username);
+}
+
+/** The page side of `asUser` (its source is sent to the page). */
+async function inPageSession({ username, password, register, keep }, script, args) {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+  const waiting = new Map();
+  let next = 0;
+  const request = (frame) =>
+    new Promise((resolve) => {
+      const ref = `seed-${next++}`;
+      waiting.set(ref, resolve);
+      ws.send(JSON.stringify({ ...frame, ref }));
+    });
+  ws.addEventListener('message', (event) => {
+    const frame = JSON.parse(event.data);
+    const resolve = frame.ref !== undefined && waiting.get(frame.ref);
+    if (resolve) {
+      waiting.delete(frame.ref);
+      resolve(frame);
+    }
+  });
+  await new Promise((resolve, reject) => {
+    ws.addEventListener('open', resolve);
+    ws.addEventListener('error', reject);
+  });
+  const kind = register ? 'register' : 'login';
+  const session = await request({ type: kind, username, password, presence: false });
+  if (session.type !== 'session') throw new Error(`${kind} ${username} failed: ${JSON.stringify(session)}`);
+  const result = await script(request, args);
+  if (keep) (window.__keptConnections ??= {})[username] = ws;
+  else ws.close();
+  return result;
+}
+
+/** Registers users, each on a connection of its own; they are offline afterwards. */
+export async function seedUsers(page, names) {
+  for (const username of names) await asUser(page, { username, register: true }, async () => {});
+}
+
 /**
- * Joins `rooms` (creating them) as `username` over a WebSocket of its own, a few requests in
- * flight at a time, retrying what the rate limit refuses.
+ * Joins `rooms` (creating them) as `username`, a few requests in flight at a time, retrying what
+ * the rate limit refuses.
  */
 export async function seedRooms(page, { username, password = PASSWORD, rooms }) {
-  return page.evaluate(
-    async ({ username, password, rooms }) => {
-      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-      const waiting = new Map();
-      let next = 0;
-      const request = (frame) =>
-        new Promise((resolve) => {
-          frame.ref = `seed-${next++}`;
-          waiting.set(frame.ref, resolve);
-          ws.send(JSON.stringify(frame));
-        });
-      ws.addEventListener('message', (event) => {
-        const frame = JSON.parse(event.data);
-        const resolve = frame.ref !== undefined && waiting.get(frame.ref);
-        if (resolve) {
-          waiting.delete(frame.ref);
-          resolve(frame);
-        }
-      });
-      await new Promise((resolve, reject) => {
-        ws.addEventListener('open', resolve);
-        ws.addEventListener('error', reject);
-      });
-      const session = await request({ type: 'login', username, password, presence: false });
-      if (session.type !== 'session') throw new Error(`login failed: ${JSON.stringify(session)}`);
+  return asUser(
+    page,
+    { username, password },
+    async (request, { rooms }) => {
       const join = async (room) => {
         for (;;) {
           const answer = await request({ type: 'join', room });
@@ -212,50 +246,59 @@ export async function seedRooms(page, { username, password = PASSWORD, rooms }) 
         while (queue.length > 0) await join(queue.shift());
       };
       await Promise.all(Array.from({ length: 8 }, worker));
-      ws.close();
     },
-    { username, password, rooms },
+    { rooms },
   );
 }
 
-export async function seedMessages(page, { username, password = PASSWORD, to, count = 0, label = 'message', texts }) {
+/**
+ * Sends `texts` (or `count` messages `label 1`, `label 2`...) from `username` to the user `to` or
+ * into `room`, in order, retrying what the rate limit refuses.
+ */
+export async function seedMessages(page, { username, password = PASSWORD, to, room, count = 0, label = 'message', texts }) {
   const all = texts ?? Array.from({ length: count }, (_, index) => `${label} ${index + 1}`);
-  return page.evaluate(
-    async ({ username, password, to, texts }) => {
-      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-      const waiting = new Map();
-      const request = (frame) =>
-        new Promise((resolve) => {
-          waiting.set(frame.ref, resolve);
-          ws.send(JSON.stringify(frame));
-        });
-      ws.addEventListener('message', (event) => {
-        const frame = JSON.parse(event.data);
-        const resolve = frame.ref !== undefined && waiting.get(frame.ref);
-        if (resolve) {
-          waiting.delete(frame.ref);
-          resolve(frame);
-        }
-      });
-      await new Promise((resolve, reject) => {
-        ws.addEventListener('open', resolve);
-        ws.addEventListener('error', reject);
-      });
-      const session = await request({ type: 'login', ref: 'login', username, password, presence: false });
-      if (session.type !== 'session') throw new Error(`login failed: ${JSON.stringify(session)}`);
+  const target = room ? { room } : { to };
+  return asUser(
+    page,
+    { username, password },
+    async (request, { target, texts }) => {
       for (const text of texts) {
         const key = crypto.randomUUID();
         for (;;) {
-          const answer = await request({ type: 'send', ref: key, to, text, key });
+          const answer = await request({ type: 'send', ...target, text, key });
           if (answer.type === 'ack') break;
           if (answer.code !== 'rate_limited') throw new Error(JSON.stringify(answer));
           await new Promise((resolve) => setTimeout(resolve, answer.retry_after_ms));
         }
       }
-      ws.close();
     },
-    { username, password, to, texts: all },
+    { target, texts: all },
   );
+}
+
+/**
+ * Registers `before` / `after` hooks for a file's tests: one browser for them all, and every
+ * device opened with the returned `device(options)` checked at the end for alerts, page errors
+ * and console errors.
+ */
+export function browserSuite() {
+  const suite = {
+    browser: null,
+    devices: [],
+    async device(options) {
+      const opened = await openDevice(suite.browser, options);
+      suite.devices.push(opened);
+      return opened;
+    },
+  };
+  before(async () => {
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    for (const opened of suite.devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
+  });
+  return suite;
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -289,11 +332,15 @@ async function freePort() {
  * `kill()` / `start()`: a restarted server has the same address and the same SQLite store.
  */
 export class ServerProcess {
-  /** `args` are added to `serve`'s own (listen address, node id, data directory, grace period). */
-  constructor({ nodeId = 'n1', args = [] } = {}) {
+  /**
+   * `args` are added to `serve`'s own (listen address, node id, data directory, grace period);
+   * `presence` is the server's setting (default SWITCHBOARD_PRESENCE, else `everyone`).
+   */
+  constructor({ nodeId = 'n1', args = [], presence } = {}) {
     this.binary = requiredEnv('SWITCHBOARD_BIN');
     this.nodeId = nodeId;
     this.args = args;
+    this.presence = presence ?? (process.env.SWITCHBOARD_PRESENCE || 'everyone');
     this.dir = fs.mkdtempSync(path.join(scratchDir(), 'server-'));
     this.port = 0;
     this.child = null;
@@ -342,7 +389,7 @@ export class ServerProcess {
         '3',
         // The tests see users they have no conversation with come online.
         '--presence',
-        process.env.SWITCHBOARD_PRESENCE || 'everyone',
+        this.presence,
         ...this.args,
       ],
       { stdio: ['ignore', log, log], env },

@@ -3,28 +3,13 @@
 // never counted as unread.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openDevice, openDm, register, sendText, serverUrl, waitForMessage, waitInPage, waitReady } from './harness.mjs';
+import { browserSuite, openDm, register, sendText, serverUrl, waitForMessage, waitInPage, waitReady } from './harness.mjs';
 
-let browser;
-const devices = [];
+const suite = browserSuite();
+const device = () => suite.device();
 const base = serverUrl();
-
-async function device() {
-  const opened = await openDevice(browser);
-  devices.push(opened);
-  return opened;
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
-});
 
 const receipt = (page) => page.locator('#message-list .msg.mine .receipt');
 

@@ -5,64 +5,34 @@
 // on a time, a status pill that says "Connected", and dark mode.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import {
-  PASSWORD,
-  launchBrowser,
-  openDevice,
+  ServerProcess,
+  asUser,
+  browserSuite,
+  closeKept,
   openDm,
   register,
   screenshot,
   seedMessages,
+  seedRooms,
+  seedUsers,
   sendText,
   serverUrl,
   waitForMessage,
+  waitInPage,
   waitReady,
 } from './harness.mjs';
 
-let browser;
-const devices = [];
+const suite = browserSuite();
 const base = serverUrl();
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
-});
-
-/** Registers users over a WebSocket of the page's own; they are offline afterwards. */
-async function seedUsers(page, names) {
-  await page.evaluate(
-    async ({ names, password }) => {
-      for (const username of names) {
-        const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-        const answer = new Promise((resolve) =>
-          ws.addEventListener('message', (event) => {
-            const frame = JSON.parse(event.data);
-            if (frame.ref === 'register') resolve(frame);
-          }),
-        );
-        await new Promise((resolve) => ws.addEventListener('open', resolve));
-        ws.send(JSON.stringify({ type: 'register', ref: 'register', username, password, presence: false }));
-        const session = await answer;
-        if (session.type !== 'session') throw new Error(`register ${username}: ${JSON.stringify(session)}`);
-        ws.close();
-      }
-    },
-    { names, password: PASSWORD },
-  );
-}
 
 const people = (page) => page.locator('#user-list .item .name').allTextContents();
 const preview = (page, user) => page.locator(`#user-list [data-user="${user}"] .preview`);
 
 test('recent conversations first with their last message, and people found by name prefix', async () => {
-  const tara = await openDevice(browser);
-  devices.push(tara);
+  const tara = await suite.device();
   await register(tara.page, base, 'tara');
   await seedUsers(tara.page, ['rosa', 'roald', 'roman', 'saul']);
   await seedMessages(tara.page, { username: 'rosa', to: 'tara', texts: ['hello tara, it is rosa'] });
@@ -110,9 +80,8 @@ test('recent conversations first with their last message, and people found by na
 });
 
 test('keyboard focus, links, the length limit, full dates, the status pill and dark mode', async () => {
-  const zelda = await openDevice(browser);
-  const yara = await openDevice(browser);
-  devices.push(zelda, yara);
+  const zelda = await suite.device();
+  const yara = await suite.device();
   await register(zelda.page, base, 'zelda');
   await register(yara.page, base, 'yara');
   await seedMessages(zelda.page, { username: 'yara', to: 'zelda', texts: ['the notes: https://example.com/notes?id=7. See you'] });
@@ -155,3 +124,107 @@ test('keyboard focus, links, the length limit, full dates, the status pill and d
   assert.equal(await background(), 'rgb(15, 18, 23)');
   await screenshot(page, 'dark-mode');
 });
+
+/** The rooms one is a member of, as listed (the others follow them, by name). */
+const rooms = (page) => page.locator('#room-list .item[data-joined="true"] .name').allTextContents();
+
+/** The conversations as the server lists them for `username` (newest activity first). */
+async function serverOrder(page, username) {
+  return asUser(page, { username }, async (request) => {
+    const listed = [];
+    let cursor = null;
+    do {
+      const page = await request(cursor ? { type: 'conversations', cursor } : { type: 'conversations' });
+      listed.push(...page.conversations.map((entry) => entry.conv));
+      cursor = page.next_cursor;
+    } while (cursor);
+    return listed;
+  });
+}
+
+/** Lets the server's clock pass a millisecond, so the next message is newer than the last. */
+const nextMillisecond = () => new Promise((resolve) => setTimeout(resolve, 3));
+
+test('rooms in the order the server lists them, and a new message moves its room to the top', async () => {
+  const una = await suite.device();
+  await register(una.page, base, 'una');
+  await seedUsers(una.page, ['vic']);
+  await seedRooms(una.page, { username: 'una', rooms: ['alpha', 'beta', 'gamma', 'delta'] });
+  await seedRooms(una.page, { username: 'vic', rooms: ['alpha', 'beta', 'gamma'] });
+  for (const room of ['gamma', 'alpha', 'beta']) {
+    await seedMessages(una.page, { username: 'vic', room, texts: [`hello ${room}`] });
+    await nextMillisecond();
+  }
+
+  // After a reload the order is the server's: newest activity first, the silent room last.
+  await una.page.reload();
+  await waitReady(una.page);
+  await una.page.locator('#room-list [data-room="alpha"] .preview', { hasText: 'hello alpha' }).waitFor();
+  const listed = (await serverOrder(una.page, 'una')).filter((conv) => conv.startsWith('room:'));
+  assert.deepEqual(listed, ['room:beta', 'room:alpha', 'room:gamma', 'room:delta']);
+  assert.deepEqual(await rooms(una.page), ['beta', 'alpha', 'gamma', 'delta']);
+
+  // A message in the room at the bottom of those with messages takes it to the top, live.
+  await seedMessages(una.page, { username: 'vic', room: 'gamma', texts: ['gamma again'] });
+  await una.page.locator('#room-list [data-room="gamma"] .preview', { hasText: 'gamma again' }).waitFor();
+  await waitInPage(una.page, () => document.querySelector('#room-list .item .name')?.textContent === 'gamma');
+  assert.deepEqual(await rooms(una.page), ['gamma', 'beta', 'alpha', 'delta']);
+
+  // The silent room gets its first message from una herself: to the top too.
+  await una.page.locator('#room-list [data-room="delta"]').click();
+  await sendText(una.page, 'first in delta');
+  await waitInPage(una.page, () => document.querySelector('#room-list .item .name')?.textContent === 'delta');
+  assert.deepEqual(await rooms(una.page), ['delta', 'gamma', 'beta', 'alpha']);
+  await una.page.reload();
+  await waitReady(una.page);
+  await una.page.locator('#room-list [data-room="delta"] .preview', { hasText: 'You: first in delta' }).waitFor();
+  assert.deepEqual(await rooms(una.page), ['delta', 'gamma', 'beta', 'alpha']);
+  await screenshot(una.page, 'sidebar-rooms-by-activity');
+});
+
+test('the people a search shows are watched while shown, so their dots follow them', async () => {
+  // Presence scoped to contacts (the suite's server tells everyone about everyone): only a
+  // `watch` makes the server tell Wanda about Walt.
+  const server = new ServerProcess({ presence: 'contacts' });
+  await server.start();
+  try {
+    const wanda = await suite.device();
+    const page = wanda.page;
+    const sent = [];
+    page.on('websocket', (ws) => ws.on('framesent', (frame) => sent.push(JSON.parse(frame.payload))));
+    const sentFrame = (predicate) => waitFor(() => sent.some(predicate), 'such frame sent');
+    await register(page, server.url, 'wanda');
+    await seedUsers(page, ['walt', 'wendy']);
+
+    await page.locator('#search').fill('w');
+    const dot = (user, state) => page.locator(`#user-list [data-user="${user}"] .dot.${state}`);
+    await dot('walt', 'offline').waitFor();
+    await dot('wendy', 'offline').waitFor();
+    await sentFrame((frame) => frame.type === 'watch' && frame.users.includes('walt') && frame.users.includes('wendy'));
+
+    // Walt comes online while shown: his dot turns green.
+    await asUser(page, { username: 'walt', keep: true }, async () => {});
+    await dot('walt', 'online').waitFor();
+    assert.equal(await dot('wendy', 'offline').count(), 1);
+
+    // A narrower search drops Wendy: unwatched; clearing it drops Walt, who leaves the list.
+    await page.locator('#search').fill('wa');
+    await sentFrame((frame) => frame.type === 'unwatch' && frame.users.join() === 'wendy');
+    await page.locator('#search').fill('');
+    await sentFrame((frame) => frame.type === 'unwatch' && frame.users.join() === 'walt');
+    await page.locator('#user-list [data-user="walt"]').waitFor({ state: 'detached' });
+    assert.deepEqual(await people(page), ['wanda']);
+    await closeKept(page, 'walt');
+  } finally {
+    await server.stop();
+  }
+});
+
+/** Polls a condition of the test's own (not the page's), bounded. */
+async function waitFor(condition, what) {
+  const deadline = Date.now() + 20_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`no ${what} within 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

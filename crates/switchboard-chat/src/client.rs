@@ -59,7 +59,7 @@ enum Pending {
     Users(String, Vec<(String, bool)>),
     Online(Vec<String>),
     Members(String, Vec<Value>),
-    Conversations(Vec<Value>),
+    Conversations(Listing),
     History(Target),
     /// Fetching missed messages of a conversation after a gap or a sync with `more`.
     Fill(String),
@@ -96,6 +96,17 @@ impl Pending {
             Pending::Fill(_) | Pending::Read | Pending::Ping => return None,
         })
     }
+}
+
+/// `/conversations` being gathered, in the server's order (newest activity first).
+#[derive(Debug, Default)]
+struct Listing {
+    entries: Vec<Value>,
+    /// Conversations that got a message while the pages came: newer than every page, so the
+    /// server's cursor skips those not listed yet; a last page of the newest brings them to the top.
+    moved: Vec<String>,
+    /// That page, once asked for.
+    top: Option<Vec<Value>>,
 }
 
 /// A message sent and not acknowledged yet.
@@ -413,6 +424,13 @@ impl Client {
         if !self.cursors.observe(conv, seq) {
             return;
         }
+        for pending in self.pending.values_mut() {
+            if let Pending::Conversations(listing) = pending {
+                if !listing.moved.iter().any(|moved| moved == conv) {
+                    listing.moved.push(conv.to_owned());
+                }
+            }
+        }
         self.print_message(message, !self.synced);
         let from = str_of(message, "from");
         if from != self.me {
@@ -518,7 +536,7 @@ impl Client {
                 self.request(json!({"type": "members", "room": room.clone()}), Pending::Members(room, Vec::new())).await
             }
             Command::Conversations => {
-                self.request(json!({"type": "conversations"}), Pending::Conversations(Vec::new())).await
+                self.request(json!({"type": "conversations"}), Pending::Conversations(Listing::default())).await
             }
             Command::History { target, limit } => {
                 let mut frame = json!({"type": "history", "limit": limit});

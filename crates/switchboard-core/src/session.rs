@@ -11,7 +11,7 @@ use switchboard_protocol::event::{
     RoomView, ServerFrame, UserStats, UserView, WordCount, MAX_ANSWER_BYTES,
 };
 use switchboard_protocol::request::{self, ClientFrame};
-use switchboard_protocol::{CloseCode, ConvId, RefValue, Request, Target};
+use switchboard_protocol::{ActivityCursor, CloseCode, ConvId, RefValue, Request, Target};
 
 use crate::changes::Change;
 use crate::error::ChatError;
@@ -273,7 +273,11 @@ impl Session {
             }
             Request::Conversations { after, limit } => {
                 let limit = list_limit(limit);
-                let page = shared.store.conversations_page(me, after.as_deref(), limit + 1).await?;
+                // The protocol checked the cursor's form already.
+                let after = after.as_deref().and_then(|after| ActivityCursor::parse(after).ok()).map(|cursor| {
+                    switchboard_store::ActivityCursor { last_ts: cursor.last_ts, conv: cursor.conv.to_string() }
+                });
+                let page = shared.store.conversations_by_activity(me, after.as_ref(), limit + 1).await?;
                 let with_messages: Vec<String> =
                     page.items.iter().filter(|record| record.last_seq > 0).map(|record| record.conv.clone()).collect();
                 let mut last: HashMap<String, LastMessageView> = shared
@@ -305,7 +309,7 @@ impl Session {
                         }
                     })
                     .collect();
-                let (views, next_cursor) = page_of(views, limit, |view| view.conv.clone());
+                let (views, next_cursor) = page_of(views, limit, |view| format!("{}:{}", view.last_ts, view.conv));
                 self.reply(ServerFrame::Conversations {
                     reference,
                     conversations: &views,

@@ -21,7 +21,7 @@ pub mod request;
 pub mod ws;
 
 pub use error::{CloseCode, ErrorCode};
-pub use names::{ConvId, NameError};
+pub use names::{ActivityCursor, ConvId, NameError};
 pub use request::{AuthOptions, ParseError, RefValue, Request, Target};
 
 /// The protocol version this server speaks, announced in `hello`.

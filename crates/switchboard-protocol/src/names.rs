@@ -114,9 +114,48 @@ impl fmt::Display for ConvId {
     }
 }
 
+/// Where a `conversations` page resumes: the activity time and id of the previous page's last
+/// entry. The listing runs newest activity first (ties by id), so what follows the cursor is older,
+/// and a conversation that gets a message meanwhile moves above it instead of being listed twice.
+///
+/// Its text form, the `next_cursor` clients echo, is `<last_ts>:<conv>`, e.g. `1718000000000:room:lobby`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityCursor {
+    pub last_ts: i64,
+    pub conv: ConvId,
+}
+
+impl ActivityCursor {
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        let (ts, conv) = text.split_once(':').ok_or(NameError::InvalidConversation)?;
+        if ts.is_empty() || !ts.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(NameError::InvalidConversation);
+        }
+        let last_ts = ts.parse().map_err(|_| NameError::InvalidConversation)?;
+        Ok(ActivityCursor { last_ts, conv: ConvId::parse(conv)? })
+    }
+}
+
+impl fmt::Display for ActivityCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.last_ts, self.conv)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_cursors_read_back_what_they_write() {
+        let cursor = ActivityCursor::parse("1718000000000:dm:Bob:alice").unwrap();
+        assert_eq!(cursor, ActivityCursor { last_ts: 1_718_000_000_000, conv: ConvId::direct("alice", "bob") });
+        assert_eq!(cursor.to_string(), "1718000000000:dm:alice:bob");
+        assert_eq!(ActivityCursor::parse("0:room:lobby").unwrap().conv, ConvId::room("lobby"));
+        for bad in ["room:lobby", "dm:a:b", ":room:x", "-1:room:x", "1:room:", "9999999999999999999999:room:x"] {
+            assert!(ActivityCursor::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn user_names_are_lowercased_and_checked() {

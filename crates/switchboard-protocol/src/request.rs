@@ -163,7 +163,8 @@ pub enum Request {
         target: Target,
         seq: u64,
     },
-    /// Listings take `cursor` (the last key of the previous page) and `limit`.
+    /// Listings take `cursor` (the last key of the previous page) and `limit`; this one's key is
+    /// an [`crate::ActivityCursor`], in its text form.
     Conversations {
         after: Option<String>,
         limit: Option<u32>,
@@ -376,12 +377,12 @@ fn name_prefix(prefix: Option<String>) -> Check<String> {
     }
 }
 
-/// A `conversations` cursor is a conversation id, as the previous page's `next_cursor` gave it.
+/// A `conversations` cursor is `<last_ts>:<conv>`, as the previous page's `next_cursor` gave it.
 fn conv_cursor(cursor: Option<String>) -> Check<Option<String>> {
     cursor
-        .map(|cursor| match ConvId::parse(&cursor) {
-            Ok(conv) => Ok(conv.to_string()),
-            Err(error) => Err((ErrorCode::InvalidField, format!("cursor: {error}"))),
+        .map(|cursor| match crate::ActivityCursor::parse(&cursor) {
+            Ok(cursor) => Ok(cursor.to_string()),
+            Err(_) => Err((ErrorCode::InvalidField, "cursor: not a conversations cursor (<last_ts>:<conv>)".into())),
         })
         .transpose()
 }
@@ -596,9 +597,11 @@ mod tests {
         let frame = parse(r#"{"type":"rooms","cursor":"Lobby","limit":5}"#).unwrap();
         assert_eq!(frame.request, Request::Rooms { after: Some("lobby".into()), limit: Some(5) });
         assert_eq!(parse(r#"{"type":"rooms"}"#).unwrap().request, Request::Rooms { after: None, limit: None });
-        let frame = parse(r#"{"type":"conversations","cursor":"dm:b:a"}"#).unwrap();
-        assert_eq!(frame.request, Request::Conversations { after: Some("dm:a:b".into()), limit: None });
+        let frame = parse(r#"{"type":"conversations","cursor":"17:dm:b:a"}"#).unwrap();
+        assert_eq!(frame.request, Request::Conversations { after: Some("17:dm:a:b".into()), limit: None });
         assert_eq!(parse(r#"{"type":"conversations","cursor":"x"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let by_id = parse(r#"{"type":"conversations","cursor":"dm:a:b"}"#).unwrap_err();
+        assert_eq!(by_id.code, ErrorCode::InvalidField, "an id alone does not say where in the activity order");
         let frame = parse(r#"{"type":"users","prefix":" Bo ","cursor":"bob"}"#).unwrap();
         assert_eq!(frame.request, Request::Users { prefix: "bo".into(), after: Some("bob".into()), limit: None });
         let frame = parse(r#"{"type":"users","prefix":""}"#).unwrap();

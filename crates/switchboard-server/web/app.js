@@ -8,7 +8,7 @@ import { Connection } from './connection.js';
 import { Gateway } from './gateway.js';
 import { h, byId, setChildren, formatTime, formatDay } from './dom.js';
 import { DeliveryReports, receiptOf, takePeerMarkers } from './receipts.js';
-import { UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
+import { ActivityOrder, UserSearch, notePreview, renderSidebar, takeListing } from './sidebar.js';
 import { showLimit } from './composer.js';
 import { PresenceWatch, applyListed, applyRoomSize } from './presence.js';
 import { captureAnchor, nearTop, restoreAnchor } from './scroll.js';
@@ -110,15 +110,22 @@ const deliveries = new DeliveryReports((convId, seq) =>
 );
 /** Picks the node of every connect; remembers nodes that just failed across connections. */
 const gateway = new Gateway();
-/** The people search (sidebar.js). */
+/** The people search (sidebar.js); the people it shows are watched while shown (presence.js). */
 const search = new UserSearch(
   (frame) => connection.request(frame),
   () => invalidate('sidebar'),
+  (users) => {
+    applyListed(users, onPresence);
+    presenceWatch.show(users.map((user) => user.user), onPresence, heardUnasked);
+  },
 );
+/** The conversations in the server's activity order, kept live (sidebar.js). */
+const activity = new ActivityOrder();
 /** What the sidebar draws from and does on a click. */
 const sidebar = {
   state,
   search,
+  order: activity,
   dmId,
   activeTypers,
   openConversation: (id) => openConversation(id),
@@ -145,8 +152,7 @@ function conversation(id) {
     notices: [],
     /** Highest seq held. */
     maxSeq: 0,
-    /** The newest message's time and `{seq, from, text}`, for the sidebar (sidebar.js). */
-    lastTs: 0,
+    /** The newest message's `{seq, from, text}`, for the sidebar's preview (sidebar.js). */
     last: null,
     /** Newest seq known to exist (from `conversations`, messages, acks). */
     lastSeq: 0,
@@ -292,6 +298,7 @@ function ingest(convId, messages, { pickup = true } = {}) {
     if (message.seq > conv.lastSeq) {
       if (message.from !== state.me && message.seq > conv.readSeq) conv.unread += 1;
       conv.lastSeq = message.seq;
+      activity.moveToTop(conv.id);
     }
     conv.maxSeq = Math.max(conv.maxSeq, message.seq);
     conv.typing.delete(message.from);
@@ -607,6 +614,16 @@ function onOnlineList(frame) {
   }
 }
 
+/**
+ * Whether the server tells us about `user` without a `watch`, or a list shows them: yourself,
+ * contacts (a private conversation with messages), members of the open room.
+ */
+function heardUnasked(user) {
+  if (user === state.me || (state.convs.get(dmId(state.me, user))?.lastSeq ?? 0) > 0) return true;
+  const open = state.current && state.convs.get(state.current);
+  return Boolean(open?.kind === 'room' && open.members?.has(user));
+}
+
 function onPresence(user, online) {
   for (const set of [state.online, state.onlineNext]) {
     if (!set) continue;
@@ -736,8 +753,10 @@ async function refreshRooms() {
 }
 
 async function refreshConversations() {
+  const listing = activity.begin();
   try {
     await eachPage({ type: 'conversations' }, (page) => {
+      activity.page(listing, page.conversations);
       for (const entry of page.conversations) {
         const conv = conversation(entry.conv);
         // Messages from others that arrived after the server's snapshot still count.
@@ -758,7 +777,10 @@ async function refreshConversations() {
       }
       invalidate('sidebar');
     });
+    activity.finish(listing);
+    invalidate('sidebar');
   } catch (error) {
+    activity.abandon(listing);
     if (error.code !== 'disconnected') console.warn('conversations', error);
   }
 }

@@ -12,6 +12,27 @@ export class PresenceWatch {
     this.request = request;
     /** Users this device asked about, oldest first: asked again after every login. */
     this.watched = [];
+    /** The people a search shows, watched while shown (see `show`). */
+    this.shown = new Set();
+  }
+
+  /**
+   * The people a search shows now (none once it is cleared): the new ones are watched, in one
+   * request, and those no longer shown unwatched, unless heard about anyway: watched above, or
+   * `keep(user)` (contacts, whose presence the server sends unasked and `unwatch` would stop).
+   * An unwatched user's state is no longer known: `apply(user, false)` drops it.
+   */
+  async show(users, apply, keep) {
+    const now = new Set(users);
+    const heard = (user) => this.watched.includes(user) || keep(user);
+    const gone = [...this.shown].filter((user) => !now.has(user) && !heard(user));
+    const added = users.filter((user) => !this.shown.has(user) && !this.watched.includes(user));
+    this.shown = now;
+    if (gone.length > 0) {
+      for (const user of gone) apply(user, false);
+      this.request({ type: 'unwatch', users: gone }).catch(() => {});
+    }
+    if (added.length > 0) await this.ask(added, apply);
   }
 
   /** Starts hearing about `user`; `apply(user, online)` takes their state now. */
@@ -27,7 +48,8 @@ export class PresenceWatch {
 
   /** After a login: the new connection watches what the last one did. */
   async rewatch(apply) {
-    if (this.watched.length > 0) await this.ask(this.watched, apply);
+    const users = [...new Set([...this.watched, ...this.shown])];
+    if (users.length > 0) await this.ask(users, apply);
   }
 
   async ask(users, apply) {

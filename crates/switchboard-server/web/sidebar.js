@@ -1,6 +1,8 @@
-// The sidebar: people and rooms, most recent conversation first, each with the start of its last
-// message, and a search box that finds anyone by the start of their name (`users` with `prefix`,
-// answered by the server from an index, so it works the same with sixty users or a million).
+// The sidebar: people and rooms, most recent conversation first (the server's order, kept live),
+// each with the start of its last message, and a search box that finds anyone by the start of
+// their name (`users` with `prefix`, answered by the server from an index, so it works the same
+// with sixty users or a million); the people a search shows are watched while shown, so their
+// online dots stay right.
 //
 // Without a search the people list holds yourself, the people you have a conversation with and
 // the people online: not every registered user, which is what the search is for.
@@ -14,12 +16,14 @@ const SEARCH_LIMIT = 20;
 
 /**
  * The people search. `request(frame)` returns a promise of the answer; `onChange()` is called
- * when the results change. Answers to an older query than the current one are dropped.
+ * when the results change, `onShown(names)` with the people shown (none once the search is
+ * cleared). Answers to an older query than the current one are dropped.
  */
 export class UserSearch {
-  constructor(request, onChange) {
+  constructor(request, onChange, onShown = () => {}) {
     this.request = request;
     this.onChange = onChange;
+    this.onShown = onShown;
     /** The normalised query ('' when not searching). */
     this.query = '';
     /** The server's answer for `query`: `[{user, online}]`, or null while it is awaited. */
@@ -37,6 +41,7 @@ export class UserSearch {
     this.error = null;
     clearTimeout(this.timer);
     if (query !== '') this.timer = setTimeout(() => this.ask(query), SEARCH_DELAY_MS);
+    else this.onShown([]);
     this.onChange();
   }
 
@@ -45,6 +50,7 @@ export class UserSearch {
       const answer = await this.request({ type: 'users', prefix: query, limit: SEARCH_LIMIT });
       if (query !== this.query) return;
       this.results = answer.users;
+      this.onShown(answer.users);
     } catch (error) {
       if (query !== this.query) return;
       this.results = [];
@@ -54,29 +60,90 @@ export class UserSearch {
   }
 }
 
-/** The newest message of a conversation, kept for its preview (and its time, for the order). */
+/** The newest message of a conversation, kept for its preview. */
 export function notePreview(conv, message) {
   if (message.seq < (conv.last?.seq ?? 0)) return;
   conv.last = { seq: message.seq, from: message.from, text: message.text };
-  conv.lastTs = Math.max(conv.lastTs ?? 0, message.ts ?? 0);
 }
 
-/** Takes the preview and time of a `conversations` entry. */
+/** Takes the preview of a `conversations` entry (its place comes from `ActivityOrder`). */
 export function takeListing(conv, entry) {
-  if (entry.last) notePreview(conv, { ...entry.last, ts: entry.last_ts });
-  conv.lastTs = Math.max(conv.lastTs ?? 0, entry.last_ts ?? 0);
-}
-
-/** Most recent first; conversations without messages after, by name. */
-function byRecency(a, b) {
-  return (b.lastTs ?? 0) - (a.lastTs ?? 0) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  if (entry.last) notePreview(conv, entry.last);
 }
 
 /**
- * Draws both lists. `app`: `{state, search, dmId, activeTypers, openConversation, joinRoom}`.
+ * The conversations in the server's order: `conversations` lists them newest activity first, and
+ * a conversation that gets a new message moves to the top. While a listing is paged, the
+ * conversations that move are remembered and put above the listing when it is taken: the
+ * server's cursor skips them (docs/protocol.md, `conversations`), and they are the newest.
+ */
+export class ActivityOrder {
+  constructor() {
+    /** Conversation ids, top first. */
+    this.ids = [];
+    /** The listing being paged: `{ids, moved}`; null when none. */
+    this.listing = null;
+    this.ranks = null;
+  }
+
+  /** A new message in `id`: to the top. */
+  moveToTop(id) {
+    if (this.ids[0] !== id) {
+      this.ids = [id, ...this.ids.filter((other) => other !== id)];
+      this.ranks = null;
+    }
+    this.listing?.moved.push(id);
+  }
+
+  /** A listing starts; returns it, for `page` and `finish`. */
+  begin() {
+    this.listing = { ids: [], moved: [] };
+    return this.listing;
+  }
+
+  page(listing, entries) {
+    for (const entry of entries) listing.ids.push(entry.conv);
+  }
+
+  /** The listing is complete: it becomes the order, under what moved meanwhile. */
+  finish(listing) {
+    if (listing !== this.listing) return;
+    this.listing = null;
+    const order = [];
+    const seen = new Set();
+    for (const id of [...listing.moved.reverse(), ...listing.ids, ...this.ids]) {
+      if (!seen.has(id)) {
+        seen.add(id);
+        order.push(id);
+      }
+    }
+    this.ids = order;
+    this.ranks = null;
+  }
+
+  /** The listing failed (a disconnect): the next one starts over. */
+  abandon(listing) {
+    if (listing === this.listing) this.listing = null;
+  }
+
+  /** Where `id` stands (0 at the top); conversations never listed nor moved come last. */
+  rank(id) {
+    if (!this.ranks) this.ranks = new Map(this.ids.map((each, index) => [each, index]));
+    return this.ranks.get(id) ?? Infinity;
+  }
+}
+
+/** The server's order; conversations it has not placed after, by name. */
+function byActivity(order) {
+  return (a, b) => order.rank(a.id) - order.rank(b.id) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+/**
+ * Draws both lists. `app`: `{state, search, order, dmId, activeTypers, openConversation, joinRoom}`.
  */
 export function renderSidebar(app) {
   const { state, search } = app;
+  const byRecency = byActivity(app.order);
   const query = search.query;
   const itemOf = (name) => personItem(app, name);
 
@@ -108,7 +175,9 @@ export function renderSidebar(app) {
 
   const roomList = byId('room-list');
   const rooms = [...state.rooms.values()].filter((room) => room.name.startsWith(query));
-  const joined = rooms.filter((room) => room.joined).map((room) => state.convs.get(`room:${room.name}`) ?? { name: room.name });
+  const joined = rooms
+    .filter((room) => room.joined)
+    .map((room) => state.convs.get(`room:${room.name}`) ?? { id: `room:${room.name}`, name: room.name });
   const others = rooms.filter((room) => !room.joined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const ordered = [...joined.sort(byRecency).map((conv) => state.rooms.get(conv.name)), ...others];
   setChildren(
@@ -127,7 +196,8 @@ function personItem(app, name) {
   const { state } = app;
   const id = app.dmId(state.me, name);
   const conv = state.convs.get(id);
-  const online = state.online.has(name) || (app.search.results ?? []).some((user) => user.user === name && user.online);
+  // Search results are watched while shown (and their `online` taken), so this stays right.
+  const online = state.online.has(name);
   return listItem({
     avatarOf: name,
     label: name,

@@ -140,6 +140,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and closes; called once on shutdown.
     async fn close(&self);
+
+    /// The user's conversations (as [`Store::conversations_of`]) by latest activity: `last_ts`
+    /// descending, then id ascending (rooms without messages, at 0, last). A page holds those
+    /// after `after` in that order, at most `limit`; `total` counts them all. Costs one head
+    /// lookup per conversation of the user (they must be ranked to find the newest), read markers
+    /// for the page only.
+    async fn conversations_by_activity(
+        &self,
+        user: &str,
+        after: Option<&ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>>;
 }
 
 /// [`Store::append`] on the caller's thread: the transaction (tens of microseconds on SQLite

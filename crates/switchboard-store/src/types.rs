@@ -257,3 +257,27 @@ pub struct SyncRead {
     /// Messages after `from`, ascending, at most the limit asked for.
     pub messages: Vec<StoredMessage>,
 }
+
+/// A position in a user's conversations by activity: entries after it have an older `last_ts`, or
+/// the same and a greater id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityCursor {
+    pub last_ts: Millis,
+    pub conv: String,
+}
+
+impl ActivityCursor {
+    pub fn of(record: &ConversationRecord) -> ActivityCursor {
+        ActivityCursor { last_ts: record.last_ts, conv: record.conv.clone() }
+    }
+
+    /// Whether `record` comes after this cursor in the activity order.
+    pub fn precedes(&self, record: &ConversationRecord) -> bool {
+        record.last_ts < self.last_ts || (record.last_ts == self.last_ts && record.conv > self.conv)
+    }
+}
+
+/// The activity order: newest `last_ts` first, then by id.
+pub fn by_activity(a: &ConversationRecord, b: &ConversationRecord) -> std::cmp::Ordering {
+    b.last_ts.cmp(&a.last_ts).then_with(|| a.conv.cmp(&b.conv))
+}

@@ -407,3 +407,40 @@ async fn conversations_say_whether_the_peer_received_and_read_the_newest_message
     chat.command("/quit").await;
     assert_eq!(chat.wait_exit().await, 0);
 }
+
+/// Sends from `client`, then lets the clock pass the stored message's millisecond, so the next
+/// message is newer (the server and the test read the same clock): bounded, a few 1 ms sleeps.
+async fn send_then_tick(client: &mut TestClient, frame: serde_json::Value) {
+    let ack = client.request(frame).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let ts = ack["ts"].as_u64().expect("ts") as u128;
+    for _ in 0..100 {
+        if std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() > ts {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("the clock stayed at {ts}");
+}
+
+#[tokio::test]
+async fn conversations_come_in_the_servers_order_and_a_new_message_moves_one_to_the_top() {
+    let (server, _config, mut bob, mut chat) = alice_and_bob().await;
+    let mut carol = TestClient::register(&server.ws_url(), "carol", PASSWORD).await;
+    send_then_tick(&mut bob, json!({"type": "send", "to": "alice", "text": "bob first"})).await;
+    send_then_tick(&mut carol, json!({"type": "send", "to": "alice", "text": "then carol"})).await;
+    chat.expect("then carol").await;
+    chat.command("/conversations").await;
+    let listed = chat.expect("bob (").await;
+    let listed = &listed[listed.rfind("conversations:").expect("the listing")..];
+    assert!(listed.contains("carol ("), "carol's is the newest, bob's after it:\n{listed}");
+
+    send_then_tick(&mut bob, json!({"type": "send", "to": "alice", "text": "bob again"})).await;
+    chat.expect("bob again").await;
+    chat.command("/conversations").await;
+    let listed = chat.expect("carol (").await;
+    let listed = &listed[listed.rfind("conversations:").expect("the listing")..];
+    assert!(listed.contains("bob ("), "bob's moved to the top:\n{listed}");
+    chat.command("/quit").await;
+    assert_eq!(chat.wait_exit().await, 0);
+}

@@ -174,19 +174,37 @@ impl Client {
                     names.join(", ")
                 ));
             }
-            Pending::Conversations(mut conversations) => {
-                conversations.extend(frame["conversations"].as_array().cloned().unwrap_or_default());
-                if let Some(cursor) = frame["next_cursor"].as_str() {
-                    let request = json!({"type": "conversations", "cursor": cursor});
-                    self.request(request, Pending::Conversations(conversations)).await;
-                    return;
+            Pending::Conversations(mut listing) => {
+                let page = frame["conversations"].as_array().cloned().unwrap_or_default();
+                if listing.top.is_some() {
+                    listing.top = Some(page);
+                } else {
+                    listing.entries.extend(page);
+                    if let Some(cursor) = frame["next_cursor"].as_str() {
+                        let request = json!({"type": "conversations", "cursor": cursor});
+                        self.request(request, Pending::Conversations(listing)).await;
+                        return;
+                    }
+                    if !listing.moved.is_empty() {
+                        let request = json!({"type": "conversations", "limit": listing.moved.len()});
+                        listing.top = Some(Vec::new());
+                        self.request(request, Pending::Conversations(listing)).await;
+                        return;
+                    }
                 }
+                // The server's order, the newest (asked for last) on top; each conversation once.
+                let mut seen = std::collections::HashSet::new();
+                let conversations: Vec<Value> = listing
+                    .top
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(listing.entries)
+                    .filter(|entry| seen.insert(str_of(entry, "conv").to_owned()))
+                    .collect();
                 if conversations.is_empty() {
                     self.print("no conversations yet");
                     return;
                 }
-                // Most recent first (the server pages them by id); rooms without messages last.
-                conversations.sort_by_key(|conversation| std::cmp::Reverse(conversation["last_ts"].as_u64()));
                 let mut lines = vec![style.bold("conversations:")];
                 let now = now_ms();
                 let me = &self.me;

@@ -20,8 +20,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::{
-    AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    ActivityCursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store,
+    StoreError, StoreResult, StoredMessage, UserRecord,
 };
 use changes::{MessageRow, MESSAGES, MESSAGE_COLUMNS};
 
@@ -485,6 +485,15 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn conversations_by_activity(
+        &self,
+        user: &str,
+        after: Option<&ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Page<ConversationRecord>> {
+        read_state::conversations_by_activity(&self.pool, user, after, limit).await
     }
 }
 

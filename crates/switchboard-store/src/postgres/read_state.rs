@@ -3,7 +3,7 @@
 use sqlx::postgres::PgPool;
 
 use super::{from_sql, store_error, to_sql};
-use crate::{room_cursor, ConversationRecord, Millis, Page, StoreResult};
+use crate::{room_cursor, ActivityCursor, ConversationRecord, Millis, Page, StoreResult};
 
 type ConversationRow = (String, i64, Millis, i64, i64, i64, i64);
 
@@ -92,6 +92,56 @@ pub(super) async fn conversations_page(
     .bind(user)
     .bind(after)
     .bind(room_cursor(after))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let total = sqlx::query_scalar::<_, i64>(
+        "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = $1 OR user_b = $1) \
+         + (SELECT COUNT(*) FROM room_members WHERE \"user\" = $1)",
+    )
+    .bind(user)
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(Page { items: rows.into_iter().map(record).collect(), total: from_sql(total) })
+}
+
+/// The user's conversations by latest activity. Each conversation's row holds its head, so the
+/// ranking reads one row per conversation of the user (no index on `last_ts`: it would make every
+/// append's update of the row touch one more index), and the page's entries alone join their
+/// read markers.
+pub(super) async fn conversations_by_activity(
+    pool: &PgPool,
+    user: &str,
+    after: Option<&ActivityCursor>,
+    limit: u32,
+) -> StoreResult<Page<ConversationRecord>> {
+    let rows = sqlx::query_as::<_, ConversationRow>(concat!(
+        "WITH listed AS ( \
+             SELECT c.conv, c.last_seq, c.last_ts, \
+                    CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END AS peer \
+             FROM conversations c WHERE c.user_a = $1 OR c.user_b = $1 \
+             UNION ALL \
+             SELECT 'room:' || m.room, COALESCE(c.last_seq, 0), COALESCE(c.last_ts, 0), NULL \
+             FROM room_members m LEFT JOIN conversations c ON c.conv = 'room:' || m.room \
+             WHERE m.\"user\" = $1 \
+         ), page AS ( \
+             SELECT * FROM listed \
+             WHERE $2::bigint IS NULL OR last_ts < $2 OR (last_ts = $2 AND conv > $3::text COLLATE \"C\") \
+             ORDER BY last_ts DESC, conv COLLATE \"C\" LIMIT $4 \
+         ) \
+         SELECT page.conv, page.last_seq, page.last_ts, COALESCE(r.seq, 0), \
+                COALESCE(p.seq, 0), COALESCE(p.delivered_seq, 0), ",
+        unread!("page.conv"),
+        " FROM page \
+         LEFT JOIN read_markers r ON r.\"user\" = $1 AND r.conv = page.conv \
+         LEFT JOIN read_markers p ON p.\"user\" = page.peer AND p.conv = page.conv \
+         ORDER BY page.last_ts DESC, page.conv COLLATE \"C\"",
+    ))
+    .bind(user)
+    .bind(after.map(|cursor| cursor.last_ts))
+    .bind(after.map(|cursor| cursor.conv.as_str()))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await

@@ -15,6 +15,8 @@ use switchboard_store::{
     AppendOutcome, EntryKind, NewMessage, PostgresStore, Rejection, SqliteStore, Store, StoredMessage,
 };
 
+pub mod activity;
+
 pub fn dm(sender: &str, recipient: &str, text: &str, key: Option<&str>) -> NewMessage {
     let (low, high) = if sender <= recipient { (sender, recipient) } else { (recipient, sender) };
     NewMessage {
@@ -320,6 +322,7 @@ macro_rules! conformance_suite {
             a_reply_carries_a_current_quote_and_needs_a_live_target,
             reactions_are_one_per_user_and_bounded_per_message,
             changes_are_not_unread_and_not_the_last_message,
+            conversations_by_activity_page_newest_first_while_messages_arrive,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -382,6 +385,7 @@ pub async fn check_after_upgrade(store: &dyn Store) {
 mod changes;
 
 pub mod conformance {
+    pub use super::activity::conversations_by_activity_page_newest_first_while_messages_arrive;
     use switchboard_store::{ConversationRecord, Page, RoomSummary, SessionRecord};
 
     pub use super::changes::*;
