@@ -70,6 +70,9 @@ enum Pending {
     Read,
     Ping,
     Logout,
+    /// A moderation request or a block: what to say once done.
+    Done(String),
+    Blocked,
 }
 
 impl Pending {
@@ -90,6 +93,8 @@ impl Pending {
             Pending::Popular => "/popular",
             Pending::Whoami => "/whoami",
             Pending::Logout => "/logout",
+            Pending::Done(_) => "the last moderation command",
+            Pending::Blocked => "/blocked",
             Pending::Fill(_) | Pending::Read | Pending::Ping => return None,
         })
     }
@@ -397,6 +402,7 @@ impl Client {
                 clean(str_of(&frame, "room")),
                 clean(str_of(&frame, "by"))
             )),
+            "invited" | "removed" | "role_changed" | "mute_changed" => self.moderated(&frame),
             "rooms_created" => self.notice(&format!("{} new rooms (/rooms lists them)", frame["count"])),
             "error" => self.error(&frame),
             // hello, typing, read, room_size (a big room's counts: `/members` shows them), and
@@ -501,6 +507,24 @@ impl Client {
                 let generation = self.next_switch();
                 self.request(json!({"type": "join", "room": room}), Pending::Join(generation, settle)).await
             }
+            Command::Create { room, private } => {
+                let generation = self.next_switch();
+                let request = json!({"type": "create_room", "room": room, "private": private});
+                self.request(request, Pending::Join(generation, settle)).await
+            }
+            Command::Moderate { action, user, room } => {
+                let done = moderation_done(action, &user, &room);
+                self.request(json!({"type": action, "room": room, "user": user}), Pending::Done(done)).await
+            }
+            Command::Block(user) => {
+                let done = format!("blocked {}: no private messages from them", clean(&user));
+                self.request(json!({"type": "block", "user": user}), Pending::Done(done)).await
+            }
+            Command::Unblock(user) => {
+                let done = format!("unblocked {}", clean(&user));
+                self.request(json!({"type": "unblock", "user": user}), Pending::Done(done)).await
+            }
+            Command::Blocked => self.request(json!({"type": "blocked"}), Pending::Blocked).await,
             Command::Leave(room) => {
                 self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room, settle)).await
             }
@@ -606,6 +630,21 @@ async fn next_signal(signal: &mut Option<Signal>) {
             signal.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// What to print once a moderation request is done.
+fn moderation_done(action: &str, user: &str, room: &str) -> String {
+    let (user, room) = (clean(user), clean(room));
+    match action {
+        "invite" => format!("invited {user} to room:{room}"),
+        "remove" => format!("removed {user} from room:{room}"),
+        "ban" => format!("banned {user} from room:{room}"),
+        "unban" => format!("unbanned {user} from room:{room}"),
+        "mute" => format!("muted {user} in room:{room}"),
+        "unmute" => format!("unmuted {user} in room:{room}"),
+        "promote" => format!("{user} moderates room:{room}"),
+        _ => format!("{user} no longer moderates room:{room}"),
     }
 }
 

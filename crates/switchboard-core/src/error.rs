@@ -46,6 +46,14 @@ pub enum ChatError {
     PasswordChecksBusy,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("banned from room {0}")]
+    Banned(String),
+    #[error("muted in room {0}")]
+    Muted(String),
+    #[error("{0} blocks you: the message was not delivered")]
+    Blocked(String),
 }
 
 impl ChatError {
@@ -71,6 +79,10 @@ impl ChatError {
             ChatError::Store(_) => ErrorCode::StoreUnavailable,
             ChatError::Overloaded | ChatError::PasswordChecksBusy => ErrorCode::Overloaded,
             ChatError::Internal(_) => ErrorCode::Internal,
+            ChatError::Forbidden(_) => ErrorCode::Forbidden,
+            ChatError::Banned(_) => ErrorCode::Banned,
+            ChatError::Muted(_) => ErrorCode::Muted,
+            ChatError::Blocked(_) => ErrorCode::Blocked,
         }
     }
 

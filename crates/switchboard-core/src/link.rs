@@ -274,6 +274,7 @@ impl NodeShared {
             }
             BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
             BusHeader::NodeJoined => self.publish_presence_snapshot(),
+            BusHeader::RoomRules { .. } | BusHeader::Blocks { .. } => self.access_heard(&header),
             BusHeader::Words { seconds } => {
                 let now_secs = (now_millis() / 1000) as u64;
                 for (second, words) in &seconds {

@@ -61,6 +61,14 @@ pub enum ErrorCode {
     Overloaded,
     /// An unexpected server fault; the request may not have been processed.
     Internal,
+    /// The caller's role in the room does not allow this (or the room is invite-only).
+    Forbidden,
+    /// The user is banned from the room: no join, no invitation until `unban`.
+    Banned,
+    /// The caller is muted in the room: they read it but cannot send to it.
+    Muted,
+    /// The recipient blocks the caller: the private message was not stored or delivered.
+    Blocked,
 }
 
 impl ErrorCode {
@@ -92,6 +100,10 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Blocked => "blocked",
         }
     }
 }

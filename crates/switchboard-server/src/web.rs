@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset("/presence.js", JAVASCRIPT, include_bytes!("../web/presence.js")),
     asset("/scroll.js", JAVASCRIPT, include_bytes!("../web/scroll.js")),
     asset("/notify.js", JAVASCRIPT, include_bytes!("../web/notify.js")),
+    asset("/moderation.js", JAVASCRIPT, include_bytes!("../web/moderation.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -122,6 +123,7 @@ mod tests {
             ("/presence.js", JAVASCRIPT),
             ("/scroll.js", JAVASCRIPT),
             ("/notify.js", JAVASCRIPT),
+            ("/moderation.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

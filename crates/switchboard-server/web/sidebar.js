@@ -154,14 +154,14 @@ function roomItem(app, room) {
     avatarOf: room.name,
     room: true,
     label: room.name,
-    suffix: '',
+    suffix: room.private ? '🔒' : '',
     preview: room.joined ? previewOf(state, conv) : null,
     detail: room.joined ? null : 'join',
     unread: room.joined ? (conv?.unread ?? 0) : 0,
     typing: conv ? app.activeTypers(conv).length > 0 : false,
     selected: state.current === id,
     muted: !room.joined,
-    data: { room: room.name, joined: String(room.joined) },
+    data: { room: room.name, joined: String(room.joined), private: String(Boolean(room.private)) },
     onClick: () => {
       clearSearch(app);
       if (room.joined) app.openConversation(id);

@@ -285,9 +285,12 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     // Back to the first migration as that release left it.
     let mut old = sqlx::PgConnection::connect(&postgres.database.url()).await.unwrap();
-    old.execute("ALTER TABLE read_markers DROP COLUMN delivered_seq; DELETE FROM _sqlx_migrations WHERE version > 1")
-        .await
-        .unwrap();
+    old.execute(
+        "ALTER TABLE read_markers DROP COLUMN delivered_seq; ALTER TABLE rooms DROP COLUMN private; \
+         DROP TABLE room_moderators, room_mutes, room_bans, blocks; DELETE FROM _sqlx_migrations WHERE version > 1",
+    )
+    .await
+    .unwrap();
     old.close().await.unwrap();
 
     let store = postgres.connect().await;

@@ -148,6 +148,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
         "ALTER TABLE read_markers DROP COLUMN delivered_seq; \
          ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; \
          ALTER TABLE conversations ADD COLUMN last_ts INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE rooms DROP COLUMN private; \
+         DROP TABLE room_moderators; DROP TABLE room_mutes; DROP TABLE room_bans; DROP TABLE blocks; \
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -158,5 +160,5 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     let upgraded = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }

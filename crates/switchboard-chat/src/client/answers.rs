@@ -70,7 +70,12 @@ impl Client {
                 }
                 let room = clean(str_of(&frame, "room"));
                 let history = frame["history"].as_array().cloned().unwrap_or_default();
-                let verb = if frame["created"] == true { "created and joined" } else { "joined" };
+                let verb = match (frame["created"] == true, frame["private"] == true) {
+                    (true, true) => "created and joined the private",
+                    (true, false) => "created and joined",
+                    (false, true) => "joined the private",
+                    (false, false) => "joined",
+                };
                 let shown = if history.is_empty() {
                     "no messages yet".to_owned()
                 } else {
@@ -101,9 +106,15 @@ impl Client {
                 let mut lines = vec![style.bold(&format!("rooms ({}):", rooms.len()))];
                 for room in &rooms {
                     let members = room["members"].as_u64().unwrap_or(0);
-                    let joined = if room["joined"] == true { ", joined" } else { "" };
+                    let joined = match room["role"].as_str() {
+                        Some("member") => ", joined".to_owned(),
+                        Some(role) => format!(", joined, {}", clean(role)),
+                        None => String::new(),
+                    };
+                    let private = if room["private"] == true { ", private" } else { "" };
                     let plural = if members == 1 { "" } else { "s" };
-                    lines.push(format!("  room:{} ({members} member{plural}{joined})", clean(str_of(room, "name"))));
+                    let name = clean(str_of(room, "name"));
+                    lines.push(format!("  room:{name} ({members} member{plural}{joined}{private})"));
                 }
                 if !rooms.is_empty() {
                     self.print(lines.join("\n"));
@@ -150,8 +161,15 @@ impl Client {
                 let names: Vec<String> = members
                     .iter()
                     .map(|m| {
-                        let online = if m["online"] == true { " (online)" } else { "" };
-                        format!("{}{online}", clean(str_of(m, "user")))
+                        let mut notes: Vec<String> = m["role"].as_str().map(clean).into_iter().collect();
+                        if m["muted"] == true {
+                            notes.push("muted".into());
+                        }
+                        if m["online"] == true {
+                            notes.push("online".into());
+                        }
+                        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+                        format!("{}{notes}", clean(str_of(m, "user")))
                     })
                     .collect();
                 self.print(format!(
@@ -278,8 +296,46 @@ impl Client {
                     store.forget_token(&self.me);
                 }
             }
+            Pending::Done(done) => self.notice(&done),
+            Pending::Blocked => {
+                let users = strings(&frame["users"]);
+                if users.is_empty() {
+                    self.print("you block nobody");
+                } else {
+                    self.print(format!("you block ({}): {}", users.len(), name_list(&users, usize::MAX)));
+                }
+            }
             Pending::Read | Pending::Ping => {}
         }
+    }
+
+    /// `invited`, `removed`, `role_changed` and `mute_changed`.
+    pub(super) fn moderated(&mut self, frame: &Value) {
+        let room = str_of(frame, "room").to_owned();
+        let (shown, by, user) = (clean(&room), clean(str_of(frame, "by")), str_of(frame, "user"));
+        let line = match str_of(frame, "type") {
+            "invited" => format!("{by} added you to room:{shown} (/say {shown} to write there)"),
+            "removed" => {
+                let conv = format!("room:{room}");
+                self.cursors.forget(&conv);
+                self.reads.remove(&conv);
+                if self.current() == Some(Target::Room(room.clone())) {
+                    self.set_current(None);
+                }
+                let verb = if frame["banned"] == true { "banned" } else { "removed" };
+                format!("{by} {verb} you from room:{shown}")
+            }
+            "role_changed" => format!("{} is now {} of room:{shown}", clean(user), clean(str_of(frame, "role"))),
+            _ if user == self.me => {
+                let state = if frame["muted"] == true { "muted: you cannot write there" } else { "unmuted" };
+                format!("you are {state} in room:{shown}")
+            }
+            _ => {
+                let state = if frame["muted"] == true { "muted" } else { "unmuted" };
+                format!("{} is {state} in room:{shown}", clean(user))
+            }
+        };
+        self.notice(&line);
     }
 
     /// Prints a page of messages with their ages, and takes it into the cursors.

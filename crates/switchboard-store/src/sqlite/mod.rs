@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod access;
 mod queries;
 mod threads;
 
@@ -46,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_delivered.sql"),
     include_str!("../../migrations/sqlite/0003_conversation_heads.sql"),
+    include_str!("../../migrations/sqlite/0005_private_rooms.sql"),
 ];
 
 /// Two cores' worth of concurrent reads (history, listings, login syncs).
