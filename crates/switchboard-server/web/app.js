@@ -1145,7 +1145,7 @@ function renderConversation() {
 
   // Header.
   if (conv.kind === 'room') {
-    byId('conv-name').textContent = room?.private ? `🔒 ${conv.name}` : `# ${conv.name}`;
+    byId('conv-name').textContent = room?.private ? conv.name : `# ${conv.name}`;
     const members = conv.members ? [...conv.members] : [];
     // Big rooms say how many are online (`room_size`); small ones: the members we hear about.
     const online = room?.online ?? members.filter((user) => state.online.has(user)).length;
@@ -1157,6 +1157,7 @@ function renderConversation() {
     byId('conv-name').textContent = self ? `${conv.name} (you)` : conv.name;
     byId('conv-sub').textContent = self ? 'notes to yourself' : state.online.has(conv.name) ? 'online' : 'offline';
   }
+  byId('conv-lock').hidden = !room?.private;
   const dot = byId('conv-dot');
   dot.hidden = conv.kind !== 'dm';
   dot.className = `dot ${state.online.has(conv.name) ? 'online' : 'offline'}`;

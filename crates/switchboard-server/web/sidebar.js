@@ -154,7 +154,8 @@ function roomItem(app, room) {
     avatarOf: room.name,
     room: true,
     label: room.name,
-    suffix: room.private ? '🔒' : '',
+    suffix: '',
+    lock: Boolean(room.private),
     preview: room.joined ? previewOf(state, conv) : null,
     detail: room.joined ? null : 'join',
     unread: room.joined ? (conv?.unread ?? 0) : 0,
@@ -185,7 +186,7 @@ function previewOf(state, conv) {
 }
 
 /** One entry of the people or room list (rebuilt each time; the lists are short). */
-function listItem({ avatarOf, room, label, suffix, preview, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
+function listItem({ avatarOf, room, label, suffix, lock = false, preview, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
   const button = h(
     'button',
     { type: 'button', class: `item${selected ? ' selected' : ''}${muted ? ' muted' : ''}`, dataset: data },
@@ -195,6 +196,7 @@ function listItem({ avatarOf, room, label, suffix, preview, dot, dotLabel, detai
       { class: 'item-name' },
       h('span', { class: 'name', text: label }),
       suffix ? h('span', { class: 'you', text: suffix }) : null,
+      lock ? h('span', { class: 'lock', title: 'Private room', 'aria-label': 'private' }) : null,
       typing ? h('span', { class: 'preview item-typing', text: 'typing…' }) : preview ? h('span', { class: 'preview', text: preview }) : null,
     ),
     detail ? h('span', { class: 'item-detail', text: detail }) : null,
