@@ -22,6 +22,7 @@ use crate::terminal::{Current, Input, Printer, Settle};
 
 mod answers;
 mod link;
+mod moderation;
 mod switching;
 mod timers;
 use switching::Switching;
@@ -512,19 +513,9 @@ impl Client {
                 let request = json!({"type": "create_room", "room": room, "private": private});
                 self.request(request, Pending::Join(generation, settle)).await
             }
-            Command::Moderate { action, user, room } => {
-                let done = moderation_done(action, &user, &room);
-                self.request(json!({"type": action, "room": room, "user": user}), Pending::Done(done)).await
+            command @ (Command::Moderate { .. } | Command::Block(_) | Command::Unblock(_) | Command::Blocked) => {
+                self.moderation_command(command).await
             }
-            Command::Block(user) => {
-                let done = format!("blocked {}: no private messages from them", clean(&user));
-                self.request(json!({"type": "block", "user": user}), Pending::Done(done)).await
-            }
-            Command::Unblock(user) => {
-                let done = format!("unblocked {}", clean(&user));
-                self.request(json!({"type": "unblock", "user": user}), Pending::Done(done)).await
-            }
-            Command::Blocked => self.request(json!({"type": "blocked"}), Pending::Blocked).await,
             Command::Leave(room) => {
                 self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room, settle)).await
             }
@@ -630,21 +621,6 @@ async fn next_signal(signal: &mut Option<Signal>) {
             signal.recv().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// What to print once a moderation request is done.
-fn moderation_done(action: &str, user: &str, room: &str) -> String {
-    let (user, room) = (clean(user), clean(room));
-    match action {
-        "invite" => format!("invited {user} to room:{room}"),
-        "remove" => format!("removed {user} from room:{room}"),
-        "ban" => format!("banned {user} from room:{room}"),
-        "unban" => format!("unbanned {user} from room:{room}"),
-        "mute" => format!("muted {user} in room:{room}"),
-        "unmute" => format!("unmuted {user} in room:{room}"),
-        "promote" => format!("{user} moderates room:{room}"),
-        _ => format!("{user} no longer moderates room:{room}"),
     }
 }
 

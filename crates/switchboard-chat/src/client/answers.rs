@@ -309,35 +309,6 @@ impl Client {
         }
     }
 
-    /// `invited`, `removed`, `role_changed` and `mute_changed`.
-    pub(super) fn moderated(&mut self, frame: &Value) {
-        let room = str_of(frame, "room").to_owned();
-        let (shown, by, user) = (clean(&room), clean(str_of(frame, "by")), str_of(frame, "user"));
-        let line = match str_of(frame, "type") {
-            "invited" => format!("{by} added you to room:{shown} (/say {shown} to write there)"),
-            "removed" => {
-                let conv = format!("room:{room}");
-                self.cursors.forget(&conv);
-                self.reads.remove(&conv);
-                if self.current() == Some(Target::Room(room.clone())) {
-                    self.set_current(None);
-                }
-                let verb = if frame["banned"] == true { "banned" } else { "removed" };
-                format!("{by} {verb} you from room:{shown}")
-            }
-            "role_changed" => format!("{} is now {} of room:{shown}", clean(user), clean(str_of(frame, "role"))),
-            _ if user == self.me => {
-                let state = if frame["muted"] == true { "muted: you cannot write there" } else { "unmuted" };
-                format!("you are {state} in room:{shown}")
-            }
-            _ => {
-                let state = if frame["muted"] == true { "muted" } else { "unmuted" };
-                format!("{} is {state} in room:{shown}", clean(user))
-            }
-        };
-        self.notice(&line);
-    }
-
     /// Prints a page of messages with their ages, and takes it into the cursors.
     pub(super) fn history_page(&mut self, conv: &str, messages: &[Value]) {
         let first = messages.first().and_then(|m| m["seq"].as_u64()).unwrap_or(1);
