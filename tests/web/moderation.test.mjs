@@ -35,60 +35,60 @@ async function createRoom(page, name, { private: isPrivate }) {
 }
 
 test('a private room: created with a lock, hidden, a member invited by name and removed', async () => {
-  const olga = await device('olga');
-  const boris = await device('boris');
+  const ottilie = await device('ottilie');
+  const bruno = await device('bruno');
 
-  await createRoom(olga, 'vault', { private: true });
-  await olga.locator('#conv-name', { hasText: 'vault' }).waitFor();
-  await olga.locator('#conv-lock').waitFor();
-  await olga.locator('#room-list [data-room="vault"][data-private="true"] .lock').waitFor();
-  // A public room created after it is announced to boris; the private one never was.
-  await createRoom(olga, 'plaza', { private: false });
-  await boris.locator('#room-list [data-room="plaza"][data-private="false"]').waitFor();
-  assert.equal(await boris.locator('#room-list .lock').count(), 0, 'no lock on a public room');
-  assert.equal(await boris.locator('#room-list [data-room="vault"]').count(), 0, 'a private room is hidden');
+  await createRoom(ottilie, 'mod-vault', { private: true });
+  await ottilie.locator('#conv-name', { hasText: 'mod-vault' }).waitFor();
+  await ottilie.locator('#conv-lock').waitFor();
+  await ottilie.locator('#room-list [data-room="mod-vault"][data-private="true"] .lock').waitFor();
+  // A public room created after it is announced to bruno; the private one never was.
+  await createRoom(ottilie, 'mod-plaza', { private: false });
+  await bruno.locator('#room-list [data-room="mod-plaza"][data-private="false"]').waitFor();
+  assert.equal(await bruno.locator('#room-list .lock').count(), 0, 'no lock on a public room');
+  assert.equal(await bruno.locator('#room-list [data-room="mod-vault"]').count(), 0, 'a private room is hidden');
 
   // The owner's member menu: invite by name.
-  await olga.locator('#room-list [data-room="vault"]').click();
-  await olga.locator('#members-button').click();
-  await olga.locator('#invite-name').fill('Boris');
-  await olga.locator('#invite-form button').click();
-  await boris.locator('#room-list [data-room="vault"][data-joined="true"][data-private="true"]').waitFor();
-  await olga.locator('#members [data-user="boris"] [data-action="remove"]').waitFor();
-  await boris.locator('#room-list [data-room="vault"]').click();
-  await boris.locator('#composer-text').fill('thanks for the invite');
-  await boris.locator('#composer-text').press('Enter');
-  await waitForMessage(olga, 'thanks for the invite');
+  await ottilie.locator('#room-list [data-room="mod-vault"]').click();
+  await ottilie.locator('#members-button').click();
+  await ottilie.locator('#invite-name').fill('Bruno');
+  await ottilie.locator('#invite-form button').click();
+  await bruno.locator('#room-list [data-room="mod-vault"][data-joined="true"][data-private="true"]').waitFor();
+  await ottilie.locator('#members [data-user="bruno"] [data-action="remove"]').waitFor();
+  await bruno.locator('#room-list [data-room="mod-vault"]').click();
+  await bruno.locator('#composer-text').fill('thanks for the invite');
+  await bruno.locator('#composer-text').press('Enter');
+  await waitForMessage(ottilie, 'thanks for the invite');
   // A plain member gets no menu.
-  await boris.locator('#members-button').click();
-  await boris.locator('#members [data-user="olga"]', { hasText: 'owner' }).waitFor();
-  assert.equal(await boris.locator('#members [data-action]').count(), 0, 'no moderation for a member');
-  assert.equal(await boris.locator('#invite-form').isHidden(), true);
-  await screenshot(olga, 'private-room-members');
+  await bruno.locator('#members-button').click();
+  await bruno.locator('#members [data-user="ottilie"]', { hasText: 'owner' }).waitFor();
+  assert.equal(await bruno.locator('#members [data-action]').count(), 0, 'no moderation for a member');
+  assert.equal(await bruno.locator('#invite-form').isHidden(), true);
+  await screenshot(ottilie, 'private-room-members');
 
-  // Removed: out of the owner's member list, and the room leaves boris's list.
-  await olga.locator('#members [data-user="boris"] [data-action="remove"]').click();
-  await olga.locator('#members [data-user="boris"]').waitFor({ state: 'detached' });
-  await boris.locator('#room-list [data-room="vault"]').waitFor({ state: 'detached' });
-  await boris.locator('#toast', { hasText: 'olga removed you from # vault' }).waitFor();
+  // Removed: out of the owner's member list, and the room leaves bruno's list.
+  await ottilie.locator('#members [data-user="bruno"] [data-action="remove"]').click();
+  await ottilie.locator('#members [data-user="bruno"]').waitFor({ state: 'detached' });
+  await bruno.locator('#room-list [data-room="mod-vault"]').waitFor({ state: 'detached' });
+  await bruno.locator('#toast', { hasText: 'ottilie removed you from # mod-vault' }).waitFor();
 });
 
 test('a blocked user cannot send a private message; the page says so', async () => {
-  const nina = await device('nina');
-  const mallory = await device('mallory');
-  await openDm(nina, 'mallory');
-  await nina.locator('#block-button', { hasText: 'Block' }).click();
-  await nina.locator('#block-button', { hasText: 'Unblock' }).waitFor();
+  const nerys = await device('nerys');
+  const mordred = await device('mordred');
+  await openDm(nerys, 'mordred');
+  await nerys.locator('#block-button', { hasText: 'Block' }).click();
+  await nerys.locator('#block-button', { hasText: 'Unblock' }).waitFor();
 
-  await openDm(mallory, 'nina');
-  await mallory.locator('#composer-text').fill('are you there?');
-  await mallory.locator('#composer-text').press('Enter');
-  await mallory.locator('#message-list .msg.failed .state', { hasText: 'blocks you' }).waitFor();
-  assert.equal(await nina.locator('#message-list .msg .text').count(), 0, 'nothing reached nina');
+  await openDm(mordred, 'nerys');
+  await mordred.locator('#composer-text').fill('are you there?');
+  await mordred.locator('#composer-text').press('Enter');
+  await mordred.locator('#message-list .msg.failed .state', { hasText: 'blocks you' }).waitFor();
+  assert.equal(await nerys.locator('#message-list .msg .text').count(), 0, 'nothing reached nerys');
 
-  await nina.locator('#block-button').click();
-  await nina.locator('#block-button', { hasText: 'Block' }).waitFor();
-  await mallory.locator('#composer-text').fill('hello again');
-  await mallory.locator('#composer-text').press('Enter');
-  await waitForMessage(nina, 'hello again');
+  await nerys.locator('#block-button').click();
+  await nerys.locator('#block-button', { hasText: 'Block' }).waitFor();
+  await mordred.locator('#composer-text').fill('hello again');
+  await mordred.locator('#composer-text').press('Enter');
+  await waitForMessage(nerys, 'hello again');
 });

@@ -1183,7 +1183,7 @@ function renderConversation() {
           'li',
           { class: 'member', dataset: { user } },
           h('span', { class: `dot ${state.online.has(user) ? 'online' : 'offline'}` }),
-          h('span', { text: user === state.me ? `${user} (you)` : user }),
+          h('span', { class: 'member-name', text: user === state.me ? `${user} (you)` : user }),
           ...moderation.memberTools(conv, user),
         ),
       ),
