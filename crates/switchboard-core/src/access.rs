@@ -51,6 +51,15 @@ impl AccessCache {
         rooms.remove(room);
     }
 
+    /// Forgets everything: changes published while a bus link was down may have been missed.
+    pub(crate) fn clear(&self) {
+        let mut rooms = self.rooms.write();
+        let mut blocks = self.blocks.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        rooms.clear();
+        blocks.clear();
+    }
+
     fn forget_blocks(&self, user: &str) {
         let mut blocks = self.blocks.write();
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -124,5 +133,25 @@ impl NodeShared {
             return Err(ChatError::Forbidden(format!("room {room} is invite-only")));
         }
         Ok(rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_that_began_before_a_change_is_not_kept() {
+        let cache = AccessCache::default();
+        let rules = Arc::new(RoomRules { owner: "alice".into(), ..RoomRules::default() });
+        let began = cache.generation.load(Ordering::Acquire);
+        cache.forget_room("lobby");
+        remember(&cache.rooms, &cache.generation, began, "lobby", rules.clone());
+        assert!(cache.rooms.read().get("lobby").is_none(), "read before the change: stale");
+        let began = cache.generation.load(Ordering::Acquire);
+        remember(&cache.rooms, &cache.generation, began, "lobby", rules);
+        assert!(cache.rooms.read().get("lobby").is_some());
+        cache.clear();
+        assert!(cache.rooms.read().is_empty());
     }
 }
