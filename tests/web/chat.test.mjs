@@ -122,7 +122,10 @@ test('rooms: create, join with the replayed history, members, join and leave not
   // Members: all three, online.
   await alice.page.locator('#members-button').click();
   await waitInPage(alice.page, () => document.querySelectorAll('#members .member .dot.online').length === 3);
-  assert.deepEqual(await alice.page.locator('#members .member').allTextContents(), ['alice (you)', 'bob', 'carol']);
+  assert.deepEqual(await alice.page.locator('#members .member-name').allTextContents(), ['alice (you)', 'bob', 'carol']);
+  // The owner's member menu: others can be removed, banned, muted and promoted; she cannot.
+  await alice.page.locator('#members .member[data-user="bob"] [data-action="ban"]').waitFor();
+  assert.equal(await alice.page.locator('#members .member[data-user="alice"] [data-action]').count(), 0);
   await alice.page.locator('#conv-sub', { hasText: '3 members' }).waitFor();
 
   // A private message for alice while she is in the room: an unread badge in her list.

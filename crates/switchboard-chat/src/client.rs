@@ -22,6 +22,7 @@ use crate::terminal::{Current, Input, Printer, Settle};
 
 mod answers;
 mod link;
+mod moderation;
 mod switching;
 mod timers;
 use switching::Switching;
@@ -72,6 +73,9 @@ enum Pending {
     Logout,
     /// `/edit`, `/delete`, `/quote` or `/react` (its command).
     Change(&'static str),
+    /// A moderation request or a block: what to say once done.
+    Done(String),
+    Blocked,
 }
 
 impl Pending {
@@ -93,6 +97,8 @@ impl Pending {
             Pending::Whoami => "/whoami",
             Pending::Logout => "/logout",
             Pending::Change(command) => command,
+            Pending::Done(_) => "the last moderation command",
+            Pending::Blocked => "/blocked",
             Pending::Fill(_) | Pending::Read | Pending::Ping => return None,
         })
     }
@@ -411,6 +417,7 @@ impl Client {
                 clean(str_of(&frame, "room")),
                 clean(str_of(&frame, "by"))
             )),
+            "invited" | "removed" | "role_changed" | "mute_changed" => self.moderated(&frame),
             "rooms_created" => self.notice(&format!("{} new rooms (/rooms lists them)", frame["count"])),
             "error" => self.error(&frame),
             // hello, typing, read, room_size (a big room's counts: `/members` shows them), and
@@ -522,6 +529,14 @@ impl Client {
             Command::Join(room) => {
                 let generation = self.next_switch();
                 self.request(json!({"type": "join", "room": room}), Pending::Join(generation, settle)).await
+            }
+            Command::Create { room, private } => {
+                let generation = self.next_switch();
+                let request = json!({"type": "create_room", "room": room, "private": private});
+                self.request(request, Pending::Join(generation, settle)).await
+            }
+            command @ (Command::Moderate { .. } | Command::Block(_) | Command::Unblock(_) | Command::Blocked) => {
+                self.moderation_command(command).await
             }
             Command::Leave(room) => {
                 self.request(json!({"type": "leave", "room": room.clone()}), Pending::Leave(room, settle)).await

@@ -92,6 +92,11 @@ pub enum Command {
         text: String,
     },
     Join(String),
+    /// `/create #room [private]`: a new room, invite-only when private.
+    Create {
+        room: String,
+        private: bool,
+    },
     Leave(String),
     Rooms,
     /// List the users whose name starts with this ("" for all).
@@ -108,6 +113,15 @@ pub enum Command {
     Watch(String),
     Popular(u32),
     Whoami,
+    /// A moderation request (`invite`, `remove`, `ban`...) on `user` in `room`.
+    Moderate {
+        action: &'static str,
+        user: String,
+        room: String,
+    },
+    Block(String),
+    Unblock(String),
+    Blocked,
     Help,
     Logout,
     Quit,
@@ -176,7 +190,15 @@ pub const HELP: &[(&str, &str)] = &[
     ("/reply [text]", "answer the newest private message received (and make it current)"),
     ("/reply @<user> [text]", "answer the newest private message from user"),
     ("/join <room>", "join (or create) a room and show its recent messages"),
+    ("/create <room> [private]", "create a room (private: invite-only, hidden from others) and join it"),
     ("/leave [room]", "leave a room (default: the current one)"),
+    ("/invite <user> [room]", "owner, moderators: make a user a member (default: the current room)"),
+    ("/kick <user> [room]", "owner, moderators: take a member out of a room"),
+    ("/ban <user> [room]", "owner, moderators: take a user out and keep them out; /unban lifts it"),
+    ("/mute <user> [room]", "owner, moderators: the user reads but cannot send; /unmute undoes it"),
+    ("/mod <user> [room]", "owner: make a member a moderator; /unmod makes them a member again"),
+    ("/block <user>", "receive no private messages from a user; /unblock undoes it"),
+    ("/blocked", "the users you block"),
     ("/rooms", "list the rooms"),
     ("/members [room]", "list a room's members"),
     ("/users [prefix]", "list the users (whose name starts with prefix)"),
@@ -253,6 +275,27 @@ pub fn parse(line: &str, current: Option<&Target>) -> Command {
         },
         "history" | "h" => history(first, after_first, current),
         "edit" | "delete" | "del" | "quote" | "react" => change(&word, first, after_first, current),
+        "create" => match Target::room(first) {
+            Some(room) if after_first.is_empty() || after_first == "private" => {
+                Command::Create { room: room.name().to_owned(), private: after_first == "private" }
+            }
+            _ => Command::Usage("/create <room> [private]"),
+        },
+        "invite" | "kick" | "remove" | "ban" | "unban" | "mute" | "unmute" | "mod" | "op" | "unmod" | "deop" => {
+            moderate(&word, first, after_first, current)
+        }
+        "block" | "unblock" => match Target::parse(args) {
+            Some(Target::User(user)) if !args.contains(char::is_whitespace) => {
+                if word == "block" {
+                    Command::Block(user)
+                } else {
+                    Command::Unblock(user)
+                }
+            }
+            _ => Command::Usage(if word == "block" { "/block <user>" } else { "/unblock <user>" }),
+        },
+        "blocked" if args.is_empty() => Command::Blocked,
+        "blocked" => Command::Usage("/blocked"),
         "stats" => match Target::parse(args) {
             Some(Target::User(user)) if !args.contains(char::is_whitespace) => Command::Stats(user),
             _ => Command::Usage("/stats <user>"),
@@ -305,6 +348,29 @@ fn change(word: &str, first: &str, rest: &str, current: Option<&Target>) -> Comm
     match (seq, change, current) {
         (Some(seq), Some(change), Some(target)) => Command::Change { target: target.clone(), seq, change },
         (Some(_), Some(_), None) => Command::NoConversation,
+        _ => Command::Usage(usage),
+    }
+}
+
+/// `/kick <user> [room]` and the like: the room defaults to the current one.
+fn moderate(word: &str, user: &str, room: &str, current: Option<&Target>) -> Command {
+    let (action, usage) = match word {
+        "invite" => ("invite", "/invite <user> [room]"),
+        "kick" | "remove" => ("remove", "/kick <user> [room]"),
+        "ban" => ("ban", "/ban <user> [room]"),
+        "unban" => ("unban", "/unban <user> [room]"),
+        "mute" => ("mute", "/mute <user> [room]"),
+        "unmute" => ("unmute", "/unmute <user> [room]"),
+        "mod" | "op" => ("promote", "/mod <user> [room]"),
+        _ => ("demote", "/unmod <user> [room]"),
+    };
+    let room = match (Target::room(room), current) {
+        (Some(room), _) if !room.name().contains(char::is_whitespace) => Some(room.name().to_owned()),
+        (None, Some(Target::Room(room))) => Some(room.clone()),
+        _ => None,
+    };
+    match (Target::parse(user), room) {
+        (Some(Target::User(user)), Some(room)) => Command::Moderate { action, user, room },
         _ => Command::Usage(usage),
     }
 }
@@ -383,6 +449,25 @@ mod tests {
         assert_eq!(parse("/leave", Some(&room("x"))), Command::Leave("x".into()));
         assert_eq!(parse("/leave", Some(&user("bob"))), Command::Usage("/leave <room>"));
         assert_eq!(parse("/rooms", None), Command::Rooms);
+    }
+
+    #[test]
+    fn moderation_and_blocking_commands() {
+        assert_eq!(parse("/create #Council private", None), Command::Create { room: "council".into(), private: true });
+        assert_eq!(parse("/create lobby", None), Command::Create { room: "lobby".into(), private: false });
+        assert_eq!(parse("/create lobby secret", None), Command::Usage("/create <room> [private]"));
+        let kick = Command::Moderate { action: "remove", user: "bob".into(), room: "lobby".into() };
+        assert_eq!(parse("/kick Bob #lobby", None), kick);
+        assert_eq!(parse("/kick bob", Some(&room("lobby"))), kick);
+        assert_eq!(parse("/kick bob", Some(&user("carol"))), Command::Usage("/kick <user> [room]"));
+        assert_eq!(
+            parse("/mod bob room:lobby", None),
+            Command::Moderate { action: "promote", user: "bob".into(), room: "lobby".into() }
+        );
+        assert_eq!(parse("/block Eve", None), Command::Block("eve".into()));
+        assert_eq!(parse("/unblock eve", None), Command::Unblock("eve".into()));
+        assert_eq!(parse("/blocked", None), Command::Blocked);
+        assert_eq!(parse("/block", None), Command::Usage("/block <user>"));
     }
 
     #[test]

@@ -81,12 +81,20 @@ impl ChatNode {
         let (recipient, room, conv) = match target {
             Target::User(peer) => {
                 require_user(shared, &peer).await?;
+                if matches!(from, Publisher::User(_)) && shared.blocks_of(&peer).await?.contains(&sender) {
+                    return Err(ChatError::Blocked(peer));
+                }
                 let conv = ConvId::direct(&sender, &peer);
                 (Some(peer), None, conv)
             }
             Target::Room(room) => {
                 match &from {
-                    Publisher::User(user) => require_member(shared, user, &room).await?,
+                    Publisher::User(user) => {
+                        require_member(shared, user, &room).await?;
+                        if shared.room_rules(&room).await?.is_muted(user) {
+                            return Err(ChatError::Muted(room));
+                        }
+                    }
                     Publisher::System if !shared.store.room_exists(&room).await? => {
                         return Err(ChatError::RoomNotFound(room));
                     }

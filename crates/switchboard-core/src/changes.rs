@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use switchboard_protocol::{ConvId, RefValue, Target};
-use switchboard_store::{EntryKind, NewMessage, StoredMessage};
+use switchboard_store::{EntryKind, NewMessage, Role, StoredMessage};
 
 use crate::error::ChatError;
 use crate::now_millis;
@@ -33,21 +33,18 @@ impl Change {
     }
 }
 
-/// Whether `actor` may make a change of `kind` to a message written by `sender`, in a room owned
-/// by `room_owner` (None in a private conversation). The one place this is decided: room
-/// moderators join here. Anyone who can read a message may react to it.
-pub(crate) fn may_change(
-    kind: EntryKind,
-    actor: &str,
-    sender: &str,
-    room_owner: Option<&str>,
-) -> Result<(), ChatError> {
+/// Whether `actor` may make a change of `kind` to a message written by `sender`; `actor_moderates`
+/// says whether the actor is the owner or a moderator of the message's room (false in a private
+/// conversation). The one place this is decided. Anyone who can read a message may react to it.
+pub(crate) fn may_change(kind: EntryKind, actor: &str, sender: &str, actor_moderates: bool) -> Result<(), ChatError> {
     match kind {
         EntryKind::Message | EntryKind::React => Ok(()),
         EntryKind::Edit if actor == sender => Ok(()),
         EntryKind::Edit => Err(ChatError::NotAllowed("only its sender may edit a message")),
-        EntryKind::Delete if actor == sender || room_owner == Some(actor) => Ok(()),
-        EntryKind::Delete => Err(ChatError::NotAllowed("only its sender or the room's owner may delete a message")),
+        EntryKind::Delete if actor == sender || actor_moderates => Ok(()),
+        EntryKind::Delete => {
+            Err(ChatError::NotAllowed("only its sender or the room's owner or moderators may delete a message"))
+        }
     }
 }
 
@@ -88,12 +85,12 @@ impl Session {
         let conv = self.checked_conv(&target).await?;
         let original = shared.store.message(&conv.to_string(), seq).await?;
         let original = checked_original(original)?;
-        // The owner matters only to a deletion of someone else's message in a room.
-        let owner = match (&target, kind == EntryKind::Delete && original.sender != me) {
-            (Target::Room(room), true) => shared.store.room_owner(room).await?,
-            _ => None,
+        // The actor's role matters only to a deletion of someone else's message in a room.
+        let moderates = match (&target, kind == EntryKind::Delete && original.sender != me) {
+            (Target::Room(room), true) => shared.room_rules(room).await?.role_of(me) != Role::Member,
+            _ => false,
         };
-        may_change(kind, me, &original.sender, owner.as_deref())?;
+        may_change(kind, me, &original.sender, moderates)?;
         self.submit(target, conv, kind, Some(seq), text, None, reference, received_at)
     }
 
@@ -115,11 +112,24 @@ impl Session {
         Ok(shared.filter.mask(&text).unwrap_or(text))
     }
 
-    /// The conversation `target` names, checked as one the user may write in.
+    /// The conversation `target` names, checked as one the user may write in: not blocked by the
+    /// peer, not muted in the room (both from the node's cache, no store read once loaded).
     async fn checked_conv(&self, target: &Target) -> Result<ConvId, ChatError> {
+        let shared = &self.node.shared;
+        let me: &str = &self.connection.user;
         match target {
-            Target::User(peer) => self.require_user(peer).await?,
-            Target::Room(room) => self.require_member(room).await?,
+            Target::User(peer) => {
+                self.require_user(peer).await?;
+                if shared.blocks_of(peer).await?.contains(me) {
+                    return Err(ChatError::Blocked(peer.clone()));
+                }
+            }
+            Target::Room(room) => {
+                self.require_member(room).await?;
+                if shared.room_rules(room).await?.is_muted(me) {
+                    return Err(ChatError::Muted(room.clone()));
+                }
+            }
         }
         Ok(self.conv_of(target))
     }
@@ -173,14 +183,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_sender_edits_and_the_sender_or_room_owner_deletes() {
-        assert!(may_change(EntryKind::Edit, "a", "a", None).is_ok());
-        assert!(matches!(may_change(EntryKind::Edit, "b", "a", Some("b")), Err(ChatError::NotAllowed(_))));
-        assert!(may_change(EntryKind::Delete, "a", "a", None).is_ok());
-        assert!(may_change(EntryKind::Delete, "owner", "a", Some("owner")).is_ok());
-        assert!(matches!(may_change(EntryKind::Delete, "b", "a", Some("owner")), Err(ChatError::NotAllowed(_))));
-        assert!(matches!(may_change(EntryKind::Delete, "b", "a", None), Err(ChatError::NotAllowed(_))));
-        assert!(may_change(EntryKind::React, "b", "a", None).is_ok());
+    fn only_the_sender_edits_and_the_sender_or_room_moderators_delete() {
+        assert!(may_change(EntryKind::Edit, "a", "a", false).is_ok());
+        assert!(matches!(may_change(EntryKind::Edit, "b", "a", true), Err(ChatError::NotAllowed(_))));
+        assert!(may_change(EntryKind::Delete, "a", "a", false).is_ok());
+        assert!(may_change(EntryKind::Delete, "moderator", "a", true).is_ok());
+        assert!(matches!(may_change(EntryKind::Delete, "b", "a", false), Err(ChatError::NotAllowed(_))));
+        assert!(may_change(EntryKind::React, "b", "a", false).is_ok());
     }
 
     #[test]

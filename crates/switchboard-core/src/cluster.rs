@@ -68,6 +68,10 @@ pub enum BusHeader {
     /// The sending node's word counts of room talk since its last batch, by second, for every
     /// node's `popular` (see [`crate::popular`]). Gossip, not chat: not counted as bus messages.
     Words { seconds: Vec<crate::popular::SecondCounts> },
+    /// A room's rules (private, moderators, muted) changed in the store: forget them.
+    RoomRules { room: String },
+    /// Whom a user blocks changed in the store: forget it.
+    Blocks { user: String },
 }
 
 /// What a node tells the cluster about itself, and what the gateway lists.

@@ -54,6 +54,14 @@ pub enum ChatError {
     NotAllowed(&'static str),
     #[error("this message has the most reactions it can hold ({max})")]
     TooManyReactions { max: usize },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("banned from room {0}")]
+    Banned(String),
+    #[error("muted in room {0}")]
+    Muted(String),
+    #[error("{0} blocks you: the message was not delivered")]
+    Blocked(String),
 }
 
 impl From<Rejection> for ChatError {
@@ -93,6 +101,10 @@ impl ChatError {
             ChatError::MessageDeleted => ErrorCode::MessageDeleted,
             ChatError::NotAllowed(_) => ErrorCode::NotAllowed,
             ChatError::TooManyReactions { .. } => ErrorCode::TooManyReactions,
+            ChatError::Forbidden(_) => ErrorCode::Forbidden,
+            ChatError::Banned(_) => ErrorCode::Banned,
+            ChatError::Muted(_) => ErrorCode::Muted,
+            ChatError::Blocked(_) => ErrorCode::Blocked,
         }
     }
 

@@ -63,10 +63,13 @@ impl HookQueue {
 }
 
 impl crate::node::NodeShared {
-    /// Reports a room created by `by`'s request on this node.
-    pub(crate) fn room_created(&self, room: &str, by: &str) {
+    /// Reports a room created by `by`'s request on this node; only a public one is announced to
+    /// every online user.
+    pub(crate) fn room_created(&self, room: &str, by: &str, private: bool) {
         self.hooks.emit(HookEvent::RoomCreated { room: room.to_owned(), by: by.to_owned(), ts: crate::now_millis() });
-        self.announce_room(room, by);
+        if !private {
+            self.announce_room(room, by);
+        }
     }
 }
 

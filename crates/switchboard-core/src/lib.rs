@@ -18,9 +18,11 @@
 //! Around it: [`node::ChatNode`] holds the parts together and `login` lets connections in; [`auth`] (passwords, session tokens,
 //! JWT, login throttling); [`presence`] (who is online, where, since when); [`filter`] (the
 //! dirty-word filter); [`popular`] (the most used words over a sliding window); [`ratelimit`];
-//! [`metrics`]; [`config`]; [`error`]; `room_size` (big rooms' size events instead of one per join); `watchers` (who hears whose presence). `fuzzing` (feature `fuzzing`): the login fuzz target's check.
+//! [`metrics`]; [`config`]; [`error`]; `room_size` (big rooms' size events instead of one per join); `watchers` (who hears whose presence); `access` (room rules and blocks, cached for
+//! the send path) and `moderation` (what owners and moderators do, and blocking). `fuzzing` (feature `fuzzing`): the login fuzz target's check.
 #![forbid(unsafe_code)]
 
+mod access;
 mod announce;
 pub mod auth;
 pub mod backend;
@@ -40,6 +42,7 @@ mod hub;
 mod link;
 mod login;
 pub mod metrics;
+mod moderation;
 pub mod node;
 pub mod ordering;
 pub mod outbound;

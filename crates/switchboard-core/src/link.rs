@@ -77,6 +77,8 @@ impl NodeShared {
     pub(crate) fn link_restored(&self, cause: &'static str) {
         tracing::info!(node = %self.config.node_id, cause, "cluster link restored");
         let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
+        // Room rules or blocks changed elsewhere meanwhile may not have been heard.
+        self.access.clear();
         let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
         self.publish(Topic::Cluster, &header, None);
         self.publish_presence_snapshot();
@@ -252,6 +254,7 @@ impl NodeShared {
                 self.fences.link_restored(from, incarnation);
                 self.publish_presence_snapshot();
                 if lost_publications {
+                    self.access.clear();
                     // Unknown (0) means any time; the margin covers the nodes' clock skew.
                     let missed_until = if last_lost_at > 0 { last_lost_at + CLOCK_SKEW_MARGIN_MS } else { i64::MAX };
                     self.ask_clients_to_resume(missed_until);
@@ -274,6 +277,7 @@ impl NodeShared {
             }
             BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
             BusHeader::NodeJoined => self.publish_presence_snapshot(),
+            BusHeader::RoomRules { .. } | BusHeader::Blocks { .. } => self.access_heard(&header),
             BusHeader::Words { seconds } => {
                 let now_secs = (now_millis() / 1000) as u64;
                 for (second, words) in &seconds {

@@ -86,6 +86,8 @@ pub struct NodeShared {
     pub(crate) fences: Fences,
     /// How many `room_created` went out this second, and the rooms waiting to be coalesced.
     pub(crate) room_announcements: crate::announce::RoomAnnouncements,
+    /// Room rules and blocks, for the checks of a send.
+    pub(crate) access: crate::access::AccessCache,
     /// Whether another node has ever been heard from. Until then this node is a cluster of one and
     /// publishes nothing but its arrival: a standalone server pays nothing for the bus.
     pub(crate) peers_seen: AtomicBool,
@@ -136,6 +138,7 @@ impl ChatNode {
             room_subscriptions: Arc::new(RoomSubscriptions::default()),
             fences,
             room_announcements: Default::default(),
+            access: Default::default(),
             tasks: Mutex::new(Vec::new()),
             writer_task: Mutex::new(None),
             started: Instant::now(),

@@ -12,6 +12,7 @@ use switchboard_protocol::event::{
 };
 use switchboard_protocol::request::{self, ClientFrame};
 use switchboard_protocol::{ActivityCursor, CloseCode, ConvId, RefValue, Request, Target};
+use switchboard_store::Role;
 
 use crate::changes::Change;
 use crate::error::ChatError;
@@ -237,8 +238,10 @@ impl Session {
                 match &target {
                     Target::User(peer) => {
                         self.require_user(peer).await?;
-                        let frame = ServerFrame::Typing { conv: &conv, from: me, room: None }.encode();
-                        shared.event_to_user(peer, &frame, None);
+                        if !shared.blocks_of(peer).await?.contains(me) {
+                            let frame = ServerFrame::Typing { conv: &conv, from: me, room: None }.encode();
+                            shared.event_to_user(peer, &frame, None);
+                        }
                     }
                     Target::Room(room) => {
                         self.require_member(room).await?;
@@ -317,18 +320,20 @@ impl Session {
                     total: page.total,
                 });
             }
-            Request::CreateRoom { room } => {
-                if !shared.store.create_room(&room, me, now_millis()).await? {
+            Request::CreateRoom { room, private } => {
+                if !shared.store.create_room_with(&room, me, private, now_millis()).await? {
                     return Err(ChatError::RoomExists(room));
                 }
-                tracing::info!(%room, user = me, "room created");
-                shared.room_created(&room, me);
+                tracing::info!(%room, user = me, private, "room created");
+                shared.room_created(&room, me, private);
                 self.join(&room, true, reference).await?;
             }
             Request::Join { room } => {
                 let created = shared.store.create_room(&room, me, now_millis()).await?;
                 if created {
-                    shared.room_created(&room, me);
+                    shared.room_created(&room, me, false);
+                } else {
+                    shared.check_join(&room, me).await?;
                 }
                 self.join(&room, created, reference).await?;
             }
@@ -350,15 +355,21 @@ impl Session {
                 self.reply(ServerFrame::Ok { reference, of: "leave" });
             }
             Request::Members { room, after, limit } => {
-                if !shared.store.room_exists(&room).await? {
-                    return Err(ChatError::RoomNotFound(room));
+                let rules = shared.room_rules(&room).await?;
+                if rules.private && !shared.is_member(me, &room).await? {
+                    return Err(ChatError::NotAMember(room));
                 }
                 let limit = list_limit(limit);
                 let page = shared.store.members(&room, after.as_deref(), limit + 1).await?;
                 let views: Vec<MemberView> = page
                     .items
                     .into_iter()
-                    .map(|user| MemberView { online: shared.presence.is_online(&user), user })
+                    .map(|user| MemberView {
+                        online: shared.presence.is_online(&user),
+                        role: Some(rules.role_of(&user)).filter(|role| *role > Role::Member).map(Role::as_str),
+                        muted: rules.is_muted(&user),
+                        user,
+                    })
                     .collect();
                 let (views, next_cursor) = page_of(views, limit, |view| view.user.clone());
                 self.reply(ServerFrame::Members {
@@ -375,7 +386,13 @@ impl Session {
                 let views: Vec<RoomView> = page
                     .items
                     .into_iter()
-                    .map(|room| RoomView { name: room.name, members: room.members, joined: room.joined })
+                    .map(|room| RoomView {
+                        name: room.name,
+                        members: room.members,
+                        joined: room.joined,
+                        private: room.private,
+                        role: room.role.map(Role::as_str),
+                    })
                     .collect();
                 let (views, next_cursor) = page_of(views, limit, |view| view.name.clone());
                 self.reply(ServerFrame::Rooms {
@@ -462,6 +479,22 @@ impl Session {
                 self.reply(ServerFrame::Ok { reference, of: "logout" });
                 return Ok(Flow::Close(CloseCode::Normal));
             }
+            Request::Moderate { action, room, user } => {
+                shared.moderate(me, action, &room, &user).await?;
+                self.reply(ServerFrame::Ok { reference, of: action.as_str() });
+            }
+            Request::Block { user } => {
+                shared.set_block(me, &user, true).await?;
+                self.reply(ServerFrame::Ok { reference, of: "block" });
+            }
+            Request::Unblock { user } => {
+                shared.set_block(me, &user, false).await?;
+                self.reply(ServerFrame::Ok { reference, of: "unblock" });
+            }
+            Request::Blocked => {
+                let users = shared.store.blocks_of(me).await?;
+                self.reply(ServerFrame::Blocked { reference, users: &users });
+            }
             _ => return Err(ChatError::AlreadyAuthenticated),
         }
         Ok(Flow::Continue)
@@ -499,7 +532,10 @@ impl Session {
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.
         views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));
-        self.reply(ServerFrame::Room { reference, room, created, joined: true, history: &views });
+        let rules = shared.room_rules(room).await?;
+        let role = rules.role_of(me).as_str();
+        let private = rules.private;
+        self.reply(ServerFrame::Room { reference, room, created, joined: true, history: &views, private, role });
         Ok(())
     }
 }

@@ -71,6 +71,14 @@ pub enum ErrorCode {
     NotAllowed,
     /// The message holds the most reactions it can.
     TooManyReactions,
+    /// The caller's role in the room does not allow this (or the room is invite-only).
+    Forbidden,
+    /// The user is banned from the room: no join, no invitation until `unban`.
+    Banned,
+    /// The caller is muted in the room: they read it but cannot send to it.
+    Muted,
+    /// The recipient blocks the caller: the private message was not stored or delivered.
+    Blocked,
 }
 
 impl ErrorCode {
@@ -106,6 +114,10 @@ impl ErrorCode {
             ErrorCode::MessageDeleted => "message_deleted",
             ErrorCode::NotAllowed => "not_allowed",
             ErrorCode::TooManyReactions => "too_many_reactions",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Blocked => "blocked",
         }
     }
 }

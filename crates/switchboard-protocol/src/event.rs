@@ -216,6 +216,10 @@ pub enum ServerFrame<'a> {
         created: bool,
         joined: bool,
         history: &'a [MessageView<'a>],
+        /// Invite-only and hidden from non-members.
+        private: bool,
+        /// The caller's role: `owner`, `moderator` or `member`.
+        role: &'a str,
     },
     MemberJoined {
         room: &'a str,
@@ -343,6 +347,35 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+    /// To the invited user's devices: they are a member of `room` now.
+    Invited {
+        room: &'a str,
+        by: &'a str,
+    },
+    /// To the removed (or banned) user's devices: they are out of `room`.
+    Removed {
+        room: &'a str,
+        by: &'a str,
+        banned: bool,
+    },
+    /// To the room: `user` is now `owner`, `moderator` or `member`.
+    RoleChanged {
+        room: &'a str,
+        user: &'a str,
+        role: &'a str,
+    },
+    /// To the room: `user` was muted or unmuted.
+    MuteChanged {
+        room: &'a str,
+        user: &'a str,
+        muted: bool,
+    },
+    /// Answer to `blocked`: the users the caller blocks, by name.
+    Blocked {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a RefValue>,
+        users: &'a [String],
+    },
 }
 
 impl ServerFrame<'_> {
@@ -427,6 +460,11 @@ impl LastMessageView {
 pub struct MemberView {
     pub user: String,
     pub online: bool,
+    /// `owner` or `moderator`; absent for a plain member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -434,6 +472,10 @@ pub struct RoomView {
     pub name: String,
     pub members: u64,
     pub joined: bool,
+    pub private: bool,
+    /// The caller's role when a member: `owner`, `moderator` or `member`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -228,7 +228,13 @@ pub fn render(frame: &ClientFrame) -> String {
             render_target(target, &mut set);
             set("seq", json!(seq));
         }
-        Request::CreateRoom { room } | Request::Join { room } | Request::Leave { room } => {
+        Request::CreateRoom { room, private } => {
+            set("room", json!(room));
+            if *private {
+                set("private", json!(true));
+            }
+        }
+        Request::Join { room } | Request::Leave { room } => {
             set("room", json!(room));
         }
         Request::Members { room, after, limit } => {
@@ -251,9 +257,13 @@ pub fn render(frame: &ClientFrame) -> String {
                 }
             }
         }
-        Request::Stats { user } => set("user", json!(user)),
+        Request::Stats { user } | Request::Block { user } | Request::Unblock { user } => set("user", json!(user)),
+        Request::Moderate { room, user, .. } => {
+            set("room", json!(room));
+            set("user", json!(user));
+        }
         Request::Watch { users } | Request::Unwatch { users } => set("users", json!(users)),
-        Request::Logout | Request::Online | Request::Whoami | Request::Ping => {}
+        Request::Logout | Request::Online | Request::Whoami | Request::Ping | Request::Blocked => {}
     }
     Value::Object(fields).to_string()
 }

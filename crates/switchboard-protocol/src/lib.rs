@@ -22,7 +22,7 @@ pub mod ws;
 
 pub use error::{CloseCode, ErrorCode};
 pub use names::{ActivityCursor, ConvId, NameError};
-pub use request::{AuthOptions, ParseError, RefValue, Request, Target};
+pub use request::{AuthOptions, ModAction, ParseError, RefValue, Request, Target};
 
 /// The protocol version this server speaks, announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -83,6 +83,7 @@ struct RawFrame {
     users: Option<Vec<String>>,
     reply_to: Option<u64>,
     emoji: Option<String>,
+    private: Option<bool>,
 }
 
 /// Longest `emoji` of a `react`, in bytes: one emoji with its modifiers and joiners (a family is
@@ -169,8 +170,10 @@ pub enum Request {
         after: Option<String>,
         limit: Option<u32>,
     },
+    /// A `private` room is invite-only and hidden from non-members.
     CreateRoom {
         room: String,
+        private: bool,
     },
     Join {
         room: String,
@@ -227,6 +230,69 @@ pub enum Request {
         seq: u64,
         emoji: String,
     },
+    /// Moderation of a room by its owner or a moderator: see [`ModAction`].
+    Moderate {
+        action: ModAction,
+        room: String,
+        user: String,
+    },
+    /// No private messages from `user` any more.
+    Block {
+        user: String,
+    },
+    Unblock {
+        user: String,
+    },
+    /// The users the caller blocks.
+    Blocked,
+}
+
+/// What an owner or moderator does to a user in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModAction {
+    /// Makes the user a member (of a private room, the only way in).
+    Invite,
+    /// Takes a member out of the room; they may come back (a public room) or be invited again.
+    Remove,
+    /// Takes the user out and keeps them out until `unban`.
+    Ban,
+    Unban,
+    /// The member may read but not send.
+    Mute,
+    Unmute,
+    /// Owner only: makes a member a moderator.
+    Promote,
+    Demote,
+}
+
+impl ModAction {
+    /// The request `type`, also the `of` of its `ok` answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModAction::Invite => "invite",
+            ModAction::Remove => "remove",
+            ModAction::Ban => "ban",
+            ModAction::Unban => "unban",
+            ModAction::Mute => "mute",
+            ModAction::Unmute => "unmute",
+            ModAction::Promote => "promote",
+            ModAction::Demote => "demote",
+        }
+    }
+
+    fn parse(kind: &str) -> Option<ModAction> {
+        Some(match kind {
+            "invite" => ModAction::Invite,
+            "remove" => ModAction::Remove,
+            "ban" => ModAction::Ban,
+            "unban" => ModAction::Unban,
+            "mute" => ModAction::Mute,
+            "unmute" => ModAction::Unmute,
+            "promote" => ModAction::Promote,
+            "demote" => ModAction::Demote,
+            _ => return None,
+        })
+    }
 }
 
 impl Request {
@@ -285,6 +351,10 @@ impl Request {
             Request::Edit { .. } => "edit",
             Request::Delete { .. } => "delete",
             Request::React { .. } => "react",
+            Request::Moderate { action, .. } => action.as_str(),
+            Request::Block { .. } => "block",
+            Request::Unblock { .. } => "unblock",
+            Request::Blocked => "blocked",
         }
     }
 }
@@ -471,7 +541,7 @@ fn check(raw: RawFrame) -> Check<Request> {
         "read" => Request::Read { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
         "delivered" => Request::Delivered { target: target(raw.to, raw.room)?, seq: required(raw.seq, "seq")? },
         "conversations" => Request::Conversations { after: conv_cursor(raw.cursor)?, limit: raw.limit },
-        "create_room" => Request::CreateRoom { room: room_field(raw.room)? },
+        "create_room" => Request::CreateRoom { room: room_field(raw.room)?, private: raw.private.unwrap_or(false) },
         "join" => Request::Join { room: room_field(raw.room)? },
         "leave" => Request::Leave { room: room_field(raw.room)? },
         "members" => Request::Members {
@@ -504,6 +574,14 @@ fn check(raw: RawFrame) -> Check<Request> {
             target: target(raw.to, raw.room)?,
             seq: required(raw.seq, "seq")?,
             emoji: emoji_field(raw.emoji)?,
+        },
+        "block" => Request::Block { user: user_field(raw.user, "user")? },
+        "unblock" => Request::Unblock { user: user_field(raw.user, "user")? },
+        "blocked" => Request::Blocked,
+        other if ModAction::parse(other).is_some() => Request::Moderate {
+            action: ModAction::parse(other).unwrap_or(ModAction::Invite),
+            room: room_field(raw.room)?,
+            user: user_field(raw.user, "user")?,
         },
         other => {
             let shown: String = other.chars().take(32).collect();
@@ -610,6 +688,19 @@ mod tests {
         assert_eq!(parse(r#"{"type":"users","prefix":".b"}"#).unwrap_err().code, ErrorCode::InvalidName);
         let frame = parse(r#"{"type":"members","room":"r","cursor":"bob"}"#).unwrap();
         assert_eq!(frame.request, Request::Members { room: "r".into(), after: Some("bob".into()), limit: None });
+    }
+
+    #[test]
+    fn moderation_requests_name_a_room_and_a_user() {
+        let frame = parse(r#"{"type":"ban","room":"Lobby","user":"Bob"}"#).unwrap();
+        assert_eq!(
+            frame.request,
+            Request::Moderate { action: ModAction::Ban, room: "lobby".into(), user: "bob".into() }
+        );
+        assert_eq!(parse(r#"{"type":"mute","room":"lobby"}"#).unwrap_err().code, ErrorCode::InvalidField);
+        let frame = parse(r#"{"type":"create_room","room":"attic","private":true}"#).unwrap();
+        assert_eq!(frame.request, Request::CreateRoom { room: "attic".into(), private: true });
+        assert_eq!(parse(r#"{"type":"block","user":"Eve"}"#).unwrap().request, Request::Block { user: "eve".into() });
     }
 
     #[test]

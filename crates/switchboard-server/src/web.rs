@@ -52,6 +52,7 @@ const ASSETS: &[Asset] = &[
     asset("/scroll.js", JAVASCRIPT, include_bytes!("../web/scroll.js")),
     asset("/notify.js", JAVASCRIPT, include_bytes!("../web/notify.js")),
     asset("/changes.js", JAVASCRIPT, include_bytes!("../web/changes.js")),
+    asset("/moderation.js", JAVASCRIPT, include_bytes!("../web/moderation.js")),
     asset("/style.css", "text/css; charset=utf-8", include_bytes!("../web/style.css")),
 ];
 
@@ -124,6 +125,7 @@ mod tests {
             ("/scroll.js", JAVASCRIPT),
             ("/notify.js", JAVASCRIPT),
             ("/changes.js", JAVASCRIPT),
+            ("/moderation.js", JAVASCRIPT),
             ("/style.css", "text/css; charset=utf-8"),
         ] {
             let response = serve(path, &HeaderMap::new()).unwrap_or_else(|| panic!("{path} is not served"));

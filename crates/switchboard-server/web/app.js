@@ -24,6 +24,7 @@ import {
   ownEntry,
   quoteOf,
 } from './changes.js';
+import { Moderation } from './moderation.js';
 
 /** localStorage: `{token, user}` of the logged-in session. */
 const SESSION_KEY = 'switchboard.session';
@@ -54,6 +55,10 @@ const ERROR_TEXT = {
   empty_text: 'The message is empty.',
   user_not_found: 'No such user.',
   room_not_found: 'No such room.',
+  forbidden: 'You may not do that in this room.',
+  banned: 'That user is banned from this room.',
+  muted: 'You are muted in this room: you cannot write here.',
+  blocked: 'This user blocks you: your message was not delivered.',
   disconnected: 'Not connected.',
   message_not_found: 'That message is not there any more.',
   message_deleted: 'That message was deleted.',
@@ -131,6 +136,17 @@ const sidebar = {
   openConversation: (id) => openConversation(id),
   joinRoom: (name) => joinRoom(name),
 };
+
+const moderation = new Moderation({
+  state,
+  request: (frame) => connection.request(frame),
+  invalidate: (...parts) => invalidate(...parts),
+  toast: (text) => showToast(text),
+  errorText,
+  conversation: (id) => conversation(id),
+  refreshRooms: () => refreshRooms(),
+  leftRoom: (conv) => leftRoom(conv),
+});
 
 function dmId(a, b) {
   return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
@@ -570,6 +586,12 @@ function onFrame(frame) {
     case 'room_created':
       onRoomCreated(frame.room);
       break;
+    case 'invited':
+    case 'removed':
+    case 'role_changed':
+    case 'mute_changed':
+      moderation.onEvent(frame);
+      break;
     case 'rooms_created':
       // More rooms than the server announces one by one: list them again.
       refreshRooms();
@@ -598,6 +620,7 @@ function onSynced() {
   presenceWatch.rewatch(onPresence);
   refreshRooms();
   refreshConversations();
+  moderation.loadBlocked();
   // Rooms are opened once the room list says whether we are a member (refreshRooms).
   const conv = state.current && state.convs.get(state.current);
   if (conv && conv.kind === 'dm') openedConversation(conv);
@@ -741,7 +764,9 @@ async function refreshRooms() {
   try {
     const fresh = new Map();
     await eachPage({ type: 'rooms' }, (page) => {
-      for (const room of page.rooms) fresh.set(room.name, { name: room.name, members: room.members, joined: room.joined });
+      for (const room of page.rooms) {
+        fresh.set(room.name, { name: room.name, members: room.members, joined: room.joined, private: room.private, role: room.role });
+      }
     });
     state.rooms = fresh;
     invalidate('sidebar', 'conv');
@@ -788,10 +813,12 @@ async function refreshConversations() {
 async function loadMembers(conv) {
   try {
     const members = new Set();
+    moderation.resetMembers(conv);
     await eachPage({ type: 'members', room: conv.name }, (page) => {
       for (const member of page.members) {
         members.add(member.user);
       }
+      moderation.takeMembers(conv, page.members);
       applyListed(page.members, onPresence);
     });
     conv.members = members;
@@ -854,6 +881,8 @@ function onRoomAnswer(answer) {
   const room = state.rooms.get(answer.room) ?? { name: answer.room, members: 0, joined: false };
   if (!room.joined) room.members = Math.max(room.members, 1);
   room.joined = true;
+  room.private = answer.private;
+  room.role = answer.role;
   state.rooms.set(answer.room, room);
   const conv = conversation(`room:${answer.room}`);
   conv.loadedLatest = true;
@@ -876,9 +905,10 @@ async function createRoom(name) {
   const errorLine = byId('room-error');
   errorLine.textContent = '';
   try {
-    const answer = await connection.request({ type: 'create_room', room: name });
+    const answer = await connection.request({ type: 'create_room', room: name, private: byId('room-private').checked });
     onRoomAnswer(answer);
     byId('room-name').value = '';
+    byId('room-private').checked = false;
     openConversation(`room:${answer.room}`);
   } catch (error) {
     errorLine.textContent = errorText(error);
@@ -895,6 +925,11 @@ async function leaveRoom(conv) {
       return;
     }
   }
+  leftRoom(conv);
+}
+
+/** This user is out of the room (left it, or was removed). */
+function leftRoom(conv) {
   const room = state.rooms.get(conv.name);
   if (room && room.joined) {
     room.joined = false;
@@ -1237,7 +1272,7 @@ function renderConversation() {
 
   // Header.
   if (conv.kind === 'room') {
-    byId('conv-name').textContent = `# ${conv.name}`;
+    byId('conv-name').textContent = room?.private ? conv.name : `# ${conv.name}`;
     const members = conv.members ? [...conv.members] : [];
     // Big rooms say how many are online (`room_size`); small ones: the members we hear about.
     const online = room?.online ?? members.filter((user) => state.online.has(user)).length;
@@ -1249,18 +1284,23 @@ function renderConversation() {
     byId('conv-name').textContent = self ? `${conv.name} (you)` : conv.name;
     byId('conv-sub').textContent = self ? 'notes to yourself' : state.online.has(conv.name) ? 'online' : 'offline';
   }
+  byId('conv-lock').hidden = !room?.private;
   const dot = byId('conv-dot');
   dot.hidden = conv.kind !== 'dm';
   dot.className = `dot ${state.online.has(conv.name) ? 'online' : 'offline'}`;
   byId('members-button').hidden = conv.kind !== 'room' || !isMember;
   byId('members-button').setAttribute('aria-expanded', String(state.membersShown));
   byId('leave-button').hidden = conv.kind !== 'room' || !isMember;
+  const blockButton = byId('block-button');
+  blockButton.hidden = conv.kind !== 'dm' || conv.name === state.me;
+  blockButton.textContent = moderation.blocked.has(conv.name) ? 'Unblock' : 'Block';
   byId('composer').hidden = !isMember;
   byId('join-bar').hidden = isMember;
 
   // Members.
   const membersList = byId('members');
   membersList.hidden = !(conv.kind === 'room' && isMember && state.membersShown);
+  byId('invite-form').hidden = membersList.hidden || !moderation.mayInvite(conv);
   if (!membersList.hidden) {
     const members = conv.members ? [...conv.members].sort() : [];
     setChildren(
@@ -1270,7 +1310,8 @@ function renderConversation() {
           'li',
           { class: 'member', dataset: { user } },
           h('span', { class: `dot ${state.online.has(user) ? 'online' : 'offline'}` }),
-          h('span', { text: user === state.me ? `${user} (you)` : user }),
+          h('span', { class: 'member-name', text: user === state.me ? `${user} (you)` : user }),
+          ...moderation.memberTools(conv, user),
         ),
       ),
     );
@@ -1498,6 +1539,18 @@ function wire() {
   byId('join-button').addEventListener('click', () => {
     const conv = state.current && state.convs.get(state.current);
     if (conv && conv.kind === 'room') joinRoom(conv.name);
+  });
+  byId('block-button').addEventListener('click', () => {
+    const conv = state.current && state.convs.get(state.current);
+    if (conv && conv.kind === 'dm') moderation.toggleBlock(conv.name);
+  });
+  byId('invite-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const conv = state.current && state.convs.get(state.current);
+    const name = byId('invite-name').value.trim().toLowerCase();
+    if (conv && conv.kind === 'room' && name && (await moderation.act('invite', conv.name, name))) {
+      byId('invite-name').value = '';
+    }
   });
   byId('room-form').addEventListener('submit', (event) => {
     event.preventDefault();

@@ -225,13 +225,14 @@ function roomItem(app, room) {
     room: true,
     label: room.name,
     suffix: '',
+    lock: Boolean(room.private),
     preview: room.joined ? previewOf(state, conv) : null,
     detail: room.joined ? null : 'join',
     unread: room.joined ? (conv?.unread ?? 0) : 0,
     typing: conv ? app.activeTypers(conv).length > 0 : false,
     selected: state.current === id,
     muted: !room.joined,
-    data: { room: room.name, joined: String(room.joined) },
+    data: { room: room.name, joined: String(room.joined), private: String(Boolean(room.private)) },
     onClick: () => {
       clearSearch(app);
       if (room.joined) app.openConversation(id);
@@ -255,7 +256,7 @@ function previewOf(state, conv) {
 }
 
 /** One entry of the people or room list (rebuilt each time; the lists are short). */
-function listItem({ avatarOf, room, label, suffix, preview, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
+function listItem({ avatarOf, room, label, suffix, lock = false, preview, dot, dotLabel, detail, unread, typing, selected, muted, data, onClick }) {
   const button = h(
     'button',
     { type: 'button', class: `item${selected ? ' selected' : ''}${muted ? ' muted' : ''}`, dataset: data },
@@ -265,6 +266,7 @@ function listItem({ avatarOf, room, label, suffix, preview, dot, dotLabel, detai
       { class: 'item-name' },
       h('span', { class: 'name', text: label }),
       suffix ? h('span', { class: 'you', text: suffix }) : null,
+      lock ? h('span', { class: 'lock', title: 'Private room', 'aria-label': 'private' }) : null,
       typing ? h('span', { class: 'preview item-typing', text: 'typing…' }) : preview ? h('span', { class: 'preview', text: preview }) : null,
     ),
     detail ? h('span', { class: 'item-detail', text: detail }) : null,

@@ -9,11 +9,13 @@
 //! store sees one transaction per batch, not one per message.
 #![forbid(unsafe_code)]
 
+mod access;
 mod error;
 pub mod postgres;
 pub mod sqlite;
 mod types;
 
+pub use access::{Role, RoomAccess, RoomRules};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -26,7 +28,7 @@ use async_trait::async_trait;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RoomAccess + Send + Sync + 'static {
     /// Creates a user; `password_hash` is `None` for users who log in by JWT or in open mode.
     /// Returns false, changing nothing, when the name is taken.
     async fn create_user(&self, name: &str, password_hash: Option<&str>, now: Millis) -> StoreResult<bool>;
@@ -43,8 +45,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false, changing nothing, when the room exists.
     async fn create_room(&self, room: &str, creator: &str, now: Millis) -> StoreResult<bool>;
     async fn room_exists(&self, room: &str) -> StoreResult<bool>;
-    /// Rooms by name after `after` (exclusive), at most `limit`, each with its member count and
-    /// whether `viewer` is a member; `total` counts every room.
+    /// Rooms `viewer` may see (public ones and the private ones they are a member of) by name
+    /// after `after` (exclusive), at most `limit`, each with its member count, whether `viewer`
+    /// is a member and their role; `total` counts every room they may see.
     async fn list_rooms(&self, viewer: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomSummary>>;
     /// Returns false when the user already was a member.
     async fn add_member(&self, room: &str, user: &str, now: Millis) -> StoreResult<bool>;
@@ -123,8 +126,6 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The entry `seq` of a conversation, as history shows it: what a change is checked against.
     async fn message(&self, conv: &str, seq: u64) -> StoreResult<Option<StoredMessage>>;
-    /// Who created the room (its owner), if it exists.
-    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>>;
     /// The newest seq of one conversation (0 when it has none).
     async fn last_seq(&self, conv: &str) -> StoreResult<u64>;
     /// Moves the user's read marker forward (never back), and their delivered marker with it (what

@@ -24,6 +24,9 @@ pub struct RoomSummary {
     pub members: u64,
     /// Whether the user who asked is a member.
     pub joined: bool,
+    pub private: bool,
+    /// The asker's role, when a member.
+    pub role: Option<crate::Role>,
 }
 
 /// One page of a listing, in ascending key order, and how many entries the whole listing has.

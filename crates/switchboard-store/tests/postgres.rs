@@ -288,8 +288,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     old.execute(
         "ALTER TABLE read_markers DROP COLUMN delivered_seq; \
          ALTER TABLE messages DROP COLUMN kind, DROP COLUMN target, DROP COLUMN edited_at, DROP COLUMN deleted, \
-         DROP COLUMN reactions, DROP COLUMN changed_seq; \
-         DELETE FROM _sqlx_migrations WHERE version > 1",
+         DROP COLUMN reactions, DROP COLUMN changed_seq; ALTER TABLE rooms DROP COLUMN private; \
+         DROP TABLE room_moderators, room_mutes, room_bans, blocks; DELETE FROM _sqlx_migrations WHERE version > 1",
     )
     .await
     .unwrap();

@@ -181,6 +181,8 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
          ALTER TABLE messages DROP COLUMN kind; ALTER TABLE messages DROP COLUMN target; \
          ALTER TABLE messages DROP COLUMN edited_at; ALTER TABLE messages DROP COLUMN deleted; \
          ALTER TABLE messages DROP COLUMN reactions; ALTER TABLE messages DROP COLUMN changed_seq; \
+         ALTER TABLE rooms DROP COLUMN private; \
+         DROP TABLE room_moderators; DROP TABLE room_mutes; DROP TABLE room_bans; DROP TABLE blocks; \
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -191,5 +193,5 @@ async fn a_database_of_the_previous_schema_is_upgraded_with_everything_in_it() {
     store.close().await;
     let upgraded = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = upgraded.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }

@@ -139,7 +139,7 @@ async fn rooms_members_and_conversations_gather_every_page() {
 
     chat.command("/rooms").await;
     chat.expect("rooms (1100):").await;
-    chat.expect("room:r1099 (1 member, joined)").await;
+    chat.expect("room:r1099 (1 member, joined, owner)").await;
     chat.command("/members r0000").await;
     let members = chat.expect("m1099").await;
     assert!(members.contains("members of room:r0000 (1101):"), "{members}");

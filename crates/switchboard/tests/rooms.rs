@@ -25,7 +25,11 @@ async fn create_room_creates_and_joins_and_creating_it_again_is_room_exists() {
     assert_eq!(again["type"], "error", "{again}");
     assert_eq!(again["code"], "room_exists");
     let members = bob.request(json!({"type": "members", "room": "rust-fans"})).await;
-    assert_eq!(members["members"], json!([{"user": "alice", "online": true}]), "a failed create joins nobody");
+    assert_eq!(
+        members["members"],
+        json!([{"user": "alice", "online": true, "role": "owner"}]),
+        "a failed create joins nobody"
+    );
 }
 
 #[tokio::test]
@@ -47,7 +51,10 @@ async fn join_creates_a_missing_room_and_joins_an_existing_one() {
     assert_eq!(again["created"], false);
 
     let members = alice.request(json!({"type": "members", "room": "lobby"})).await;
-    assert_eq!(members["members"], json!([{"user": "alice", "online": true}, {"user": "bob", "online": true}]));
+    assert_eq!(
+        members["members"],
+        json!([{"user": "alice", "online": true, "role": "owner"}, {"user": "bob", "online": true}])
+    );
 }
 
 #[tokio::test]
@@ -241,7 +248,7 @@ async fn members_lists_the_members_sorted_with_their_online_flags() {
         json!([
             {"user": "alice", "online": true},
             {"user": "bob", "online": false},
-            {"user": "carol", "online": true},
+            {"user": "carol", "online": true, "role": "owner"},
         ])
     );
 }
@@ -264,12 +271,12 @@ async fn rooms_lists_every_room_with_its_member_count_and_whether_you_joined() {
     assert_eq!(
         rooms["rooms"],
         json!([
-            {"name": "alpha", "members": 2, "joined": true},
-            {"name": "beta", "members": 1, "joined": false},
+            {"name": "alpha", "members": 2, "joined": true, "private": false, "role": "owner"},
+            {"name": "beta", "members": 1, "joined": false, "private": false},
         ])
     );
     let rooms = carol.request(json!({"type": "rooms"})).await;
-    assert_eq!(rooms["rooms"][0], json!({"name": "alpha", "members": 2, "joined": false}), "{rooms}");
+    assert_eq!(rooms["rooms"][0], json!({"name": "alpha", "members": 2, "joined": false, "private": false}), "{rooms}");
 }
 
 #[tokio::test]

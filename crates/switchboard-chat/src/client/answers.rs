@@ -70,7 +70,12 @@ impl Client {
                 }
                 let room = clean(str_of(&frame, "room"));
                 let history = frame["history"].as_array().cloned().unwrap_or_default();
-                let verb = if frame["created"] == true { "created and joined" } else { "joined" };
+                let verb = match (frame["created"] == true, frame["private"] == true) {
+                    (true, true) => "created and joined the private",
+                    (true, false) => "created and joined",
+                    (false, true) => "joined the private",
+                    (false, false) => "joined",
+                };
                 let shown = if history.is_empty() {
                     "no messages yet".to_owned()
                 } else {
@@ -114,9 +119,15 @@ impl Client {
                 let mut lines = vec![style.bold(&format!("rooms ({}):", rooms.len()))];
                 for room in &rooms {
                     let members = room["members"].as_u64().unwrap_or(0);
-                    let joined = if room["joined"] == true { ", joined" } else { "" };
+                    let joined = match room["role"].as_str() {
+                        Some("member") => ", joined".to_owned(),
+                        Some(role) => format!(", joined, {}", clean(role)),
+                        None => String::new(),
+                    };
+                    let private = if room["private"] == true { ", private" } else { "" };
                     let plural = if members == 1 { "" } else { "s" };
-                    lines.push(format!("  room:{} ({members} member{plural}{joined})", clean(str_of(room, "name"))));
+                    let name = clean(str_of(room, "name"));
+                    lines.push(format!("  room:{name} ({members} member{plural}{joined}{private})"));
                 }
                 if !rooms.is_empty() {
                     self.print(lines.join("\n"));
@@ -163,8 +174,15 @@ impl Client {
                 let names: Vec<String> = members
                     .iter()
                     .map(|m| {
-                        let online = if m["online"] == true { " (online)" } else { "" };
-                        format!("{}{online}", clean(str_of(m, "user")))
+                        let mut notes: Vec<String> = m["role"].as_str().map(clean).into_iter().collect();
+                        if m["muted"] == true {
+                            notes.push("muted".into());
+                        }
+                        if m["online"] == true {
+                            notes.push("online".into());
+                        }
+                        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+                        format!("{}{notes}", clean(str_of(m, "user")))
                     })
                     .collect();
                 self.print(format!(
@@ -307,6 +325,15 @@ impl Client {
                 self.logging_out = true;
                 if let Some(store) = &self.store {
                     store.forget_token(&self.me);
+                }
+            }
+            Pending::Done(done) => self.notice(&done),
+            Pending::Blocked => {
+                let users = strings(&frame["users"]);
+                if users.is_empty() {
+                    self.print("you block nobody");
+                } else {
+                    self.print(format!("you block ({}): {}", users.len(), name_list(&users, usize::MAX)));
                 }
             }
             Pending::Read | Pending::Ping => {}

@@ -7,6 +7,7 @@
 //! Appends to one conversation from any node serialise on its row and get consecutive seqs, and a
 //! batch that fails gives its seqs back with it.
 
+mod access;
 mod append;
 mod changes;
 mod read_state;
@@ -274,10 +275,15 @@ impl Store for PostgresStore {
     }
 
     async fn list_rooms(&self, viewer: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomSummary>> {
-        let rows = sqlx::query_as::<_, (String, i64, bool)>(
+        // A room the viewer may see: public, or private with them a member.
+        let rows = sqlx::query_as::<_, (String, i64, bool, bool, bool, bool)>(
             "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name), \
-             EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.\"user\" = $1) \
-             FROM rooms r WHERE $2::text IS NULL OR r.name > $2 ORDER BY r.name LIMIT $3",
+             EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.\"user\" = $1), r.private, \
+             r.created_by = $1, \
+             EXISTS (SELECT 1 FROM room_moderators d WHERE d.room = r.name AND d.\"user\" = $1) \
+             FROM rooms r WHERE ($2::text IS NULL OR r.name > $2) \
+             AND (NOT r.private OR EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.\"user\" = $1)) \
+             ORDER BY r.name LIMIT $3",
         )
         .bind(viewer)
         .bind(after)
@@ -285,13 +291,23 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        let total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM rooms")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let total = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM rooms r WHERE NOT r.private \
+             OR EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.\"user\" = $1)",
+        )
+        .bind(viewer)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
         let items = rows
             .into_iter()
-            .map(|(name, members, joined)| RoomSummary { name, members: from_sql(members), joined })
+            .map(|(name, members, joined, private, owner, moderator)| RoomSummary {
+                name,
+                members: from_sql(members),
+                joined,
+                private,
+                role: crate::access::member_role(joined, owner, moderator),
+            })
             .collect();
         Ok(Page { items, total: from_sql(total) })
     }
@@ -449,15 +465,6 @@ impl Store for PostgresStore {
         .await
         .map_err(store_error)?;
         Ok(row.map(StoredMessage::from))
-    }
-
-    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>> {
-        let owner = sqlx::query_scalar::<_, String>("SELECT created_by FROM rooms WHERE name = $1")
-            .bind(room)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(owner)
     }
 
     async fn last_seq(&self, conv: &str) -> StoreResult<u64> {

@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod access;
 mod activity;
 mod changes;
 mod open;
@@ -417,15 +418,6 @@ impl Store for SqliteStore {
                 "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE m.conv = ?1 AND m.seq = ?2"
             ))?;
             Ok(statement.query_row(params![conv, to_sql(seq)], message_from).optional()?)
-        })
-        .await
-    }
-
-    async fn room_owner(&self, room: &str) -> StoreResult<Option<String>> {
-        let room = room.to_owned();
-        self.read(move |worker| {
-            let mut statement = worker.conn.prepare_cached("SELECT created_by FROM rooms WHERE name = ?1")?;
-            Ok(statement.query_row([room], |row| row.get(0)).optional()?)
         })
         .await
     }

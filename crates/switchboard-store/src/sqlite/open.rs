@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_delivered.sql"),
     include_str!("../../migrations/sqlite/0003_conversation_heads.sql"),
     include_str!("../../migrations/sqlite/0004_message_changes.sql"),
+    include_str!("../../migrations/sqlite/0005_private_rooms.sql"),
 ];
 
 /// Two cores' worth of concurrent reads (history, listings, login syncs).

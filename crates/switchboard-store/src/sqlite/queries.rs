@@ -377,17 +377,33 @@ pub(super) fn rooms_page(
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Page<RoomSummary>> {
+    // A room the viewer may see: public, or private with them a member.
     let mut statement = conn.prepare_cached(
         "SELECT r.name, (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name), \
-         EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user = ?1) \
-         FROM rooms r WHERE ?2 IS NULL OR r.name > ?2 ORDER BY r.name LIMIT ?3",
+         EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user = ?1), r.private, \
+         r.created_by = ?1, EXISTS (SELECT 1 FROM room_moderators d WHERE d.room = r.name AND d.user = ?1) \
+         FROM rooms r WHERE (?2 IS NULL OR r.name > ?2) \
+         AND (NOT r.private OR EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user = ?1)) \
+         ORDER BY r.name LIMIT ?3",
     )?;
     let items = statement
         .query_map(params![viewer, after, i64::from(limit)], |row| {
-            Ok(RoomSummary { name: row.get(0)?, members: row.get::<_, i64>(1)? as u64, joined: row.get(2)? })
+            let joined: bool = row.get(2)?;
+            Ok(RoomSummary {
+                name: row.get(0)?,
+                members: row.get::<_, i64>(1)? as u64,
+                joined,
+                private: row.get(3)?,
+                role: crate::access::member_role(joined, row.get(4)?, row.get(5)?),
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let total: i64 = conn.prepare_cached("SELECT COUNT(*) FROM rooms")?.query_row([], |row| row.get(0))?;
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM rooms r WHERE NOT r.private \
+             OR EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user = ?1)",
+        )?
+        .query_row([viewer], |row| row.get(0))?;
     Ok(Page { items, total: total as u64 })
 }
 

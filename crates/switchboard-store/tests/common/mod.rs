@@ -323,6 +323,7 @@ macro_rules! conformance_suite {
             reactions_are_one_per_user_and_bounded_per_message,
             changes_are_not_unread_and_not_the_last_message,
             conversations_by_activity_page_newest_first_while_messages_arrive,
+            private_rooms_moderators_mutes_bans_and_blocks,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -380,16 +381,92 @@ pub async fn check_after_upgrade(store: &dyn Store) {
     let outcomes = store.append(vec![edit, reply]).await.unwrap();
     assert_eq!(stored(&outcomes[1]).quote.as_ref().unwrap().text, "hello!");
     assert_eq!(texts_of(store, "room:lobby").await, ["hello!", "hello!", "and more"]);
+    // Rooms made before private rooms are public, owned by their creator.
+    let rules = store.room_rules("lobby").await.unwrap().unwrap();
+    assert_eq!((rules.private, rules.owner.as_str()), (false, "alice"));
+    let listed = store.list_rooms("alice", None, 10).await.unwrap().items;
+    assert_eq!((listed[0].private, listed[0].role), (false, Some(switchboard_store::Role::Owner)));
+    assert!(store.blocks_of("alice").await.unwrap().is_empty());
 }
 
 mod changes;
 
 pub mod conformance {
     pub use super::activity::conversations_by_activity_page_newest_first_while_messages_arrive;
-    use switchboard_store::{ConversationRecord, Page, RoomSummary, SessionRecord};
+    use switchboard_store::{ConversationRecord, Page, Role, RoomRules, RoomSummary, SessionRecord};
 
     pub use super::changes::*;
     use super::*;
+
+    pub async fn private_rooms_moderators_mutes_bans_and_blocks(fixture: &dyn Fixture) {
+        let store = fixture.open().await;
+        assert!(store.create_room_with("council", "alice", true, 1).await.unwrap());
+        assert!(!store.create_room_with("council", "bob", false, 2).await.unwrap(), "the name is taken");
+        assert!(store.create_room("lobby", "bob", 1).await.unwrap());
+        for (room, user) in [("council", "alice"), ("council", "bob"), ("lobby", "bob"), ("lobby", "carol")] {
+            store.add_member(room, user, 3).await.unwrap();
+        }
+        assert_eq!(store.room_rules("cellar").await.unwrap(), None);
+        let rules = RoomRules { private: true, owner: "alice".into(), moderators: vec![], muted: vec![] };
+        assert_eq!(store.room_rules("council").await.unwrap(), Some(rules));
+
+        // A private room is listed to its members only, and counted for them only.
+        let summary = |name: &str, members, joined, private, role| RoomSummary {
+            name: name.into(),
+            members,
+            joined,
+            private,
+            role,
+        };
+        assert_eq!(
+            store.list_rooms("carol", None, 10).await.unwrap(),
+            Page { items: vec![summary("lobby", 2, true, false, Some(Role::Member))], total: 1 }
+        );
+        assert_eq!(
+            store.list_rooms("alice", None, 10).await.unwrap(),
+            Page {
+                items: vec![
+                    summary("council", 2, true, true, Some(Role::Owner)),
+                    summary("lobby", 2, false, false, None)
+                ],
+                total: 2
+            }
+        );
+
+        // Moderators are members; a mute outlives membership.
+        assert!(!store.set_moderator("council", "carol", true).await.unwrap(), "not a member");
+        assert!(store.set_moderator("council", "bob", true).await.unwrap());
+        assert!(!store.set_moderator("council", "bob", true).await.unwrap(), "already");
+        assert_eq!(store.list_rooms("bob", None, 10).await.unwrap().items[0].role, Some(Role::Moderator));
+        assert!(store.set_muted("lobby", "carol", true).await.unwrap());
+        assert!(!store.set_muted("lobby", "carol", true).await.unwrap());
+        store.remove_member("lobby", "carol").await.unwrap();
+        assert_eq!(store.room_rules("lobby").await.unwrap().unwrap().muted, ["carol"]);
+        assert!(store.set_muted("lobby", "carol", false).await.unwrap());
+        assert!(store.room_rules("lobby").await.unwrap().unwrap().muted.is_empty());
+
+        // A ban takes the member and their moderation out, and holds until lifted.
+        assert!(store.ban("council", "bob", "alice", 4).await.unwrap(), "bob was a member");
+        assert!(!store.ban("council", "dave", "alice", 4).await.unwrap(), "dave was not");
+        assert!(store.is_banned("council", "bob").await.unwrap());
+        assert!(!store.is_banned("lobby", "bob").await.unwrap());
+        assert_eq!(store.members("council", None, 10).await.unwrap().items, ["alice"]);
+        assert!(store.room_rules("council").await.unwrap().unwrap().moderators.is_empty());
+        assert!(store.unban("council", "bob").await.unwrap());
+        assert!(!store.unban("council", "bob").await.unwrap());
+        assert!(!store.is_banned("council", "bob").await.unwrap());
+
+        // Blocks are one way.
+        assert!(store.block("alice", "mallory", 5).await.unwrap());
+        assert!(!store.block("alice", "mallory", 6).await.unwrap());
+        assert!(store.block("alice", "eve", 6).await.unwrap());
+        assert_eq!(store.blocks_of("alice").await.unwrap(), ["eve", "mallory"]);
+        assert!(store.blocks_of("mallory").await.unwrap().is_empty());
+        assert!(store.unblock("alice", "eve").await.unwrap());
+        assert!(!store.unblock("alice", "eve").await.unwrap());
+        assert_eq!(store.blocks_of("alice").await.unwrap(), ["mallory"]);
+        store.close().await;
+    }
 
     pub async fn seqs_are_gap_free_per_conversation_across_batches(fixture: &dyn Fixture) {
         let store = fixture.open().await;
@@ -745,8 +822,14 @@ pub mod conformance {
         assert_eq!(
             store.list_rooms("alice", None, 10).await.unwrap().items,
             [
-                RoomSummary { name: "attic".into(), members: 1, joined: true },
-                RoomSummary { name: "lobby".into(), members: 2, joined: true }
+                RoomSummary {
+                    name: "attic".into(),
+                    members: 1,
+                    joined: true,
+                    private: false,
+                    role: Some(Role::Member)
+                },
+                RoomSummary { name: "lobby".into(), members: 2, joined: true, private: false, role: Some(Role::Owner) }
             ]
         );
         assert!(store.remove_member("lobby", "alice").await.unwrap());
@@ -759,8 +842,14 @@ pub mod conformance {
             store.list_rooms("carol", None, 10).await.unwrap(),
             Page {
                 items: vec![
-                    RoomSummary { name: "attic".into(), members: 0, joined: false },
-                    RoomSummary { name: "lobby".into(), members: 1, joined: true }
+                    RoomSummary { name: "attic".into(), members: 0, joined: false, private: false, role: None },
+                    RoomSummary {
+                        name: "lobby".into(),
+                        members: 1,
+                        joined: true,
+                        private: false,
+                        role: Some(Role::Member)
+                    }
                 ],
                 total: 2
             }
