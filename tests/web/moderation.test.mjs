@@ -66,6 +66,21 @@ test('a private room: created with a lock, hidden, a member invited by name and 
   assert.equal(await bruno.locator('#invite-form').isHidden(), true);
   await screenshot(ottilie, 'private-room-members');
 
+  // The owner may delete a member's message from its menu; the member cannot delete the owner's.
+  await ottilie.locator('#composer-text').fill('welcome aboard');
+  await ottilie.locator('#composer-text').press('Enter');
+  await waitForMessage(bruno, 'welcome aboard');
+  const ownersMessage = bruno.locator('#message-list .msg').filter({ hasText: 'welcome aboard' }).last();
+  await ownersMessage.hover();
+  await ownersMessage.locator('.msg-menu-button').click();
+  await ownersMessage.locator('.msg-menu [role="menuitem"]', { hasText: 'Reply' }).waitFor();
+  assert.equal(await ownersMessage.locator('.msg-menu [role="menuitem"]', { hasText: 'Delete' }).count(), 0);
+  const membersMessage = ottilie.locator('#message-list .msg').filter({ hasText: 'thanks for the invite' }).last();
+  await membersMessage.hover();
+  await membersMessage.locator('.msg-menu-button').click();
+  await membersMessage.locator('.msg-menu [role="menuitem"]', { hasText: 'Delete' }).click();
+  await bruno.locator('#message-list .msg.deleted .tombstone', { hasText: 'This message was deleted.' }).waitFor();
+
   // Removed: out of the owner's member list, and the room leaves bruno's list.
   await ottilie.locator('#members [data-user="bruno"] [data-action="remove"]').click();
   await ottilie.locator('#members [data-user="bruno"]').waitFor({ state: 'detached' });

@@ -956,7 +956,10 @@ function onComposerInput() {
 
 /** What the per-message menu and the quotes and reactions of a message do. */
 function messageActions(conv) {
+  const role = conv.kind === 'room' ? state.rooms.get(conv.name)?.role : null;
   return {
+    // A room's owner and moderators may delete anyone's message there.
+    moderates: role === 'owner' || role === 'moderator',
     reply: (message) => setMode({ kind: 'reply', conv: conv.id, message }),
     edit: (message) => startEditing(conv, message),
     remove: (message) => changeMessage(conv, { type: 'delete', seq: message.seq }),

@@ -95,7 +95,8 @@ export function changeVersion(message) {
 /**
  * The parts of a message bubble: `quote` (null if not a reply), `text`, `edited` (null if not),
  * `reactions` (null if none) and `menu` (the actions button and its list). `actions` has
- * `reply(message)`, `edit(message)`, `remove(message)`, `react(message, emoji)`, `jump(seq)`.
+ * `reply(message)`, `edit(message)`, `remove(message)`, `react(message, emoji)`, `jump(seq)`, and
+ * `moderates` (the user may delete others' messages here).
  */
 export function messageParts(message, me, actions) {
   const mine = message.from === me;
@@ -174,7 +175,8 @@ function menuOf(message, mine, actions) {
       ...QUICK_REACTIONS.map((emoji) => item(emoji, () => actions.react(message, emoji), { 'aria-label': `React ${emoji}` })),
     ),
   );
-  if (mine) list.append(item('Edit', () => actions.edit(message)), item('Delete', () => actions.remove(message), { class: 'danger' }));
+  if (mine) list.append(item('Edit', () => actions.edit(message)));
+  if (mine || actions.moderates) list.append(item('Delete', () => actions.remove(message), { class: 'danger' }));
   const button = h('button', {
     type: 'button',
     class: 'msg-menu-button',
