@@ -8,6 +8,7 @@
 //! batch that fails gives its seqs back with it.
 
 mod append;
+mod joins;
 mod read_state;
 
 use std::borrow::Cow;
@@ -19,8 +20,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::{
-    AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store, StoreError,
-    StoreResult, StoredMessage, UserRecord,
+    AppendOutcome, ConversationRecord, JoinRequest, JoinedBatch, Millis, NewMessage, Page, RoomSummary, SessionRecord,
+    Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -373,6 +374,10 @@ impl Store for PostgresStore {
             .await
             .map_err(store_error)?;
         Ok(rooms)
+    }
+
+    async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
+        joins::join_rooms(&self.pool, requests, history, now).await
     }
 
     async fn open_session(

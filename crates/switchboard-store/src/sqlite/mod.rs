@@ -20,6 +20,7 @@
 //! before, a quarter of a private message's at 1k/s). No other process can open the database while
 //! the server runs, which the data folder's lock forbids anyway.
 
+mod joins;
 mod queries;
 mod threads;
 
@@ -35,8 +36,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    sync_start, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary, SessionRecord,
-    Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
+    sync_start, AppendOutcome, ConversationRecord, InlineAppend, JoinRequest, JoinedBatch, Millis, NewMessage, Page,
+    RoomSummary, SessionRecord, Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
 };
 use queries::*;
 use threads::*;
@@ -425,6 +426,11 @@ impl Store for SqliteStore {
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
         let user = user.to_owned();
         self.read(move |worker| Ok(rooms_of(&worker.conn, &user)?)).await
+    }
+
+    async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
+        let requests = requests.to_vec();
+        self.write(move |worker| Ok(joins::join_batch(worker, &requests, history, now)?)).await
     }
 
     async fn open_session(
