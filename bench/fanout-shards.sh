@@ -61,7 +61,7 @@ if lives:
     worst = lambda key: max((l[key] for l in lives if l[key] is not None), default=None, key=lambda v: v["p99_ms"])
     steady, sent_all = total("steady_members"), total("sent_all")
     merged["life"] = {
-        "joins_per_sec": members / merged["join_secs"] if merged["join_secs"] else None,
+        "joins_per_sec": members / merged["connect_secs"],
         "churn_members": total("churn_members"), "rejoined": total("rejoined"),
         "rejoin_latency_worst_shard": worst("rejoin_latency"),
         "rejoins_per_sec": sum(l["rejoins_per_sec"] or 0 for l in lives),
@@ -71,7 +71,7 @@ if lives:
         "reconnect_secs": max((l["reconnect_secs"] or 0 for l in lives), default=None),
         "sent_all": sent_all, "steady_members": steady, "steady_received": total("steady_received"),
         # Every sender is steady: each message is owed to every steady member but its sender.
-        "steady_lost": sent_all * (steady - 1) - total("steady_received"),
+        "steady_lost": sent_all * (steady - 1) - total("steady_received") if steady else None,
     }
 merged["errors"] = [s["errors"] for s in shards if s["errors"]]
 merged["drops"] = [s["drops"] for s in shards if s["drops"]]

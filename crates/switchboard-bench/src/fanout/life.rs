@@ -111,7 +111,7 @@ pub struct LifeReport {
     pub steady_members: u64,
     pub steady_received: u64,
     /// `sent_all × (steady_members − 1) − steady_received` (every sender is steady); only for a
-    /// single process, as the shards' counts add up in `bench/fanout-shards.sh`.
+    /// single process with steady members, as the shards' counts add up in `bench/fanout-shards.sh`.
     pub steady_lost: Option<i64>,
 }
 
@@ -240,7 +240,7 @@ pub(super) fn report(shared: &Shared, start: u64, members: u64, connect_secs: f6
         sent_all,
         steady_members,
         steady_received,
-        steady_lost: single.then(|| expected as i64 - steady_received as i64),
+        steady_lost: (single && steady_members > 0).then(|| expected as i64 - steady_received as i64),
     }
 }
 
