@@ -55,6 +55,24 @@ for k, step in enumerate(first["steps"]):
         "bus_messages_per_delivery": step["bus_messages_per_delivery"], "server": server,
         "bench_cpu_secs": sum(p["bench_cpu_secs"] or 0 for p in parts),
     })
+lives = [s["life"] for s in shards if s.get("life")]
+if lives:
+    total = lambda key: sum(l[key] for l in lives)
+    worst = lambda key: max((l[key] for l in lives if l[key] is not None), default=None, key=lambda v: v["p99_ms"])
+    steady, sent_all = total("steady_members"), total("sent_all")
+    merged["life"] = {
+        "joins_per_sec": members / merged["connect_secs"],
+        "churn_members": total("churn_members"), "rejoined": total("rejoined"),
+        "rejoin_latency_worst_shard": worst("rejoin_latency"),
+        "rejoins_per_sec": sum(l["rejoins_per_sec"] or 0 for l in lives),
+        "killed_node": lives[0]["killed_node"], "reconnected": total("reconnected"),
+        "reconnect_failures": total("reconnect_failures"),
+        "reconnect_latency_worst_shard": worst("reconnect_latency"),
+        "reconnect_secs": max((l["reconnect_secs"] or 0 for l in lives), default=None),
+        "sent_all": sent_all, "steady_members": steady, "steady_received": total("steady_received"),
+        # Every sender is steady: each message is owed to every steady member but its sender.
+        "steady_lost": sent_all * (steady - 1) - total("steady_received") if steady else None,
+    }
 merged["errors"] = [s["errors"] for s in shards if s["errors"]]
 merged["drops"] = [s["drops"] for s in shards if s["drops"]]
 print(json.dumps(merged))

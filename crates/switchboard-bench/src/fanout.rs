@@ -20,6 +20,9 @@ use crate::client::{text_frame, Clock, Connector, Failure, LoadArgs, Stage, Targ
 use crate::metrics::{self, ServerDelta};
 use crate::report::{self, Histogram, Latency, Reasons};
 
+mod life;
+pub use life::{LifeArgs, LifeReport};
+
 /// How long after the join phase the first message goes out.
 const START_DELAY: Duration = Duration::from_millis(200);
 /// How long closing all connections at the end may take.
@@ -66,6 +69,8 @@ pub struct FanoutArgs {
     /// sent by another is right (one machine, one clock). The joins must be done by then.
     #[arg(long, requires = "shard")]
     pub start_at: Option<u64>,
+    #[command(flatten)]
+    pub life: Box<LifeArgs>,
 }
 
 fn parse_shard(text: &str) -> Result<(u32, u32), String> {
@@ -110,6 +115,8 @@ pub struct FanoutReport {
     pub errors: BTreeMap<String, u64>,
     pub drops: BTreeMap<String, u64>,
     pub bench_rss_bytes: Option<u64>,
+    /// With `--churn` or `--kill-node`: the room's whole life.
+    pub life: Option<LifeReport>,
 }
 
 /// One step. Counts are of the messages sent within the step's measured window; `arrived` counts
@@ -232,6 +239,9 @@ struct Shared {
     join_events: AtomicU64,
     errors: Reasons,
     drops: Reasons,
+    targets: Vec<Target>,
+    life: LifeArgs,
+    life_tally: life::LifeTally,
 }
 
 /// What a member ends with.
@@ -256,6 +266,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         }
     }
     let rates = args.rates();
+    args.life.check(nodes.len(), args.senders)?;
     eprintln!(
         "fanout: {members} members in room {room} ({} sending), rate{} {} msg/s, {} s warm-up + {} s measured per step, on {} node{}, users {prefix}-*",
         args.senders,
@@ -298,13 +309,16 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         join_events: AtomicU64::new(0),
         errors: Reasons::default(),
         drops: Reasons::default(),
+        targets: nodes.targets.clone(),
+        life: (*args.life).clone(),
+        life_tally: Default::default(),
     });
     let (control_tx, control_rx) = watch::channel(Control::Wait);
     let tasks: Vec<_> = mine
         .iter()
         .map(|&index| {
-            let target = nodes.targets[placement[index as usize]].clone();
-            tokio::spawn(member(shared.clone(), index, target, sources[index as usize], control_rx.clone()))
+            let node = placement[index as usize];
+            tokio::spawn(member(shared.clone(), index, node, sources[index as usize], control_rx.clone()))
         })
         .collect();
     let connect_time = shared.connector.wait_all(mine.len() as u64).await;
@@ -325,6 +339,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         eprintln!("warning: this shard's joins ended after --start-at: its first step started without it");
     }
     let _ = control_tx.send(Control::Run(start));
+    let killer = tokio::spawn(life::kill_at(shared.clone(), start));
     let (progress_done, progress_rx) = oneshot::channel();
     let progress = tokio::spawn(print_progress(shared.clone(), start, members, progress_rx));
     let mut windows: Vec<(ServerDelta, Option<f64>)> = Vec::with_capacity(rates.len());
@@ -356,7 +371,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let _ = control_tx.send(Control::Stop);
     let _ = progress_done.send(());
     let _ = progress.await;
+    killer.abort();
     close(tasks).await;
+    let life = args
+        .life
+        .enabled()
+        .then(|| life::report(&shared, start, mine.len() as u64, connect_time.as_secs_f64(), args.shard.is_none()));
 
     let duration = load.duration_secs as f64;
     let steps = windows
@@ -419,6 +439,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         errors: shared.errors.snapshot(),
         drops: shared.drops.snapshot(),
         bench_rss_bytes: bench_rss,
+        life,
     };
     report::print(&summary(&report), &report, load.json)
 }
@@ -491,12 +512,12 @@ async fn join(shared: &Shared, target: &Target, source: Option<IpAddr>, user: &s
 async fn member(
     shared: Arc<Shared>,
     index: u32,
-    target: Target,
+    mut node: usize,
     source: Option<IpAddr>,
     mut control: watch::Receiver<Control>,
 ) -> Member {
     let user = format!("{}-{index:06}", shared.prefix);
-    let mut ws = match join(&shared, &target, source, &user).await {
+    let mut ws = match join(&shared, &shared.targets[node], source, &user).await {
         Ok(ws) => ws,
         Err(failure) => {
             shared.connector.failed(&failure);
@@ -515,6 +536,11 @@ async fn member(
     let mut seen = SeqWindow::default();
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
+    let mut life = life::MemberLife::new();
+    let churns = shared.life.churns(index, shared.senders);
+    let churn = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(churn);
+    let mut churn_pending = false;
     loop {
         tokio::select! {
             frame = ws.next() => match text_frame(frame) {
@@ -525,14 +551,32 @@ async fn member(
                         }
                         continue;
                     };
-                    on_frame(&shared, start, &text, &sent_at, &mut seen);
+                    if frame::kind(&text) == Some("room") {
+                        life.room_answer(&shared);
+                    } else if on_frame(&shared, start, &text, &sent_at, &mut seen) {
+                        life.received();
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => {
                     shared.drops.add(reason);
-                    return Member::default();
+                    // A new connection starts a new stream of seqs.
+                    seen = SeqWindow::default();
+                    match life.reconnect(&shared, &mut node, source, &user).await {
+                        Some(again) => ws = again,
+                        None => return Member::default(),
+                    }
                 }
             },
+            () = &mut churn, if churn_pending => {
+                churn_pending = false;
+                for request in life.rejoin_requests(&shared) {
+                    if let Err(error) = ws.send(Message::text(request)).await {
+                        shared.drops.add(format!("write error: {error}"));
+                        return Member::default();
+                    }
+                }
+            }
             () = &mut sleep, if next.is_some() => {
                 let (Some(start), Some((step, n, _))) = (start, next) else { continue };
                 let seq = sent_at.len() as u32;
@@ -560,6 +604,10 @@ async fn member(
                     Control::Stop => break,
                     Control::Run(run) if start.is_none() => {
                         start = Some(run);
+                        if churns {
+                            churn_pending = true;
+                            churn.as_mut().reset(clock.instant(run + shared.life.churn_at_secs * 1_000_000_000));
+                        }
                         if sending {
                             next = shared.steps.next_send(run, index, shared.senders, 0, 0);
                             if let Some((_, _, at)) = next {
@@ -572,14 +620,16 @@ async fn member(
             }
         }
     }
+    life.finish(&shared);
     Member { ws: Some(ws) }
 }
 
-fn on_frame(shared: &Shared, start: u64, text: &str, sent_at: &[u64], seen: &mut SeqWindow) {
+/// Records a frame received during the steps; returns true for a new delivery of a message.
+fn on_frame(shared: &Shared, start: u64, text: &str, sent_at: &[u64], seen: &mut SeqWindow) -> bool {
     match frame::kind(text) {
         Some("message") => {
             let now = shared.clock.nanos();
-            let Some(probe) = Probe::in_message(text) else { return };
+            let Some(probe) = Probe::in_message(text) else { return false };
             let seen = seen.insert(frame::u64_field(text, "\"seq\":").unwrap_or(0));
             let duplicate = seen == Seen::Duplicate;
             if !duplicate {
@@ -600,20 +650,25 @@ fn on_frame(shared: &Shared, start: u64, text: &str, sent_at: &[u64], seen: &mut
                     }
                 }
             }
+            !duplicate
         }
         Some("ack") => {
             let now = shared.clock.nanos();
             let Some(&at) = frame::u64_field(text, "\"ref\":").and_then(|seq| sent_at.get(seq as usize)) else {
-                return;
+                return false;
             };
             shared.acked.fetch_add(1, Ordering::Relaxed);
             if let Some((step, true)) = shared.steps.locate(start, at) {
                 shared.tallies[step].acked.fetch_add(1, Ordering::Relaxed);
                 shared.tallies[step].ack_latency.record_nanos(at, now);
             }
+            false
         }
-        Some("error") => shared.errors.add(frame::str_field(text, "\"code\":\"").unwrap_or("unknown")),
-        _ => {}
+        Some("error") => {
+            shared.errors.add(frame::str_field(text, "\"code\":\"").unwrap_or("unknown"));
+            false
+        }
+        _ => false,
     }
 }
 
@@ -795,6 +850,9 @@ pub fn summary(report: &FanoutReport) -> String {
         "  bench RSS          {}",
         report::or_na(report.bench_rss_bytes, |rss| report::bytes(rss as f64))
     );
+    if let Some(life) = &report.life {
+        life::summary(life, &mut out);
+    }
     report::write_reasons(&mut out, "server errors", &report.errors);
     report::write_reasons(&mut out, "connections lost", &report.drops);
     if report.errors.contains_key("rate_limited") {

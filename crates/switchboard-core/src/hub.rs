@@ -130,6 +130,11 @@ impl LocalHub {
         first
     }
 
+    /// Whether `user`'s connections here listen to `room`.
+    pub fn is_in_room(&self, user: &str, room: &str) -> bool {
+        self.user_rooms.read().get(user).is_some_and(|rooms| rooms.contains(room))
+    }
+
     /// Takes every local connection of `user` out of `room`. Returns true when the room has no
     /// listener here any more.
     pub fn leave_room(&self, user: &str, room: &str) -> bool {

@@ -39,6 +39,7 @@ pub mod fuzzing;
 mod gaps;
 pub mod hooks;
 mod hub;
+mod joins;
 mod link;
 mod login;
 pub mod metrics;

@@ -35,6 +35,11 @@ pub struct ChatMetrics {
     pub gap_messages_filled: AtomicU64,
     /// Seqs given up on (not in the store, or the read failed): a client sees a jump.
     pub gap_seqs_skipped: AtomicU64,
+    /// Joins made durable, and the store transactions that carried them.
+    pub joins: AtomicU64,
+    pub join_batches: AtomicU64,
+    /// Joins queued for the next batch.
+    pub joins_waiting: AtomicI64,
     pub delivery_latency: Histogram,
     /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
     pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
@@ -150,6 +155,14 @@ impl ChatMetrics {
             "switchboard_bus_gossip_received_total",
             "Word-count gossip (popular) received from the cluster bus.",
             &self.bus_gossip_received,
+        );
+        counter(out, "switchboard_joins_total", "Joins made durable.", &self.joins);
+        counter(out, "switchboard_join_batches_total", "Store transactions for join batches.", &self.join_batches);
+        gauge(
+            out,
+            "switchboard_joins_waiting",
+            "Joins queued for the next store batch.",
+            self.joins_waiting.load(Ordering::Relaxed),
         );
         self.password_checks.render(out);
         self.delivery_latency.render(

@@ -76,6 +76,8 @@ pub struct NodeShared {
     pub(crate) id_counter: AtomicU64,
     /// Where sends wait for the store.
     pub(crate) pipeline: Pipeline,
+    /// Where joins wait for the store.
+    pub(crate) joins: crate::joins::JoinQueue,
     pub(crate) bus_outbox: mpsc::Sender<(Topic, bytes::Bytes)>,
     /// Set when a publication failed (bus down): after the link is back, the other nodes' clients
     /// are asked to resume, since they may have missed what this node could not publish.
@@ -102,6 +104,7 @@ impl ChatNode {
         let inline = store.inline_append().is_some();
         let (pipeline, pipeline_receiver) = Pipeline::new(inline, config.pipeline_capacity, config.batch_max);
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
+        let (joins, join_receiver) = crate::joins::JoinQueue::new(config.pipeline_capacity);
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
         let (fences, fence_inbox) = Fences::new();
         let metrics = ChatMetrics::default();
@@ -132,6 +135,7 @@ impl ChatNode {
             id_salt: rand::random(),
             id_counter: AtomicU64::new(0),
             pipeline,
+            joins,
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
@@ -154,7 +158,8 @@ impl ChatNode {
         let fences = tokio::spawn(fence::run_fences(Arc::downgrade(&shared), fence_inbox));
         let gaps = tokio::spawn(gaps::run_gap_filler(Arc::downgrade(&shared), shared.hub.gaps.clone()));
         let sizes = tokio::spawn(crate::room_size::run_room_sizes(Arc::downgrade(&shared)));
-        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences, gaps, sizes]);
+        let joins = tokio::spawn(crate::joins::run_joins(Arc::downgrade(&shared), join_receiver));
+        shared.tasks.lock().extend([publisher, listener, upkeep, subscriptions, fences, gaps, sizes, joins]);
         shared.publish(Topic::Cluster, &BusHeader::NodeJoined, None);
         Ok(ChatNode { shared })
     }

@@ -95,6 +95,13 @@ impl NodeShared {
         Ok(after.max(before) <= self.config.room_events_max_members)
     }
 
+    /// Records `joined` new members through this node at once; returns the count before them.
+    pub(crate) async fn members_joined(&self, room: &str, joined: u64) -> Result<u64, ChatError> {
+        let before = self.room_members(room).await?;
+        self.room_sizes.changed(room, before, joined as i64);
+        Ok(before)
+    }
+
     pub(crate) fn room_size_heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
         self.room_sizes.heard(room, node, members, counted_at, online);
     }

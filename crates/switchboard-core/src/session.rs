@@ -329,13 +329,13 @@ impl Session {
                 self.join(&room, true, reference).await?;
             }
             Request::Join { room } => {
-                let created = shared.store.create_room(&room, me, now_millis()).await?;
-                if created {
-                    shared.room_created(&room, me, false);
-                } else {
-                    shared.check_join(&room, me).await?;
+                // An existing room may refuse the join (invite-only, a ban); a missing one is
+                // created by it, in the join's batch.
+                match shared.check_join(&room, me).await {
+                    Ok(_) | Err(ChatError::RoomNotFound(_)) => {}
+                    Err(error) => return Err(error),
                 }
-                self.join(&room, created, reference).await?;
+                self.join(&room, false, reference).await?;
             }
             Request::Leave { room } => {
                 if !shared.store.room_exists(&room).await? {
@@ -503,35 +503,38 @@ impl Session {
     async fn join(&self, room: &str, created: bool, reference: Option<&RefValue>) -> Result<(), ChatError> {
         let shared = &self.node.shared;
         let me: &str = &self.connection.user;
-        let newly = shared.store.add_member(room, me, now_millis()).await?;
+        let listening = shared.hub.is_in_room(me, room);
         if shared.hub.join_room(me, room) {
             shared.room_listeners_changed(room);
         }
+        // Subscribed before the batch reads the history: a room message committed elsewhere after
+        // the read reaches this node.
+        shared.room_subscriptions_settled().await;
+        let answer = match shared.joins.join(shared, room, me).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                if !listening && shared.hub.leave_room(me, room) {
+                    shared.room_listeners_changed(room);
+                }
+                return Err(error);
+            }
+        };
+        if answer.joined.created {
+            shared.room_created(room, me, false);
+        }
         shared.publish_membership(me, room, true);
-        if newly && shared.membership_changed(room, true).await? {
+        if answer.member_event {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
             shared.event_to_room(room, &joined, None);
         }
-        // Subscribed before the history read: a room message committed elsewhere after the read
-        // reaches this node.
-        shared.room_subscriptions_settled().await;
-        let conv = ConvId::room(room).to_string();
-        let history = shared.store.messages_before(&conv, None, shared.config.join_history).await?;
-        if newly {
-            // A new member starts reading from now: the join answer carries the recent history, so
-            // a later sync without a cursor must not replay the room's whole past.
-            let last = shared.store.last_seq(&conv).await?;
-            shared.store.set_read(me, &conv, last).await?;
-        }
         // Live messages of the room follow on from the answer's history.
-        let answered = match history.last() {
-            Some(message) => message.seq,
-            None => shared.store.last_seq(&conv).await?,
-        };
-        self.connection.caught_up(&conv, answered);
+        let history = &answer.room.history;
+        let answered = history.last().map_or(answer.room.last_seq, |message| message.seq.max(answer.room.last_seq));
+        self.connection.caught_up(&ConvId::room(room).to_string(), answered);
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.
         views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));
+        let created = created || answer.joined.created;
         let rules = shared.room_rules(room).await?;
         let role = rules.role_of(me).as_str();
         let private = rules.private;

@@ -58,6 +58,12 @@ pub trait Store: RoomAccess + Send + Sync + 'static {
     /// Rooms a user is a member of, by name.
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>>;
 
+    /// A batch of joins in one transaction (the core queues concurrent joins and hands them over
+    /// together): creates the missing rooms, adds the members, starts each new member's read
+    /// marker at the room's newest seq, and reads each room's newest `history` messages once for
+    /// all its joins. On `Err` none of the batch is stored.
+    async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch>;
+
     /// What a login writes and then needs, in one call so a store can do it in one round trip:
     /// creates the user (without a password) when `create_user` and the name is free, stores the
     /// new `session` if any, and returns the rooms the user is a member of, by name.

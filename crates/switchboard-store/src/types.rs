@@ -284,3 +284,50 @@ impl ActivityCursor {
 pub fn by_activity(a: &ConversationRecord, b: &ConversationRecord) -> std::cmp::Ordering {
     b.last_ts.cmp(&a.last_ts).then_with(|| a.conv.cmp(&b.conv))
 }
+/// One `join` of a batch of joins: `user` becomes a member of `room`, which is created (by them)
+/// if missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub room: String,
+    pub user: String,
+}
+
+/// What one join of a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// The room did not exist: this join created it (one join per created room says so).
+    pub created: bool,
+    /// The user was not a member before; their read marker now starts at the room's newest seq.
+    pub newly: bool,
+}
+
+/// A joined room as the join answers need it, read once for all its joins in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedRoom {
+    /// The newest messages (at most the limit asked for), ascending.
+    pub history: Vec<StoredMessage>,
+    /// The room's newest seq when the members were added (0 without messages).
+    pub last_seq: u64,
+}
+
+/// What a batch of joins did: one [`Joined`] per request, in order, and each room's read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinedBatch {
+    pub joins: Vec<Joined>,
+    pub rooms: std::collections::HashMap<String, JoinedRoom>,
+}
+
+impl JoinedBatch {
+    /// The rooms of `requests`, each once, in first-seen order, with the index of the request
+    /// that comes first for each: the one that creates the room when it is missing.
+    pub fn distinct_rooms(requests: &[JoinRequest]) -> Vec<(&str, usize)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut rooms: Vec<(&str, usize)> = Vec::new();
+        for (index, request) in requests.iter().enumerate() {
+            if seen.insert(request.room.as_str()) {
+                rooms.push((&request.room, index));
+            }
+        }
+        rooms
+    }
+}

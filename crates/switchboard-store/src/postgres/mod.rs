@@ -10,6 +10,7 @@
 mod access;
 mod append;
 mod changes;
+mod joins;
 mod read_state;
 
 use std::borrow::Cow;
@@ -21,8 +22,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::{
-    ActivityCursor, AppendOutcome, ConversationRecord, Millis, NewMessage, Page, RoomSummary, SessionRecord, Store,
-    StoreError, StoreResult, StoredMessage, UserRecord,
+    ActivityCursor, AppendOutcome, ConversationRecord, JoinRequest, JoinedBatch, Millis, NewMessage, Page, RoomSummary,
+    SessionRecord, Store, StoreError, StoreResult, StoredMessage, UserRecord,
 };
 use changes::{MessageRow, MESSAGES, MESSAGE_COLUMNS};
 
@@ -362,6 +363,10 @@ impl Store for PostgresStore {
             .await
             .map_err(store_error)?;
         Ok(rooms)
+    }
+
+    async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
+        joins::join_rooms(&self.pool, requests, history, now).await
     }
 
     async fn open_session(

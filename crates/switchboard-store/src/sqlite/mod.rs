@@ -23,6 +23,7 @@
 mod access;
 mod activity;
 mod changes;
+mod joins;
 mod open;
 mod own_markers;
 mod queries;
@@ -38,8 +39,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    ActivityCursor, AppendOutcome, ConversationRecord, InlineAppend, Millis, NewMessage, Page, RoomSummary,
-    SessionRecord, Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
+    ActivityCursor, AppendOutcome, ConversationRecord, InlineAppend, JoinRequest, JoinedBatch, Millis, NewMessage,
+    Page, RoomSummary, SessionRecord, Store, StoreError, StoreResult, StoredMessage, SyncRead, UserRecord,
 };
 use own_markers::OwnMarkers;
 use queries::*;
@@ -292,6 +293,11 @@ impl Store for SqliteStore {
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
         let user = user.to_owned();
         self.read(move |worker| Ok(rooms_of(&worker.conn, &user)?)).await
+    }
+
+    async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
+        let requests = requests.to_vec();
+        self.write(move |worker| Ok(joins::join_batch(worker, &requests, history, now)?)).await
     }
 
     async fn open_session(

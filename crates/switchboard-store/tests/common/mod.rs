@@ -324,6 +324,7 @@ macro_rules! conformance_suite {
             changes_are_not_unread_and_not_the_last_message,
             conversations_by_activity_page_newest_first_while_messages_arrive,
             private_rooms_moderators_mutes_bans_and_blocks,
+            a_batch_of_joins_creates_each_room_once_and_reads_each_history_once,
         );
     };
     (@tests $fixture:expr; $($check:ident),* $(,)?) => {
@@ -1057,6 +1058,42 @@ pub mod conformance {
             .map(|read| read.conversation)
             .collect();
         assert_eq!(peer_state(synced), bobs);
+        store.close().await;
+    }
+
+    pub async fn a_batch_of_joins_creates_each_room_once_and_reads_each_history_once(fixture: &dyn Fixture) {
+        use switchboard_store::{JoinRequest, Joined};
+        let store = fixture.open().await;
+        assert!(store.create_room("hall", "amy", 1).await.unwrap());
+        store.add_member("hall", "amy", 1).await.unwrap();
+        let three: Vec<NewMessage> = (1..=3).map(|n| in_room("hall", "amy", &format!("h{n}"), None)).collect();
+        store.append(three).await.unwrap();
+        let join = |room: &str, user: &str| JoinRequest { room: room.into(), user: user.into() };
+        let requests =
+            [join("hall", "bob"), join("new", "dan"), join("hall", "cat"), join("new", "eve"), join("hall", "bob")];
+        let batch = store.join_rooms(&requests, 2, 5).await.unwrap();
+        let joined = |created, newly| Joined { created, newly };
+        assert_eq!(
+            batch.joins,
+            [joined(false, true), joined(true, true), joined(false, true), joined(false, true), joined(false, false)]
+        );
+        assert_eq!(batch.rooms.len(), 2);
+        assert_eq!(seqs(&batch.rooms["hall"].history), [2, 3]);
+        assert_eq!(batch.rooms["hall"].last_seq, 3);
+        assert!(batch.rooms["new"].history.is_empty());
+        assert_eq!(batch.rooms["new"].last_seq, 0);
+        assert_eq!(store.members("hall", None, 10).await.unwrap().items, ["amy", "bob", "cat"]);
+        assert_eq!(store.members("new", None, 10).await.unwrap().items, ["dan", "eve"]);
+        assert!(!store.create_room("new", "zed", 6).await.unwrap(), "the batch created the room");
+        // A new member reads from the room's newest message on, as after a single join.
+        let hall = store.conversations_of("cat").await.unwrap();
+        assert_eq!((hall[0].conv.as_str(), hall[0].read_seq), ("room:hall", 3));
+        // Joining again changes nothing and moves no marker back.
+        store.set_read("bob", "room:hall", 3).await.unwrap();
+        let again = store.join_rooms(&[join("hall", "bob")], 0, 7).await.unwrap();
+        assert_eq!(again.joins, [joined(false, false)]);
+        assert!(again.rooms["hall"].history.is_empty());
+        assert_eq!(store.conversations_of("bob").await.unwrap()[0].read_seq, 3);
         store.close().await;
     }
 }
