@@ -126,7 +126,7 @@ impl NodeShared {
     /// (a member coming back, or its owner).
     pub(crate) async fn check_join(&self, room: &str, user: &str) -> Result<Arc<RoomRules>, ChatError> {
         let rules = self.room_rules(room).await?;
-        if self.store.is_banned(room, user).await? {
+        if rules.is_banned(user) {
             return Err(ChatError::Banned(room.to_owned()));
         }
         if rules.private && rules.role_of(user) != Role::Owner && !self.is_member(user, room).await? {

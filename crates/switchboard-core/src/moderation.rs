@@ -53,6 +53,7 @@ impl NodeShared {
                 if !self.store.unban(room, user).await? {
                     return Err(ChatError::InvalidField(format!("{user} is not banned from {room}")));
                 }
+                self.room_rules_changed(room);
             }
             ModAction::Mute | ModAction::Unmute => {
                 let muted = action == ModAction::Mute;

@@ -34,6 +34,8 @@ pub struct RoomRules {
     pub moderators: Vec<String>,
     /// By name.
     pub muted: Vec<String>,
+    /// By name: kept with the rules so a `join` checks them without a store read.
+    pub banned: Vec<String>,
 }
 
 impl RoomRules {
@@ -46,6 +48,10 @@ impl RoomRules {
         } else {
             Role::Member
         }
+    }
+
+    pub fn is_banned(&self, user: &str) -> bool {
+        self.banned.iter().any(|banned| banned == user)
     }
 
     pub fn is_muted(&self, user: &str) -> bool {

@@ -314,7 +314,7 @@ async fn the_store_calls_of_one_join_do_not_grow_with_the_room() {
         calls_per_join.push(store.calls() - before);
         members.push(next);
     }
-    // The ban check (private rooms and moderation) and one batch call: no count, no separate
-    // history, marker or room read.
-    assert_eq!(calls_per_join, [2, 2], "store calls of a join at 11 and 102 members");
+    // One batch call: no count, no separate history, marker or room read, and the ban check
+    // reads the node's cached room rules.
+    assert_eq!(calls_per_join, [1, 1], "store calls of a join at 11 and 102 members");
 }

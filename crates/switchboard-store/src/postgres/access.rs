@@ -44,7 +44,8 @@ impl RoomAccess for PostgresStore {
         let moderators =
             self.names("SELECT \"user\" FROM room_moderators WHERE room = $1 ORDER BY \"user\"", room).await?;
         let muted = self.names("SELECT \"user\" FROM room_mutes WHERE room = $1 ORDER BY \"user\"", room).await?;
-        Ok(Some(RoomRules { private, owner, moderators, muted }))
+        let banned = self.names("SELECT \"user\" FROM room_bans WHERE room = $1 ORDER BY \"user\"", room).await?;
+        Ok(Some(RoomRules { private, owner, moderators, muted, banned }))
     }
 
     async fn set_moderator(&self, room: &str, user: &str, on: bool) -> StoreResult<bool> {

@@ -45,7 +45,8 @@ impl RoomAccess for SqliteStore {
             let Some((private, owner)) = head else { return Ok(None) };
             let moderators = names(conn, "SELECT user FROM room_moderators WHERE room = ?1 ORDER BY user", &room)?;
             let muted = names(conn, "SELECT user FROM room_mutes WHERE room = ?1 ORDER BY user", &room)?;
-            Ok(Some(RoomRules { private, owner, moderators, muted }))
+            let banned = names(conn, "SELECT user FROM room_bans WHERE room = ?1 ORDER BY user", &room)?;
+            Ok(Some(RoomRules { private, owner, moderators, muted, banned }))
         })
         .await
     }

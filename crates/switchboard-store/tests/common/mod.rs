@@ -408,7 +408,8 @@ pub mod conformance {
             store.add_member(room, user, 3).await.unwrap();
         }
         assert_eq!(store.room_rules("cellar").await.unwrap(), None);
-        let rules = RoomRules { private: true, owner: "alice".into(), moderators: vec![], muted: vec![] };
+        let rules =
+            RoomRules { private: true, owner: "alice".into(), moderators: vec![], muted: vec![], banned: vec![] };
         assert_eq!(store.room_rules("council").await.unwrap(), Some(rules));
 
         // A private room is listed to its members only, and counted for them only.
@@ -453,9 +454,11 @@ pub mod conformance {
         assert!(!store.is_banned("lobby", "bob").await.unwrap());
         assert_eq!(store.members("council", None, 10).await.unwrap().items, ["alice"]);
         assert!(store.room_rules("council").await.unwrap().unwrap().moderators.is_empty());
+        assert_eq!(store.room_rules("council").await.unwrap().unwrap().banned, ["bob", "dave"]);
         assert!(store.unban("council", "bob").await.unwrap());
         assert!(!store.unban("council", "bob").await.unwrap());
         assert!(!store.is_banned("council", "bob").await.unwrap());
+        assert_eq!(store.room_rules("council").await.unwrap().unwrap().banned, ["dave"]);
 
         // Blocks are one way.
         assert!(store.block("alice", "mallory", 5).await.unwrap());
