@@ -122,6 +122,32 @@ test('users on different nodes see each other online and chat privately and in a
     await una.page.locator('#conv-sub', { hasText: '2 members' }).waitFor();
     await una.page.locator('#members .member', { hasText: 'vic' }).locator('.dot.online').waitFor();
     await screenshot(una.page, 'desktop-cluster-room');
+
+    // Changes and moderation cross the bus: vic edits and reacts on his node, una (the room's
+    // owner) deletes his message and mutes him on hers.
+    const item = (page, text) => page.locator('#message-list .msg').filter({ has: page.locator('.text', { hasText: text }) });
+    const menu = async (page, text, action) => {
+      const message = item(page, text).last();
+      await message.hover();
+      await message.locator('.msg-menu-button').click();
+      await message.locator('.msg-menu [role="menuitem"]', { hasText: action }).click();
+    };
+    await menu(vic.page, 'glad to be in', 'Edit');
+    await vic.page.locator('#composer-text').fill('glad to be in here');
+    await vic.page.locator('#composer-text').press('Enter');
+    await item(una.page, 'glad to be in here').locator('.edited', { hasText: '(edited)' }).waitFor();
+    await menu(vic.page, 'welcome, vic', '👍');
+    await item(una.page, 'welcome, vic').locator('.reaction', { hasText: '👍 1' }).waitFor();
+    await menu(una.page, 'glad to be in here', 'Delete');
+    await vic.page.locator('#message-list .msg.deleted .tombstone', { hasText: 'This message was deleted.' }).waitFor();
+    await vic.page.locator('#members-button').click();
+    await una.page.locator('#members [data-user="vic"] [data-action="mute"]').click();
+    // Once vic's page hears of the mute, his node has dropped the room's cached rules too.
+    await vic.page.locator('#members [data-user="vic"]', { hasText: 'muted' }).waitFor();
+    await vic.page.locator('#composer-text').fill('can you hear me?');
+    await vic.page.locator('#composer-text').press('Enter');
+    await vic.page.locator('#message-list .msg.failed', { hasText: 'can you hear me?' }).waitFor();
+    assert.equal(await item(una.page, 'can you hear me?').count(), 0, 'a muted member sends nothing');
     assert.deepEqual(una.problems, []);
     assert.deepEqual(vic.problems, []);
   } finally {
