@@ -229,6 +229,9 @@ fn reactions_text(reactions: &Value) -> String {
     shown.join(" ")
 }
 
+/// How many entries after the read marker the server's unread count looks at.
+const UNREAD_COUNT_SPAN: u64 = 1000;
+
 /// One entry of `/conversations`: the name, unread count, age of the newest message and, for a
 /// private conversation, whether the peer received ("delivered") or read ("seen") the newest one;
 /// then the start of that message. `me` is the user, whose own message reads "you: ...".
@@ -237,8 +240,11 @@ pub fn conversation_line(conversation: &Value, now: u64, me: &str) -> String {
         Some(room) => format!("room:{}", clean(room)),
         None => clean(str_of(conversation, "peer")),
     };
-    let unread = conversation["unread"].as_u64().unwrap_or(0);
     let last_seq = conversation["last_seq"].as_u64().unwrap_or(0);
+    // The server counts the first 1000 entries after the read marker (protocol: `conversations`).
+    let behind = last_seq.saturating_sub(conversation["read_seq"].as_u64().unwrap_or(0));
+    let unread = conversation["unread"].as_u64().unwrap_or(0);
+    let unread = if behind > UNREAD_COUNT_SPAN { format!("{unread}+") } else { unread.to_string() };
     let last = conversation["last_ts"].as_u64().filter(|&ts| ts > 0);
     let last = last.map(|ts| format!(", last message {}", age(ts, now))).unwrap_or_default();
     let reached = |field: &str| last_seq > 0 && conversation[field].as_u64().is_some_and(|seq| seq >= last_seq);
@@ -274,6 +280,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_unread_count_past_the_servers_span_reads_as_a_lower_bound() {
+        let far = json!({"peer": "bob", "last_seq": 5200, "read_seq": 1200, "unread": 1000});
+        assert!(conversation_line(&far, 0, "alice").contains("(1000+ unread"));
+        let near = json!({"peer": "bob", "last_seq": 5200, "read_seq": 4300, "unread": 880});
+        assert!(conversation_line(&near, 0, "alice").contains("(880 unread"));
+    }
 
     #[test]
     fn ages_and_durations() {

@@ -112,6 +112,10 @@ pub use switchboard_protocol::event::Reaction;
 /// reactions, stays small.
 pub const MAX_REACTIONS: usize = 100;
 
+/// Unread counts look at most this many entries after the read marker, so a listing costs the
+/// same however far behind a member of a busy room is; past it a count is a lower bound.
+pub const UNREAD_COUNT_SPAN: u64 = 1000;
+
 /// What a reply shows of the message it quotes, read with the reply: no second request needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {

@@ -7,14 +7,14 @@ use crate::{room_cursor, ActivityCursor, ConversationRecord, Millis, Page, Store
 
 type ConversationRow = (String, i64, Millis, i64, i64, i64, i64);
 
-/// How many messages (not changes) follow the read marker `r` in the conversation `conv`: a
-/// range of the primary key, as long as what is unread.
+/// How many messages (not changes) follow the read marker `r` in the conversation `conv`, among
+/// the 1000 ([`crate::UNREAD_COUNT_SPAN`]) entries after it: a bounded range of the primary key.
 macro_rules! unread {
     ($conv:literal) => {
         concat!(
             "(SELECT COUNT(*) FROM messages x WHERE x.conv = ",
             $conv,
-            " AND x.seq > COALESCE(r.seq, 0) AND x.kind = 0)"
+            " AND x.seq > COALESCE(r.seq, 0) AND x.seq <= COALESCE(r.seq, 0) + 1000 AND x.kind = 0)"
         )
     };
 }

@@ -10,6 +10,7 @@ use super::threads::Worker;
 use crate::{
     reactions_from_sql, reactions_to_sql, room_cursor, sync_start, AppendOutcome, ConversationRecord, EntryKind,
     Millis, NewMessage, Page, Quote, RoomSummary, SessionRecord, StoreError, StoreResult, StoredMessage, SyncRead,
+    UNREAD_COUNT_SPAN,
 };
 
 /// Bounds the memory of the head cache; past it the cache starts over, as heads are cheap to
@@ -272,15 +273,19 @@ fn head_columns(conv: &str) -> String {
 /// How many messages (not changes) follow `after` in `conv`: the unread count of a read marker
 /// raised after it was read (own_markers.rs).
 pub(super) fn unread_after(conn: &Connection, conv: &str, after: u64) -> rusqlite::Result<u64> {
-    let mut statement =
-        conn.prepare_cached("SELECT COUNT(*) FROM messages WHERE conv = ?1 AND seq > ?2 AND kind = 0")?;
-    Ok(statement.query_row(params![conv, to_sql(after)], |row| row.get::<_, i64>(0))? as u64)
+    let mut statement = conn
+        .prepare_cached("SELECT COUNT(*) FROM messages WHERE conv = ?1 AND seq > ?2 AND seq <= ?2 + ?3 AND kind = 0")?;
+    let span = to_sql(UNREAD_COUNT_SPAN);
+    Ok(statement.query_row(params![conv, to_sql(after), span], |row| row.get::<_, i64>(0))? as u64)
 }
 
-/// How many messages (not changes) follow the read marker `r` in conversation `conv`: a range of
-/// the clustered key, as long as what is unread.
+/// How many messages (not changes) follow the read marker `r` in conversation `conv`, among the
+/// [`UNREAD_COUNT_SPAN`] entries after it: a range of the clustered key, bounded.
 fn unread_column(conv: &str) -> String {
-    format!("(SELECT COUNT(*) FROM messages x WHERE x.conv = {conv} AND x.seq > COALESCE(r.seq, 0) AND x.kind = 0)")
+    format!(
+        "(SELECT COUNT(*) FROM messages x WHERE x.conv = {conv} AND x.seq > COALESCE(r.seq, 0) \
+         AND x.seq <= COALESCE(r.seq, 0) + {UNREAD_COUNT_SPAN} AND x.kind = 0)"
+    )
 }
 
 static CONVERSATIONS_OF: LazyLock<String> = LazyLock::new(|| {

@@ -1,6 +1,6 @@
 //! The conformance checks of edits, deletions, replies and reactions.
 
-use switchboard_store::{EntryKind, Reaction, Rejection, MAX_REACTIONS, QUOTE_CHARS};
+use switchboard_store::{EntryKind, Reaction, Rejection, MAX_REACTIONS, QUOTE_CHARS, UNREAD_COUNT_SPAN};
 
 use super::*;
 
@@ -177,4 +177,22 @@ pub async fn changes_are_not_unread_and_not_the_last_message(fixture: &dyn Fixtu
     last.sort();
     assert_eq!(last, [("dm:alice:bob".into(), 1, "hey".into()), ("room:lobby".into(), 3, "two".into())]);
     store.close().await;
+}
+
+/// An unread count looks at the first [`UNREAD_COUNT_SPAN`] entries after the read marker only:
+/// exact within them, a lower bound past them, in every listing.
+pub async fn unread_counts_look_at_a_bounded_span_of_entries(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let span = UNREAD_COUNT_SPAN;
+    let batch: Vec<NewMessage> = (0..span + 5).map(|n| dm("alice", "bob", &format!("m{n}"), None)).collect();
+    store.append(batch).await.unwrap();
+    let listed = store.conversations_of("bob").await.unwrap();
+    assert_eq!((listed[0].last_seq, listed[0].unread), (span + 5, span));
+    let page = store.conversations_by_activity("bob", None, 10).await.unwrap();
+    assert_eq!(page.items[0].unread, span);
+    assert_eq!(store.set_read("bob", "dm:alice:bob", 10).await.unwrap(), 10);
+    let page = store.conversations_page("bob", None, 10).await.unwrap();
+    assert_eq!(page.items[0].unread, span - 5, "exact within the span");
+    let sync = store.sync_read("bob", &Default::default(), 1).await.unwrap();
+    assert_eq!(sync[0].conversation.unread, span - 5);
 }

@@ -322,6 +322,7 @@ macro_rules! conformance_suite {
             a_reply_carries_a_current_quote_and_needs_a_live_target,
             reactions_are_one_per_user_and_bounded_per_message,
             changes_are_not_unread_and_not_the_last_message,
+            unread_counts_look_at_a_bounded_span_of_entries,
             conversations_by_activity_page_newest_first_while_messages_arrive,
             private_rooms_moderators_mutes_bans_and_blocks,
             a_batch_of_joins_creates_each_room_once_and_reads_each_history_once,
