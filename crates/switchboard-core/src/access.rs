@@ -119,7 +119,7 @@ impl NodeShared {
         if self.hub.is_member_here(user, room) {
             return Ok(true);
         }
-        Ok(self.store.rooms_of(user).await?.iter().any(|r| r == room))
+        Ok(self.store.is_member(room, user).await?)
     }
 
     /// May `user` join `room` (which exists)? Not when banned; a private room only by invitation

@@ -271,7 +271,7 @@ async fn require_user(shared: &NodeShared, user: &str) -> Result<(), ChatError> 
 }
 
 async fn require_member(shared: &NodeShared, user: &str, room: &str) -> Result<(), ChatError> {
-    if shared.hub.is_member_here(user, room) || shared.store.rooms_of(user).await?.iter().any(|r| r == room) {
+    if shared.hub.is_member_here(user, room) || shared.store.is_member(room, user).await? {
         return Ok(());
     }
     if !shared.store.room_exists(room).await? {

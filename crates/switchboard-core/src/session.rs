@@ -159,8 +159,7 @@ impl Session {
             return Ok(());
         }
         // Another node may have changed the membership; the store is the truth.
-        let rooms = shared.store.rooms_of(&self.connection.user).await?;
-        if rooms.iter().any(|r| r == room) {
+        if shared.store.is_member(room, &self.connection.user).await? {
             return Ok(());
         }
         if !shared.store.room_exists(room).await? {

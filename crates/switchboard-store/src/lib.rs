@@ -57,6 +57,11 @@ pub trait Store: RoomAccess + Send + Sync + 'static {
     async fn members(&self, room: &str, after: Option<&str>, limit: u32) -> StoreResult<Page<String>>;
     /// Rooms a user is a member of, by name.
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>>;
+    /// Whether `user` is a member of `room`: one key lookup in the stores here (the default
+    /// reads all the user's rooms).
+    async fn is_member(&self, room: &str, user: &str) -> StoreResult<bool> {
+        Ok(self.rooms_of(user).await?.iter().any(|member_of| member_of == room))
+    }
 
     /// A batch of joins in one transaction (the core queues concurrent joins and hands them over
     /// together): creates the missing rooms, adds the members, starts each new member's read

@@ -365,6 +365,15 @@ impl Store for PostgresStore {
         Ok(rooms)
     }
 
+    async fn is_member(&self, room: &str, user: &str) -> StoreResult<bool> {
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM room_members WHERE room = $1 AND \"user\" = $2)")
+            .bind(room)
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
     async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
         joins::join_rooms(&self.pool, requests, history, now).await
     }

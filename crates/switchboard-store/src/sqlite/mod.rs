@@ -295,6 +295,17 @@ impl Store for SqliteStore {
         self.read(move |worker| Ok(rooms_of(&worker.conn, &user)?)).await
     }
 
+    async fn is_member(&self, room: &str, user: &str) -> StoreResult<bool> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.read(move |worker| {
+            let mut statement = worker
+                .conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM room_members WHERE room = ?1 AND user = ?2)")?;
+            Ok(statement.query_row(params![room, user], |row| row.get(0))?)
+        })
+        .await
+    }
+
     async fn join_rooms(&self, requests: &[JoinRequest], history: u32, now: Millis) -> StoreResult<JoinedBatch> {
         let requests = requests.to_vec();
         self.write(move |worker| Ok(joins::join_batch(worker, &requests, history, now)?)).await

@@ -409,6 +409,9 @@ pub mod conformance {
             store.add_member(room, user, 3).await.unwrap();
         }
         assert_eq!(store.room_rules("cellar").await.unwrap(), None);
+        assert!(store.is_member("council", "bob").await.unwrap());
+        assert!(!store.is_member("council", "carol").await.unwrap(), "a member elsewhere only");
+        assert!(!store.is_member("cellar", "bob").await.unwrap(), "no such room");
         let rules =
             RoomRules { private: true, owner: "alice".into(), moderators: vec![], muted: vec![], banned: vec![] };
         assert_eq!(store.room_rules("council").await.unwrap(), Some(rules));
@@ -454,6 +457,7 @@ pub mod conformance {
         assert!(store.is_banned("council", "bob").await.unwrap());
         assert!(!store.is_banned("lobby", "bob").await.unwrap());
         assert_eq!(store.members("council", None, 10).await.unwrap().items, ["alice"]);
+        assert!(!store.is_member("council", "bob").await.unwrap(), "banned, so out");
         assert!(store.room_rules("council").await.unwrap().unwrap().moderators.is_empty());
         assert_eq!(store.room_rules("council").await.unwrap().unwrap().banned, ["bob", "dave"]);
         assert!(store.unban("council", "bob").await.unwrap());
