@@ -96,15 +96,7 @@ pub(super) async fn conversations_page(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    let total = sqlx::query_scalar::<_, i64>(
-        "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = $1 OR user_b = $1) \
-         + (SELECT COUNT(*) FROM room_members WHERE \"user\" = $1)",
-    )
-    .bind(user)
-    .fetch_one(pool)
-    .await
-    .map_err(store_error)?;
-    Ok(Page { items: rows.into_iter().map(record).collect(), total: from_sql(total) })
+    Ok(Page { items: rows.into_iter().map(record).collect(), total: conversation_total(pool, user).await? })
 }
 
 /// The user's conversations by latest activity. Each conversation's row holds its head, so the
@@ -146,6 +138,11 @@ pub(super) async fn conversations_by_activity(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
+    Ok(Page { items: rows.into_iter().map(record).collect(), total: conversation_total(pool, user).await? })
+}
+
+/// How many conversations the user has: private ones with messages and the rooms they are in.
+async fn conversation_total(pool: &PgPool, user: &str) -> StoreResult<u64> {
     let total = sqlx::query_scalar::<_, i64>(
         "SELECT (SELECT COUNT(*) FROM conversations WHERE user_a = $1 OR user_b = $1) \
          + (SELECT COUNT(*) FROM room_members WHERE \"user\" = $1)",
@@ -154,7 +151,7 @@ pub(super) async fn conversations_by_activity(
     .fetch_one(pool)
     .await
     .map_err(store_error)?;
-    Ok(Page { items: rows.into_iter().map(record).collect(), total: from_sql(total) })
+    Ok(from_sql(total))
 }
 
 /// Moves the read marker forward and the delivered marker with it; returns the read marker.
