@@ -1,9 +1,10 @@
 //! Switchboard's cluster bus: how a node reaches the other nodes.
 //!
 //! Routing is targeted: a node publishes to a [`Topic`] and only the nodes subscribed to it
-//! receive the message. Each node is subscribed to its own [`Topic::Node`] inbox (private
-//! messages for users it holds) and to [`Topic::Cluster`] (presence and heartbeats); it subscribes
-//! to a [`Topic::Room`] while it has a member of that room online.
+//! receive the message. Each node is subscribed to its own [`Topic::Node`] inbox (answers meant for
+//! it alone) and to [`Topic::Cluster`] (presence and heartbeats); it subscribes to a
+//! [`Topic::User`] while it holds a connection of that user (private messages and events for the
+//! user) and to a [`Topic::Room`] while it has a member of that room online.
 //!
 //! [`InProcessBroker`] connects nodes that live in one process: the standalone server (a cluster
 //! of one) and the test kit's multi-node clusters. Networked backends implement the same trait.
@@ -28,6 +29,8 @@ pub enum Topic {
     Node(String),
     /// Every node with a member of this room online.
     Room(String),
+    /// Every node holding a connection of this user.
+    User(String),
     /// Every node.
     Cluster,
 }

@@ -224,6 +224,7 @@ impl Subjects {
         match topic {
             Topic::Node(id) => format!("{prefix}.node.{}", subject_token(id)),
             Topic::Room(name) => format!("{prefix}.room.{}", subject_token(name)),
+            Topic::User(name) => format!("{prefix}.user.{}", subject_token(name)),
             Topic::Cluster => format!("{prefix}.cluster"),
         }
     }
@@ -445,6 +446,7 @@ mod tests {
         let subjects = Subjects::new("my.cluster");
         assert_eq!(subjects.of(&Topic::Room("team.red".into())), "my~cluster.room.team~red");
         assert_eq!(subjects.of(&Topic::Node("n1".into())), "my~cluster.node.n1");
+        assert_eq!(subjects.of(&Topic::User("bob.smith".into())), "my~cluster.user.bob~smith");
         assert_eq!(subjects.of(&Topic::Cluster), "my~cluster.cluster");
     }
 

@@ -206,6 +206,7 @@ impl ChannelNames {
         match topic {
             Topic::Node(id) => format!("{}node:{id}", self.prefix),
             Topic::Room(name) => format!("{}room:{name}", self.prefix),
+            Topic::User(name) => format!("{}user:{name}", self.prefix),
             Topic::Cluster => format!("{}cluster", self.prefix),
         }
     }
@@ -216,6 +217,8 @@ impl ChannelNames {
             Some(Topic::Cluster)
         } else if let Some(id) = rest.strip_prefix("node:") {
             Some(Topic::Node(id.to_owned()))
+        } else if let Some(name) = rest.strip_prefix("user:") {
+            Some(Topic::User(name.to_owned()))
         } else {
             rest.strip_prefix("room:").map(|name| Topic::Room(name.to_owned()))
         }
@@ -338,9 +341,17 @@ impl Link {
                     None => return SessionEnd::Lost("pub/sub connection closed".into()),
                 },
                 Some(reply) = self.sync_requests.recv() => {
+                    // One sync answers every request queued so far: a login storm's subscriptions
+                    // cost one diff of the set and one SUBSCRIBE, not one each.
+                    let mut replies = vec![reply];
+                    while let Ok(more) = self.sync_requests.try_recv() {
+                        replies.push(more);
+                    }
                     let result = connections.sync(&self.shared, &self.channels).await;
                     // The set is recorded either way: a failed sync is repaired by the reconnect.
-                    let _ = reply.send(());
+                    for reply in replies {
+                        let _ = reply.send(());
+                    }
                     if let Err(error) = result {
                         return SessionEnd::Lost(format!("subscribing failed: {error}"));
                     }
@@ -510,7 +521,12 @@ mod tests {
     #[test]
     fn channel_names_round_trip() {
         let names = ChannelNames::new("switchboard");
-        for topic in [Topic::Node("n-1".into()), Topic::Room("general.chat".into()), Topic::Cluster] {
+        for topic in [
+            Topic::Node("n-1".into()),
+            Topic::Room("general.chat".into()),
+            Topic::User("bob.smith".into()),
+            Topic::Cluster,
+        ] {
             assert_eq!(names.topic(&names.of(&topic)), Some(topic));
         }
         assert_eq!(names.of(&Topic::Room("lobby".into())), "switchboard:room:lobby");

@@ -150,10 +150,11 @@ impl ChatNode {
     /// were on this node.
     pub fn disconnect_user(&self, user: &str) -> usize {
         let shared = &self.shared;
-        for node in shared.presence.remote_nodes_of(user, &shared.config.node_id) {
-            let header = BusHeader::Disconnect { user: user.to_owned() };
-            shared.publish(switchboard_bus::Topic::Node(node.to_string()), &header, None);
-        }
+        shared.publish(
+            switchboard_bus::Topic::User(user.to_owned()),
+            &BusHeader::Disconnect { user: user.to_owned() },
+            None,
+        );
         shared.disconnect_local(user)
     }
 

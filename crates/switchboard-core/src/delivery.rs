@@ -24,7 +24,6 @@ impl NodeShared {
         let view = pipeline::view_of(message);
         let frame = ServerFrame::Message(&view).encode();
         let conv = message.conv.as_str();
-        let me = self.config.node_id.as_str();
         if let Some(room) = &message.room {
             let reached = self.hub.deliver_to_room(room, conv, message.seq, &frame, skip);
             if self.has_peers() {
@@ -56,17 +55,16 @@ impl NodeShared {
         if recipient != sender {
             reached += self.hub.deliver_to_user(sender, conv, message.seq, &frame, skip);
         }
-        let mut nodes = self.presence.remote_nodes_of(recipient, me);
-        nodes.extend(self.presence.remote_nodes_of(sender, me));
-        nodes.sort();
-        nodes.dedup();
-        for node in nodes {
-            let header = BusHeader::UserMessage {
-                users: vec![recipient.clone(), sender.clone()],
-                conv: message.conv.clone(),
-                seq: message.seq,
-            };
-            self.publish(Topic::Node(node.to_string()), &header, Some(&frame));
+        if self.has_peers() {
+            // Each user's topic reaches the nodes holding that user's connections, whatever the
+            // presence table here says yet: a device that logged in elsewhere a moment ago is
+            // subscribed before its sync read, so this message is in its sync or reaches it here.
+            let users = if recipient == sender { vec![recipient] } else { vec![recipient, sender] };
+            for user in users {
+                let header =
+                    BusHeader::UserMessage { users: vec![user.clone()], conv: message.conv.clone(), seq: message.seq };
+                self.publish(Topic::User(user.clone()), &header, Some(&frame));
+            }
         }
         reached
     }
@@ -74,9 +72,9 @@ impl NodeShared {
     /// Sends an event to a user's connections here (but `skip`) and on the other nodes holding them.
     pub(crate) fn event_to_user(&self, user: &str, frame: &WireFrame, skip: Option<ConnId>) {
         self.hub.event_to_user(user, frame, skip);
-        for node in self.presence.remote_nodes_of(user, &self.config.node_id) {
+        if self.has_peers() {
             let header = BusHeader::UserEvent { users: vec![user.to_owned()] };
-            self.publish(Topic::Node(node.to_string()), &header, Some(frame));
+            self.publish(Topic::User(user.to_owned()), &header, Some(frame));
         }
     }
 
@@ -91,6 +89,7 @@ impl NodeShared {
     pub(crate) fn local_presence_changed(&self, user: &str) {
         let count = self.hub.connections_of(user).len() as u32;
         let now = now_millis();
+        self.user_connections_changed(user);
         let change = self.presence.set(&self.config.node_id, user, count, now);
         let since = self.presence.info(user).map_or(now, |info| info.since);
         self.publish(Topic::Cluster, &BusHeader::Presence { user: user.to_owned(), connections: count, since }, None);
@@ -147,9 +146,7 @@ impl NodeShared {
 
     /// Publishes a membership change to the other nodes holding the user's connections.
     pub(crate) fn publish_membership(&self, user: &str, room: &str, joined: bool) {
-        for node in self.presence.remote_nodes_of(user, &self.config.node_id) {
-            let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined };
-            self.publish(Topic::Node(node.to_string()), &header, None);
-        }
+        let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined };
+        self.publish(Topic::User(user.to_owned()), &header, None);
     }
 }

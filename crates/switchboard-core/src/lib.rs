@@ -4,8 +4,8 @@
 //! - [`session`]: a logged-in connection; turns a checked request into work, as its user only.
 //! - [`pipeline`]: batches messages into the store, then fans each one out once it is durable.
 //! - [`hub`]: the connections on this node, by user and by room, and what they receive.
-//! - [`cluster`]: what crosses the bus to other nodes, and what comes back; [`fence`] makes a
-//!   login wait until the other nodes know of it, [`subscriptions`] keeps room topics in step.
+//! - [`cluster`]: what crosses the bus to other nodes, and what comes back; [`subscriptions`] keeps the
+//!   user and room topics in step with whom the node holds, [`fence`] confirms a farewell.
 //! - [`outbound`]: each connection's bounded queue of encoded frames.
 //!
 //! - `delivery`: where a durable message or an event goes, here and on other nodes; `link`: this

@@ -28,12 +28,7 @@ impl NodeShared {
             return;
         }
         let payload = cluster::encode(self.incarnation, header, frame.map(|f| f.payload()).as_ref());
-        match header {
-            BusHeader::Presence { user, connections, .. } if *connections > 0 => {
-                self.fences.log_presence(user, || self.enqueue(topic, payload));
-            }
-            _ => self.enqueue(topic, payload),
-        }
+        self.enqueue(topic, payload);
     }
 
     fn enqueue(&self, topic: Topic, payload: bytes::Bytes) {
@@ -57,16 +52,22 @@ impl NodeShared {
 
     /// The room got its first listener here, or lost its last: its bus subscription follows.
     pub(crate) fn room_listeners_changed(&self, room: &str) {
-        self.room_subscriptions.touch(room);
+        self.subscriptions.touch(Topic::Room(room.to_owned()));
     }
 
-    /// Returns once the room subscriptions asked for so far are in place on the bus.
-    pub(crate) async fn room_subscriptions_settled(&self) {
+    /// The user got a first connection here, or lost the last: the user's topic follows.
+    pub(crate) fn user_connections_changed(&self, user: &str) {
+        self.subscriptions.touch(Topic::User(user.to_owned()));
+    }
+
+    /// Returns once the subscriptions asked for so far are in place on the bus: whatever another
+    /// node publishes afterwards to those rooms and users reaches this node.
+    pub(crate) async fn subscriptions_settled(&self) {
         if !self.has_peers() {
             return;
         }
-        if tokio::time::timeout(self.config.node_timeout, self.room_subscriptions.settled()).await.is_err() {
-            tracing::warn!("room subscriptions did not settle in time");
+        if tokio::time::timeout(self.config.node_timeout, self.subscriptions.settled()).await.is_err() {
+            tracing::warn!("bus subscriptions did not settle in time");
         }
     }
 
@@ -84,6 +85,9 @@ impl NodeShared {
         self.publish_presence_snapshot();
         for room in self.hub.rooms_with_listeners() {
             self.room_listeners_changed(&room);
+        }
+        for connection in self.hub.all_connections() {
+            self.user_connections_changed(&connection.user);
         }
         self.ask_clients_to_resume(i64::MAX);
     }
@@ -110,18 +114,6 @@ impl NodeShared {
     fn publish_presence_snapshot(&self) {
         let users = self.presence.counts_of_node(&self.config.node_id);
         self.publish(Topic::Cluster, &BusHeader::PresenceSnapshot { users, since: now_millis() }, None);
-    }
-
-    /// Tells these users' connections here to resume: they may have missed a private message.
-    pub(crate) fn ask_users_to_resume(&self, users: &[std::sync::Arc<str>]) {
-        let mut asked = 0;
-        for user in users {
-            for connection in self.hub.connections_of(user) {
-                connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
-                asked += 1;
-            }
-        }
-        tracing::info!(connections = asked, "asking clients to resume after a late fence answer");
     }
 
     /// Forgets what a node held (it left, died or started anew); its users go offline unless
@@ -188,7 +180,6 @@ impl NodeShared {
             }
             Heard::Restarted => {
                 tracing::info!(node = from, "node restarted");
-                self.fences.gone(from);
                 self.forget_node(from);
             }
             Heard::New | Heard::Known => {}
@@ -209,8 +200,12 @@ impl NodeShared {
         }
         match header {
             BusHeader::UserMessage { users, conv, seq } => {
-                if let [first, second] = users.as_slice() {
-                    self.conversation_started(first, second, seq);
+                if seq == 1 {
+                    if let Ok(switchboard_protocol::ConvId::Direct { low, high }) =
+                        switchboard_protocol::ConvId::parse(&conv)
+                    {
+                        self.conversation_started(&low, &high, seq);
+                    }
                 }
                 let frame = frame();
                 let mut reached = 0;
@@ -251,7 +246,6 @@ impl NodeShared {
                 }
             }
             BusHeader::LinkRestored { lost_publications, last_lost_at } => {
-                self.fences.link_restored(from, incarnation);
                 self.publish_presence_snapshot();
                 if lost_publications {
                     self.access.clear();
@@ -263,7 +257,6 @@ impl NodeShared {
             BusHeader::Heartbeat { .. } => {}
             BusHeader::NodeLeft => {
                 self.directory.leave(from, incarnation);
-                self.fences.gone(from);
                 self.forget_node(from);
             }
             BusHeader::Membership { user, room, joined } => {
@@ -275,7 +268,7 @@ impl NodeShared {
             BusHeader::Fence { round } => {
                 self.publish(Topic::Node(message.from_node), &BusHeader::FenceAnswer { round }, None);
             }
-            BusHeader::FenceAnswer { round } => self.fences.answered(from, incarnation, round),
+            BusHeader::FenceAnswer { round } => self.fences.answered(from, round),
             BusHeader::NodeJoined => self.publish_presence_snapshot(),
             BusHeader::RoomRules { .. } | BusHeader::Blocks { .. } => self.access_heard(&header),
             BusHeader::Words { seconds } => {

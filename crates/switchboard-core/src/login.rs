@@ -260,18 +260,11 @@ impl NodeShared {
     }
 
     /// Before a new connection's sync read: once this returns, whatever another node commits
-    /// reaches this connection over the bus (its rooms are subscribed, and every live node has
-    /// applied its presence), so the sync and the live stream leave no gap between them.
+    /// reaches this connection over the bus (the user's topic and its rooms' are subscribed on
+    /// the broker), so the sync and the live stream leave no gap between them. It waits for the
+    /// broker only, never for another node: a dead or slow node holds no login up.
     pub(crate) async fn catch_up_with_cluster(&self) {
-        if !self.has_peers() {
-            return;
-        }
-        let wait = async {
-            tokio::join!(self.room_subscriptions.settled(), self.fences.pass());
-        };
-        if tokio::time::timeout(self.config.node_timeout, wait).await.is_err() {
-            tracing::warn!("the cluster did not catch up with a new connection in time; syncing anyway");
-        }
+        self.subscriptions_settled().await;
     }
 
     /// The users `user` has private conversations with (the first `presence_watch_max`), whose

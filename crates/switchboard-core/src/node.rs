@@ -30,7 +30,7 @@ use crate::pipeline::{self, Pipeline};
 use crate::popular::PopularWords;
 use crate::presence::PresenceTable;
 use crate::ratelimit::{LoginThrottle, TokenBucket};
-use crate::subscriptions::RoomSubscriptions;
+use crate::subscriptions::Subscriptions;
 
 /// Bus publications waiting to go out; past this the oldest work is refused, not buffered.
 const BUS_OUTBOX_CAPACITY: usize = 65_536;
@@ -84,7 +84,7 @@ pub struct NodeShared {
     /// When a bus publication last failed (ms), 0 if none since the link was last restored.
     pub(crate) lost_publications: Arc<AtomicI64>,
     /// Rooms this node listens to on the bus.
-    pub(crate) room_subscriptions: Arc<RoomSubscriptions>,
+    pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fences: Fences,
     /// How many `room_created` went out this second, and the rooms waiting to be coalesced.
     pub(crate) room_announcements: crate::announce::RoomAnnouncements,
@@ -139,7 +139,7 @@ impl ChatNode {
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
-            room_subscriptions: Arc::new(RoomSubscriptions::default()),
+            subscriptions: Arc::new(Subscriptions::default()),
             fences,
             room_announcements: Default::default(),
             access: Default::default(),
@@ -154,7 +154,7 @@ impl ChatNode {
             tokio::spawn(link::run_bus_publisher(shared.bus.clone(), bus_receiver, shared.lost_publications.clone()));
         let listener = tokio::spawn(link::run_bus_listener(Arc::downgrade(&shared), incoming));
         let upkeep = tokio::spawn(link::run_cluster_upkeep(Arc::downgrade(&shared)));
-        let subscriptions = tokio::spawn(RoomSubscriptions::run(Arc::downgrade(&shared)));
+        let subscriptions = tokio::spawn(Subscriptions::run(Arc::downgrade(&shared)));
         let fences = tokio::spawn(fence::run_fences(Arc::downgrade(&shared), fence_inbox));
         let gaps = tokio::spawn(gaps::run_gap_filler(Arc::downgrade(&shared), shared.hub.gaps.clone()));
         let sizes = tokio::spawn(crate::room_size::run_room_sizes(Arc::downgrade(&shared)));

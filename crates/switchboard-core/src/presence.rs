@@ -123,17 +123,6 @@ impl PresenceTable {
         })
     }
 
-    /// Nodes other than `me` that hold a connection of `user`.
-    pub fn remote_nodes_of(&self, user: &str, me: &str) -> Vec<Arc<str>> {
-        let users = self.users.read();
-        users
-            .get(user)
-            .map(|presence| {
-                presence.nodes.iter().filter(|(node, _)| &**node != me).map(|(node, _)| node.clone()).collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Every online user, sorted and unique.
     pub fn online(&self) -> Vec<Arc<str>> {
         self.users.read().keys().cloned().collect()
@@ -196,6 +185,5 @@ mod tests {
         assert_eq!(online, ["alice", "bob", "carol"]);
         let gone: Vec<String> = table.remove_node("n2").iter().map(|u| u.to_string()).collect();
         assert_eq!(gone, ["alice"]);
-        assert_eq!(table.remote_nodes_of("bob", "n2"), vec![Arc::<str>::from("n1")]);
     }
 }

@@ -508,7 +508,7 @@ impl Session {
         }
         // Subscribed before the batch reads the history: a room message committed elsewhere after
         // the read reaches this node.
-        shared.room_subscriptions_settled().await;
+        shared.subscriptions_settled().await;
         let answer = match shared.joins.join(shared, room, me).await {
             Ok(answer) => answer,
             Err(error) => {

@@ -1,12 +1,14 @@
-//! The node's room subscriptions on the bus, kept in step with the rooms it has listeners in.
+//! The node's bus subscriptions, kept in step with whom it holds: a room's topic while the room
+//! has listeners here, a user's topic while the user has a connection here.
 //!
-//! Changes are applied by one task, so a subscription and an unsubscription of the same room can
-//! never overtake each other; each room is set to what the hub says when its turn comes, so a burst
-//! of changes to one room costs one bus call. A new connection waits for the changes requested
-//! before its sync read: a room message published after that read then reaches this node.
+//! Changes are applied by one task, so a subscription and an unsubscription of the same topic can
+//! never overtake each other; each topic is set to what the hub says when its turn comes, so a
+//! burst of changes to one topic costs one bus call. A new connection waits for the changes
+//! requested before its sync read: whatever another node publishes after that read (a room
+//! message, a private message, an event for the user) then reaches this node.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use parking_lot::Mutex;
 use switchboard_bus::Topic;
@@ -15,32 +17,32 @@ use tokio::task::JoinSet;
 
 use crate::node::NodeShared;
 
-/// Rooms whose subscription may be out of step, and how many requests were made so far.
+/// Topics whose subscription may be out of step, and how many requests were made so far.
 #[derive(Default)]
 struct Dirty {
-    rooms: BTreeSet<Arc<str>>,
+    topics: BTreeSet<Topic>,
     requested: u64,
 }
 
-pub struct RoomSubscriptions {
+pub struct Subscriptions {
     dirty: Mutex<Dirty>,
     wake: Notify,
     /// The last request number applied.
     applied: watch::Sender<u64>,
 }
 
-impl Default for RoomSubscriptions {
+impl Default for Subscriptions {
     fn default() -> Self {
-        RoomSubscriptions { dirty: Mutex::default(), wake: Notify::new(), applied: watch::channel(0).0 }
+        Subscriptions { dirty: Mutex::default(), wake: Notify::new(), applied: watch::channel(0).0 }
     }
 }
 
-impl RoomSubscriptions {
-    /// Asks for the room's subscription to follow the hub (subscribed while it has listeners).
-    pub fn touch(&self, room: &str) {
+impl Subscriptions {
+    /// Asks for the topic's subscription to follow the hub.
+    pub fn touch(&self, topic: Topic) {
         {
             let mut dirty = self.dirty.lock();
-            dirty.rooms.insert(Arc::from(room));
+            dirty.topics.insert(topic);
             dirty.requested += 1;
         }
         self.wake.notify_one();
@@ -57,31 +59,35 @@ impl RoomSubscriptions {
     pub(crate) async fn run(node: Weak<NodeShared>) {
         loop {
             let Some(shared) = node.upgrade() else { return };
-            let (rooms, mark) = {
-                let mut dirty = shared.room_subscriptions.dirty.lock();
-                (std::mem::take(&mut dirty.rooms), dirty.requested)
+            let (topics, mark) = {
+                let mut dirty = shared.subscriptions.dirty.lock();
+                (std::mem::take(&mut dirty.topics), dirty.requested)
             };
-            if rooms.is_empty() {
-                let subscriptions = shared.room_subscriptions.clone();
+            if topics.is_empty() {
+                let subscriptions = shared.subscriptions.clone();
                 drop(shared);
                 // A `touch` since the check above left a permit: this returns at once.
                 subscriptions.wake.notified().await;
                 continue;
             }
             let mut calls = JoinSet::new();
-            for room in rooms {
+            for topic in topics {
+                let wanted = match &topic {
+                    Topic::Room(room) => shared.hub.has_listeners(room),
+                    Topic::User(user) => shared.hub.is_local(user),
+                    Topic::Node(_) | Topic::Cluster => continue,
+                };
                 let bus = shared.bus.clone();
-                let wanted = shared.hub.has_listeners(&room);
                 calls.spawn(async move {
-                    let topic = Topic::Room(room.to_string());
-                    let outcome = if wanted { bus.subscribe(topic).await } else { bus.unsubscribe(topic).await };
+                    let outcome =
+                        if wanted { bus.subscribe(topic.clone()).await } else { bus.unsubscribe(topic.clone()).await };
                     if let Err(error) = outcome {
-                        tracing::warn!(%error, room = %room, wanted, "room subscription change failed");
+                        tracing::warn!(%error, ?topic, wanted, "bus subscription change failed");
                     }
                 });
             }
             while calls.join_next().await.is_some() {}
-            shared.room_subscriptions.applied.send_replace(mark);
+            shared.subscriptions.applied.send_replace(mark);
         }
     }
 }

@@ -90,8 +90,9 @@ async fn holds_connection_of(server: &switchboard_testkit::TestServer, user: &st
     server.node().connections().iter().any(|connection| &*connection.user == user)
 }
 
-/// A login on n2 reads its sync while n1 may not have heard of it yet: n1 would then route a
-/// message committed after that read nowhere. The login waits until n1 has caught up instead.
+/// A login on n2 reads its sync while n1 has not heard of it yet (n1's bus deliveries are held):
+/// n1 routes a message committed after that read by bob's user topic, which n2 subscribed before
+/// the read, not by what n1 knows of bob, so it reaches him once, live or in the sync.
 #[tokio::test]
 async fn a_login_misses_nothing_committed_on_a_node_that_has_not_heard_of_it_yet() {
     let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
