@@ -5,8 +5,7 @@
 // moves the cursor like any other) but never shown; it is applied to its target only when newer
 // than the target's `changed_seq`, so replayed entries never undo a newer state.
 
-import { h } from './dom.js';
-import { linkify } from './composer.js';
+import { h, linkify } from './dom.js';
 
 /** The reactions the menu offers; any other can come from other clients. */
 export const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '👀'];

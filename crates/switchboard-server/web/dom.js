@@ -1,5 +1,5 @@
-// DOM helpers. Everything a user typed (names, message texts) goes into the page as text nodes:
-// nothing here ever parses a string as HTML.
+// DOM helpers, and message texts as nodes with their links made clickable. Everything a user typed
+// (names, message texts) goes into the page as text nodes: nothing here ever parses a string as HTML.
 
 /**
  * Creates an element. `props`: `class`, `text` (set as textContent), `title`, `dataset` (object),
@@ -21,6 +21,25 @@ export function h(tag, props = {}, ...children) {
     element.append(typeof child === 'string' ? document.createTextNode(child) : child);
   }
   return element;
+}
+
+/** http(s) URLs in a text; the trailing punctuation of a sentence is not part of one. */
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'’”]/g;
+
+/**
+ * A message text as nodes: text nodes, and `<a>` elements for the URLs in it (opened in a new
+ * tab, without giving that tab a handle on this page). Nothing is parsed as HTML.
+ */
+export function linkify(text) {
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    if (match.index > last) nodes.push(text.slice(last, match.index));
+    nodes.push(h('a', { href: match[0], target: '_blank', rel: 'noopener noreferrer', text: match[0] }));
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) nodes.push(text.slice(last));
+  return nodes;
 }
 
 /** `document.getElementById`, failing loudly when the page lacks the element. */

@@ -1,7 +1,7 @@
-// Presence as the server scopes it (docs/protocol.md, "Whose presence a connection hears"): the
-// login brings the contacts (private conversations' peers); anyone else this client shows is
-// asked about with `watch`; a big room's counts come from `room_size` instead of one event per
-// join.
+// Presence: the set of users online, kept from `online` lists and events, as the server scopes it
+// (docs/protocol.md, "Whose presence a connection hears"): the login brings the contacts (private
+// conversations' peers); anyone else this client shows is asked about with `watch`; a big room's
+// counts come from `room_size` instead of one event per join.
 
 /** Most users watched beyond the contacts; the server's own bound is far higher. */
 const WATCH_MAX = 100;
@@ -71,4 +71,26 @@ export function applyListed(entries, apply) {
 export function applyRoomSize(room, frame) {
   room.members = frame.members;
   room.online = frame.online;
+}
+
+/**
+ * Presence is a set: a new `online` list (in pages) replaces it once complete, and events apply
+ * to both. Takes one page; returns whether the list is complete.
+ */
+export function takeOnlineList(chat, frame) {
+  if (!chat.onlineNext) chat.onlineNext = new Set();
+  for (const user of frame.users) chat.onlineNext.add(user);
+  if (!frame.done) return false;
+  chat.online = chat.onlineNext;
+  chat.onlineNext = null;
+  return true;
+}
+
+/** A user came online or went offline (an event, a listing, a `watch` answer). */
+export function setOnline(chat, user, online) {
+  for (const set of [chat.online, chat.onlineNext]) {
+    if (!set) continue;
+    if (online) set.add(user);
+    else set.delete(user);
+  }
 }

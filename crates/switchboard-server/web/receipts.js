@@ -1,7 +1,11 @@
-// Delivered and seen: how far the peer of a private conversation has received and read it, kept
-// from the `conversations` listing, the login's `sync` and live `delivered` / `read` events, so the
-// receipt under one's newest message is right after a reload and on every device; and what this
-// device reports it received, with `delivered`.
+// Read and delivered markers. Ours: the open conversation is reported read (`read`), and reads on
+// our other devices clear the unread count here. The peer's, in a private conversation: how far
+// they have received and read it, kept from the `conversations` listing, the login's `sync` and live
+// `delivered` / `read` events, so the receipt under one's newest message is right after a reload and
+// on every device. And what this device reports it received, with `delivered`.
+
+import { isChange } from './changes.js';
+import { targetOf } from './chat.js';
 
 /** Takes a private conversation's peer markers from a `conversations` or `sync` entry. */
 export function takePeerMarkers(conv, entry) {
@@ -59,5 +63,66 @@ export class DeliveryReports {
       if (error?.code !== 'disconnected') console.warn('delivered', error);
       next();
     });
+  }
+}
+
+/** Messages from others after the read marker among those held; changes do not count. */
+function unreadHeld(conv, me) {
+  let unread = 0;
+  for (const message of conv.messages.values()) {
+    if (message.seq > conv.readSeq && message.from !== me && !isChange(message)) unread += 1;
+  }
+  return unread;
+}
+
+/** Our read marker, and the `read` / `delivered` events that move either side's. */
+export class ReadMarkers {
+  /** `app`: `{chat, server: {request(frame), loggedIn}, invalidate(...parts)}`. */
+  constructor(app) {
+    this.app = app;
+  }
+
+  /** Tells the server (and our other devices) that the open conversation was read. */
+  markRead(conv) {
+    const { chat, server, invalidate } = this.app;
+    if (!chat.isViewing(conv) || !server.loggedIn) return;
+    if (conv.kind === 'room' && !chat.rooms.get(conv.name)?.joined) return;
+    const seq = conv.maxSeq;
+    if (conv.unread !== 0 || conv.readSeq < seq) {
+      conv.unread = 0;
+      conv.readSeq = Math.max(conv.readSeq, seq);
+      invalidate('sidebar');
+    }
+    if (seq <= conv.readSent) return;
+    conv.readSent = seq;
+    server.request({ type: 'read', ...targetOf(conv), seq }).catch((error) => {
+      if (error.code !== 'disconnected') console.warn('read', error);
+      if (conv.readSent === seq) conv.readSent = 0;
+    });
+  }
+
+  /** A `read` event: ours from another device, or the peer's in a private conversation. */
+  onRead(frame) {
+    const { chat, invalidate } = this.app;
+    const conv = chat.conversation(frame.conv);
+    if (frame.user === chat.me) {
+      // Read on another of our devices.
+      conv.readSeq = Math.max(conv.readSeq, frame.seq);
+      conv.readSent = Math.max(conv.readSent, frame.seq);
+      conv.unread = unreadHeld(conv, chat.me);
+      invalidate('sidebar');
+    } else if (conv.kind === 'dm') {
+      takePeerMarkers(conv, { peer_read_seq: frame.seq });
+      if (conv.id === chat.current) invalidate('conv');
+    }
+  }
+
+  /** A `delivered` event: the peer's device received up to `seq`. */
+  onDelivered(frame) {
+    const { chat, invalidate } = this.app;
+    if (frame.user === chat.me) return;
+    const conv = chat.conversation(frame.conv);
+    conv.peerDelivered = Math.max(conv.peerDelivered, frame.seq);
+    if (conv.id === chat.current) invalidate('conv');
   }
 }
