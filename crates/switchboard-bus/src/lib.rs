@@ -70,6 +70,36 @@ pub enum BusError {
 pub struct BusCounters {
     pub sent: std::sync::atomic::AtomicU64,
     pub received: std::sync::atomic::AtomicU64,
+    /// What was dropped before this node could take it.
+    pub dropped: DroppedInbound,
+}
+
+/// The topics whose messages were dropped on their way into this node (its inbound queue was
+/// full, or the broker cut a slow consumer off): the node asks the connections they were meant
+/// for to resume, which recovers them from the store. `unknown` when the topic is not known.
+#[derive(Debug, Default)]
+pub struct DroppedInbound {
+    state: parking_lot::Mutex<(std::collections::BTreeSet<Topic>, bool)>,
+}
+
+impl DroppedInbound {
+    /// Records a drop of `topic`'s messages, or of unknown ones (`None`).
+    pub fn record(&self, topic: Option<&Topic>) {
+        let mut state = self.state.lock();
+        match topic {
+            Some(topic) => {
+                state.0.insert(topic.clone());
+            }
+            None => state.1 = true,
+        }
+    }
+
+    /// The topics dropped since the last call, and whether unknown ones were.
+    pub fn take(&self) -> (Vec<Topic>, bool) {
+        let mut state = self.state.lock();
+        let topics = std::mem::take(&mut state.0).into_iter().collect();
+        (topics, std::mem::take(&mut state.1))
+    }
 }
 
 #[async_trait]

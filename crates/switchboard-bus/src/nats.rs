@@ -80,6 +80,8 @@ impl NatsBus {
         let shown = shown_servers(&servers);
 
         let (link_changes, link_changes_received) = mpsc::unbounded_channel();
+        let counters = Arc::new(BusCounters::default());
+        let dropped_counters = counters.clone();
         let client = options
             .name(format!("switchboard-{node_id}"))
             .no_echo()
@@ -88,7 +90,7 @@ impl NatsBus {
             .ping_interval(PING_INTERVAL)
             .request_timeout(Some(ROUND_TRIP_TIMEOUT))
             .event_callback(move |event| {
-                report_link_change(&link_changes, event);
+                report_link_change(&link_changes, &dropped_counters, event);
                 std::future::ready(())
             })
             .connect(servers)
@@ -117,7 +119,7 @@ impl NatsBus {
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             events,
             incoming: Mutex::new(Some(incoming)),
-            counters: Arc::new(BusCounters::default()),
+            counters,
             link_watcher,
         };
         for topic in [Topic::Node(node_id.to_owned()), Topic::Cluster] {
@@ -295,6 +297,7 @@ async fn forward(
                 }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.dropped.record(Some(&topic));
                 if dropped == 0 {
                     tracing::warn!(?topic, "bus inbox full, dropping messages");
                 }
@@ -312,12 +315,13 @@ enum LinkChange {
 }
 
 /// Runs in async-nats' event task: it must not block, so it only hands the change over.
-fn report_link_change(link_changes: &mpsc::UnboundedSender<LinkChange>, event: Event) {
+fn report_link_change(link_changes: &mpsc::UnboundedSender<LinkChange>, counters: &BusCounters, event: Event) {
     let change = match event {
         Event::Disconnected => LinkChange::Lost,
         Event::Connected => LinkChange::Established,
         Event::SlowConsumer(_) => {
             tracing::warn!("nats dropped messages for a subscription that fell behind");
+            counters.dropped.record(None);
             return;
         }
         _ => return,

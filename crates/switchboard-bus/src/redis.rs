@@ -460,7 +460,10 @@ impl Link {
         if from_node == self.node_id {
             return;
         }
-        let Some(slot) = self.reserve_incoming() else { return };
+        let Some(slot) = self.reserve_incoming() else {
+            self.shared.counters.dropped.record(Some(&topic));
+            return;
+        };
         // Counted before the node can see the message, so a reader never finds the counter behind.
         self.shared.counters.received.fetch_add(1, Ordering::Relaxed);
         slot.send(BusEvent::Message(BusMessage {

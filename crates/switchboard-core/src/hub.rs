@@ -240,6 +240,11 @@ impl LocalHub {
         listeners.values().map(|connection| &*connection.user).collect::<HashSet<&str>>().len()
     }
 
+    /// The connections listening to `room` here.
+    pub fn room_connections(&self, room: &str) -> Vec<Arc<Connection>> {
+        self.rooms.read().get(room).map(|listeners| listeners.values().cloned().collect()).unwrap_or_default()
+    }
+
     /// Sends an event to every logged-in connection here.
     pub fn event_to_everyone(&self, frame: &WireFrame) -> usize {
         self.users.read().values().flatten().filter(|c| c.push(frame.clone())).count()

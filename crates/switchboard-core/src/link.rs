@@ -33,6 +33,8 @@ impl NodeShared {
 
     fn enqueue(&self, topic: Topic, payload: bytes::Bytes) {
         if self.bus_outbox.try_send((topic, payload)).is_err() {
+            // Announced like publications lost in an outage: the others' clients resume.
+            self.lost_publications.fetch_max(now_millis(), Ordering::Relaxed);
             tracing::warn!("bus outbox full, publication dropped");
             return;
         }
@@ -71,18 +73,12 @@ impl NodeShared {
         }
     }
 
-    /// After this node's link to the cluster was interrupted (bus outage, or the node stalled):
-    /// announce it (others answer with their presence and tell their own clients to resume), and
-    /// tell local clients to resume, so that whatever crossed the bus meanwhile comes back to them
-    /// from the store.
+    /// After this node's bus link was down: announce it (others answer with their presence and,
+    /// if publications of this node were lost, tell their own clients to resume), and tell local
+    /// clients to resume, so that whatever crossed the bus meanwhile comes back from the store.
     pub(crate) fn link_restored(&self, cause: &'static str) {
         tracing::info!(node = %self.config.node_id, cause, "cluster link restored");
-        let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
-        // Room rules or blocks changed elsewhere meanwhile may not have been heard.
-        self.access.clear();
-        let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
-        self.publish(Topic::Cluster, &header, None);
-        self.publish_presence_snapshot();
+        self.announce_return();
         for room in self.hub.rooms_with_listeners() {
             self.room_listeners_changed(&room);
         }
@@ -90,6 +86,66 @@ impl NodeShared {
             self.user_connections_changed(&connection.user);
         }
         self.ask_clients_to_resume(i64::MAX);
+    }
+
+    /// Tells the others this node is here, with its users, and whether publications of its were
+    /// lost since it last said so; forgets cached rules it may have missed changes of.
+    fn announce_return(&self) {
+        let last_lost_at = self.lost_publications.swap(0, Ordering::Relaxed);
+        self.access.clear();
+        let header = BusHeader::LinkRestored { lost_publications: last_lost_at > 0, last_lost_at };
+        self.publish(Topic::Cluster, &header, None);
+        self.publish_presence_snapshot();
+    }
+
+    /// After a stall with the bus link up: the others may have declared this node dead and
+    /// dropped its users from presence, but no delivery depends on that (private messages and
+    /// events go by the users' topics), and what the broker or the inbound queue dropped is
+    /// repaired by `repair_dropped`: nothing here asks a client to resume.
+    fn stalled(&self, stalled: Duration) {
+        tracing::warn!(stalled_ms = stalled.as_millis() as u64, "this node was stalled; announcing it again");
+        self.announce_return();
+    }
+
+    /// Asks the connections that messages dropped on their way in were meant for to resume:
+    /// a user's topic, that user's connections; a room's, its listeners here; unknown, everyone.
+    fn repair_dropped(&self) {
+        let (topics, unknown) = self.bus.counters().dropped.take();
+        if unknown {
+            self.ask_clients_to_resume(i64::MAX);
+            return;
+        }
+        let mut asked = 0;
+        for topic in topics {
+            let connections = match &topic {
+                Topic::User(user) => self.hub.connections_of(user),
+                Topic::Room(room) => self.hub.room_connections(room),
+                // Rules, blocks or presence: cached rules are read again; presence heals with
+                // the next snapshot.
+                Topic::Cluster | Topic::Node(_) => {
+                    self.access.clear();
+                    continue;
+                }
+            };
+            for connection in connections {
+                connection.close_with(switchboard_protocol::CloseCode::ServiceRestart);
+                asked += 1;
+            }
+        }
+        if asked > 0 {
+            tracing::warn!(
+                connections = asked,
+                "bus messages were dropped on their way in; asking their clients to resume"
+            );
+        }
+    }
+
+    /// Publications lost while the link stayed up (a full outbox, a refused batch) are announced
+    /// at once, like those lost in an outage.
+    fn announce_lost_publications(&self) {
+        if !self.bus_link_down.load(Ordering::Relaxed) && self.lost_publications.load(Ordering::Relaxed) > 0 {
+            self.announce_return();
+        }
     }
 
     /// Messages that crossed the bus while a link was down never reached these connections: the
@@ -350,10 +406,11 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
         let silent_for = last_heartbeat.map_or(Duration::ZERO, |at| now.duration_since(at));
         if silent_for > shared.config.node_timeout && shared.has_peers() {
             // This node sent nothing for longer than the node timeout (stopped, swapped out,
-            // frozen): the others may have declared it dead and routed around it.
-            tracing::warn!(stalled_ms = silent_for.as_millis() as u64, "this node was stalled");
-            shared.link_restored("node stalled");
+            // frozen): the others may have declared it dead.
+            shared.stalled(silent_for);
         }
+        shared.repair_dropped();
+        shared.announce_lost_publications();
         if last_heartbeat.is_none_or(|at| now.duration_since(at) >= shared.config.heartbeat_interval) {
             last_heartbeat = Some(now);
             shared.publish(Topic::Cluster, &BusHeader::Heartbeat { info: shared.own_info() }, None);
@@ -375,8 +432,12 @@ pub(crate) async fn run_bus_listener(shared: Weak<NodeShared>, mut incoming: mps
         let Some(shared) = shared.upgrade() else { return };
         match event {
             BusEvent::Message(message) => shared.handle_bus_message(message),
-            BusEvent::Reconnected => shared.link_restored("bus reconnected"),
+            BusEvent::Reconnected => {
+                shared.bus_link_down.store(false, Ordering::Relaxed);
+                shared.link_restored("bus reconnected");
+            }
             BusEvent::Disconnected => {
+                shared.bus_link_down.store(true, Ordering::Relaxed);
                 // Publications queued inside the bus when the link broke may be gone without an
                 // error to show for it: count the outage itself as lost publications.
                 shared.lost_publications.fetch_max(now_millis(), Ordering::Relaxed);

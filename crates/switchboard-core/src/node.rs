@@ -83,6 +83,8 @@ pub struct NodeShared {
     /// are asked to resume, since they may have missed what this node could not publish.
     /// When a bus publication last failed (ms), 0 if none since the link was last restored.
     pub(crate) lost_publications: Arc<AtomicI64>,
+    /// Between the bus's `Disconnected` and `Reconnected`.
+    pub(crate) bus_link_down: AtomicBool,
     /// Rooms this node listens to on the bus.
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fences: Fences,
@@ -139,6 +141,7 @@ impl ChatNode {
             bus_outbox: bus_sender,
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
+            bus_link_down: AtomicBool::new(false),
             subscriptions: Arc::new(Subscriptions::default()),
             fences,
             room_announcements: Default::default(),
@@ -178,6 +181,11 @@ impl ChatNode {
 
     pub fn connection_count(&self) -> usize {
         self.shared.hub.connection_count()
+    }
+
+    /// The bus's counters, drops included.
+    pub fn bus_counters(&self) -> &switchboard_bus::BusCounters {
+        self.shared.bus.counters()
     }
 
     /// Whether `user` has a connection on any live node (for the Socket.IO dialects' user lists).

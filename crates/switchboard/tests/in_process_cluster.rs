@@ -3,6 +3,7 @@
 //! about everyone here: the tests wait for strangers' `user_online` to know a login reached a node.
 
 use serde_json::json;
+use switchboard_bus::Topic;
 use switchboard_testkit::{TestClient, TestCluster};
 
 #[tokio::test]
@@ -175,4 +176,34 @@ async fn a_new_room_is_announced_to_everyone_on_every_node_and_a_burst_is_coales
     }
     assert_eq!(one_by_one + coalesced, burst, "no room counted twice");
     assert!(coalesced > 0, "at one announcement a second, {burst} rooms at once cannot all go one by one");
+}
+
+/// Bus messages dropped on their way into a node (its inbound queue full, or the broker cutting a
+/// slow consumer off) are repaired by asking the connections they were meant for to resume, and
+/// only those: a user's topic, that user's connections; a room's, its listeners; unknown, all.
+#[tokio::test]
+async fn dropped_inbound_messages_make_only_their_recipients_resume() {
+    let cluster = TestCluster::start_with(2, |config| {
+        config.presence_everyone = true;
+        config.heartbeat_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let (_watcher1, _watcher2) = introduce(&cluster).await;
+    let n2 = &cluster.nodes[1];
+    let mut bob = TestClient::login_open_quiet(&n2.ws_url(), "bob").await;
+    let mut carol = TestClient::login_open_quiet(&n2.ws_url(), "carol").await;
+    let mut dave = TestClient::login_open_quiet(&n2.ws_url(), "dave").await;
+    carol.request(json!({"type": "create_room", "room": "lobby"})).await;
+    let joined = carol.request(json!({"type": "join", "room": "lobby"})).await;
+    assert_eq!(joined["type"], "room", "{joined}");
+
+    n2.node().bus_counters().dropped.record(Some(&Topic::User("bob".into())));
+    assert_eq!(bob.expect_end().await.map(|(code, _)| code), Some(1012), "bob resumes");
+    n2.node().bus_counters().dropped.record(Some(&Topic::Room("lobby".into())));
+    assert_eq!(carol.expect_end().await.map(|(code, _)| code), Some(1012), "the room's listener resumes");
+    let answer = dave.request(json!({"type": "ping"})).await;
+    assert_eq!(answer["type"], "pong", "dave, whom nothing dropped was for, stays: {answer}");
+
+    n2.node().bus_counters().dropped.record(None);
+    assert_eq!(dave.expect_end().await.map(|(code, _)| code), Some(1012), "unknown drops: everyone resumes");
 }
