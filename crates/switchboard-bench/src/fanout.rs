@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use crate::client::{Clock, Connector, LoadArgs, Target, WsStream};
-use crate::metrics::{self, ServerDelta};
+use crate::metrics::ServerDelta;
 use crate::report::{self, Latency, Reasons};
 
 mod life;
@@ -177,9 +177,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         nodes.len(),
         if nodes.len() == 1 { "" } else { "s" },
     );
-    for target in &nodes.targets {
-        metrics::scrape(target).await.with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
-    }
+    nodes.check_up().await?;
 
     let placement: Vec<usize> = (0..args.members as usize).map(|member| member % nodes.len()).collect();
     let sources = nodes.assign_sources(&placement);
@@ -225,9 +223,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let failures = shared.connector.failures();
     if !failures.is_empty() {
         let _ = control_tx.send(Control::Stop);
-        let mut out = String::new();
-        report::write_reasons(&mut out, "connection failures", &failures);
-        eprint!("{out}");
+        report::eprint_reasons("connection failures", &failures);
         close(tasks).await;
         bail!("{} of {members} members failed to connect or join; nothing was sent", failures.values().sum::<u64>());
     }

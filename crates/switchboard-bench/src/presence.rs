@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::client::{LoadArgs, WsStream};
 use crate::floor::{FloorCost, FloorOption};
-use crate::metrics::{self, ServerDelta};
+use crate::metrics::ServerDelta;
 use crate::report::{self, Latency};
 
 mod shared;
@@ -151,9 +151,7 @@ pub async fn measure(args: PresenceArgs) -> anyhow::Result<PresenceReport> {
         nodes.len(),
         if nodes.len() == 1 { "" } else { "s" },
     );
-    for target in &nodes.targets {
-        metrics::scrape(target).await.with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
-    }
+    nodes.check_up().await?;
 
     let span_secs = warmup_secs + load.duration_secs as f64;
     let total_cycles = (span_secs * args.rate).ceil() as usize + 1;
@@ -171,9 +169,7 @@ pub async fn measure(args: PresenceArgs) -> anyhow::Result<PresenceReport> {
     let failures = shared.logins.connector.failures();
     if !failures.is_empty() {
         let _ = stop_tx.send(true);
-        let mut out = String::new();
-        report::write_reasons(&mut out, "connection failures", &failures);
-        eprint!("{out}");
+        report::eprint_reasons("connection failures", &failures);
         close(watchers).await;
         bail!("{} of {} watchers failed to connect", failures.values().sum::<u64>(), args.watchers);
     }

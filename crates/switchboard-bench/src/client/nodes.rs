@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::{Protocol, Target};
 use crate::metrics::{self, Scrape};
@@ -135,6 +135,16 @@ impl Nodes {
             scrapes.push(Some(broker));
         }
         scrapes
+    }
+
+    /// Scrapes every node's /metrics once: an error names the first that does not answer.
+    pub async fn check_up(&self) -> anyhow::Result<()> {
+        for target in &self.targets {
+            metrics::scrape(target)
+                .await
+                .with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

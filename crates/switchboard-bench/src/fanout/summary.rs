@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -10,16 +9,9 @@ use super::{life, FanoutReport, Shared};
 use crate::report;
 
 /// One line a second on stderr while sending and during the grace period.
-pub(super) async fn print_progress(shared: Arc<Shared>, start: u64, members: u64, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+pub(super) async fn print_progress(shared: Arc<Shared>, start: u64, members: u64, done: oneshot::Receiver<()>) {
     let (mut last_sent, mut last_received) = (0, 0);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = &mut done => break,
-        }
+    report::each_second(done, || {
         let phase = match shared.steps.locate(start, shared.clock.nanos()) {
             Some((step, measured)) => format!(
                 "step {}/{} {:>6} msg/s {}",
@@ -43,14 +35,15 @@ pub(super) async fn print_progress(shared: Arc<Shared>, start: u64, members: u64
             shared.drops.total(),
         );
         (last_sent, last_received) = (sent, received);
-    }
+    })
+    .await;
 }
 
 /// The human summary.
 pub fn summary(report: &FanoutReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let num = |value: Option<f64>, unit: &str| report::or_na(value, |value| format!("{value:.2}{unit}"));
+    let num = report::two_decimals;
     let _ = writeln!(
         out,
         "fanout: {} members in {} ({} sending), {} s measured after {} s warm-up per step, nodes {}",
@@ -61,13 +54,8 @@ pub fn summary(report: &FanoutReport) -> String {
         report.warmup_secs,
         report.urls.join(" ")
     );
-    let _ = writeln!(
-        out,
-        "  connections        {} in {:.2} s, handshake {}",
-        report.members,
-        report.connect_secs,
-        report::latency_line(report.handshake.as_ref())
-    );
+    let connected = report::connect_line(report.members.into(), report.connect_secs, report.handshake.as_ref());
+    let _ = writeln!(out, "  connections        {connected}");
     let _ = writeln!(
         out,
         "  joins              {} member_joined events, drained in {:.2} s",
@@ -106,15 +94,13 @@ pub fn summary(report: &FanoutReport) -> String {
             crate::floor::times(step.server_cpu_floor_multiple),
             report::or_na(step.server.deliveries, |value| format!("{value:.0}")),
         );
-        let rss: Vec<String> =
-            step.server.rss_bytes.iter().map(|rss| report::or_na(*rss, |rss| report::bytes(rss as f64))).collect();
         let _ = writeln!(
             out,
             "    bus              {} messages (sent + received) per delivery ({} sent, {} received); server RSS {}",
             report::or_na(step.bus_messages_per_delivery, |value| format!("{value:.4}")),
             report::or_na(step.server.bus_messages_sent, |value| format!("{value:.0}")),
             report::or_na(step.server.bus_messages_received, |value| format!("{value:.0}")),
-            rss.join(", ")
+            report::rss_list(&step.server.rss_bytes)
         );
         let _ = writeln!(
             out,
@@ -131,10 +117,6 @@ pub fn summary(report: &FanoutReport) -> String {
     if let Some(life) = &report.life {
         life::summary(life, &mut out);
     }
-    report::write_reasons(&mut out, "server errors", &report.errors);
-    report::write_reasons(&mut out, "connections lost", &report.drops);
-    if report.errors.contains_key("rate_limited") {
-        let _ = writeln!(out, "  (rate_limited: start the server with --rate-per-sec 1000000 --rate-burst 1000000)");
-    }
+    report::write_errors_and_drops(&mut out, &report.errors, &report.drops);
     out
 }

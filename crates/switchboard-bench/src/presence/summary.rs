@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -12,16 +11,9 @@ use crate::floor;
 use crate::report;
 
 /// One line a second on stderr while users come and go.
-pub(super) async fn print_progress(shared: Arc<Shared>, watchers: u32, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+pub(super) async fn print_progress(shared: Arc<Shared>, watchers: u32, done: oneshot::Receiver<()>) {
     let mut last_events = 0;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = &mut done => break,
-        }
+    report::each_second(done, || {
         let now = shared.clock.nanos();
         let phase = if now < shared.measure_from.load(Ordering::Relaxed) {
             "warm-up"
@@ -43,7 +35,8 @@ pub(super) async fn print_progress(shared: Arc<Shared>, watchers: u32, mut done:
             shared.drops.total(),
         );
         last_events = events;
-    }
+    })
+    .await;
 }
 
 /// The human summary.
