@@ -21,8 +21,6 @@ use crate::report::{self, Latency};
 const JWT_TTL_SECS: u64 = 3600;
 /// How long closing all connections at the end may take before they are just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one connection's close handshake may take.
-const CLOSE_ONE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many distinct failure reasons the summary lists.
 const MAX_REASONS_SHOWN: usize = 10;
 
@@ -306,19 +304,11 @@ async fn connection(
             _ = stop.changed() => break,
         }
     }
-    let _ = tokio::time::timeout(CLOSE_ONE_TIMEOUT, async {
-        if ws.close(None).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
+    client::close(ws).await;
 }
 
 /// One line a second on stderr while connecting.
-async fn print_progress(shared: Arc<Shared>, total: u32, started: Instant, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+async fn print_progress(shared: Arc<Shared>, total: u32, started: Instant, done: oneshot::Receiver<()>) {
     let line = |shared: &Shared| {
         let opened = shared.tally.opened.load(Ordering::Relaxed);
         let failed = shared.tally.failed.load(Ordering::Relaxed);
@@ -328,12 +318,7 @@ async fn print_progress(shared: Arc<Shared>, total: u32, started: Instant, mut d
             opened as f64 / secs.max(0.001)
         );
     };
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => line(&shared),
-            _ = &mut done => break,
-        }
-    }
+    report::each_second(done, || line(&shared)).await;
     line(&shared);
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::frame::{self, Probe};
 use crate::client::{text_frame, Clock, Connector, LoadArgs, WsStream};
-use crate::metrics::{self, ServerDelta};
+use crate::metrics::ServerDelta;
 use crate::report::{self, BitSet, Histogram, Latency, Reasons};
 
 /// How long after the connect phase the first message goes out (every task is ready by then).
@@ -186,9 +186,7 @@ pub async fn run(args: PmArgs) -> anyhow::Result<()> {
         nodes.sources_per_node(),
         if nodes.sources_per_node() == 1 { "" } else { "es" },
     );
-    for target in &nodes.targets {
-        metrics::scrape(target).await.with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
-    }
+    nodes.check_up().await?;
 
     // Pair i: connection 2i (the sender) on node i, connection 2i+1 (the receiver) on the next.
     let placement: Vec<usize> =
@@ -222,9 +220,7 @@ pub async fn run(args: PmArgs) -> anyhow::Result<()> {
     let failures = shared.connector.failures();
     if !failures.is_empty() {
         let _ = control_tx.send(Control::Stop);
-        let mut out = String::new();
-        report::write_reasons(&mut out, "connection failures", &failures);
-        eprint!("{out}");
+        report::eprint_reasons("connection failures", &failures);
         let mut open = Vec::new();
         for task in senders {
             open.extend(task.await.ok().and_then(|sent| sent.ws));
@@ -509,16 +505,9 @@ async fn receiver(
 }
 
 /// One line a second on stderr while sending and during the grace period.
-async fn print_progress(shared: Arc<Shared>, window: Window, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+async fn print_progress(shared: Arc<Shared>, window: Window, done: oneshot::Receiver<()>) {
     let (mut last_sent, mut last_received) = (0, 0);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = &mut done => break,
-        }
+    report::each_second(done, || {
         let now = shared.clock.nanos();
         let phase = if now < window.measure_from {
             "warm-up"
@@ -539,14 +528,15 @@ async fn print_progress(shared: Arc<Shared>, window: Window, mut done: oneshot::
             shared.drops.total(),
         );
         (last_sent, last_received) = (sent, received);
-    }
+    })
+    .await;
 }
 
 /// The human summary.
 pub fn summary(report: &PmReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let num = |value: Option<f64>, unit: &str| report::or_na(value, |value| format!("{value:.2}{unit}"));
+    let num = report::two_decimals;
     let _ = writeln!(
         out,
         "pm: {} pairs at {} msg/s, {} s measured after {} s warm-up, nodes {}",
@@ -556,13 +546,8 @@ pub fn summary(report: &PmReport) -> String {
         report.warmup_secs,
         report.urls.join(" ")
     );
-    let _ = writeln!(
-        out,
-        "  connections        {} in {:.2} s, handshake {}",
-        report.connections,
-        report.connect_secs,
-        report::latency_line(report.handshake.as_ref())
-    );
+    let connected = report::connect_line(report.connections, report.connect_secs, report.handshake.as_ref());
+    let _ = writeln!(out, "  connections        {connected}");
     let _ = writeln!(
         out,
         "  messages           sent {}  acked {}  received {}  lost {}  unacked {}  duplicates {}  out of order {}{}",
@@ -589,9 +574,7 @@ pub fn summary(report: &PmReport) -> String {
         num(report.server_cpu_secs_per_million_messages, ""),
         crate::floor::times(report.server_cpu_floor_multiple),
     );
-    let rss: Vec<String> =
-        report.server.rss_bytes.iter().map(|rss| report::or_na(*rss, |rss| report::bytes(rss as f64))).collect();
-    let _ = writeln!(out, "  server RSS         {}", rss.join(", "));
+    let _ = writeln!(out, "  server RSS         {}", report::rss_list(&report.server.rss_bytes));
     let _ = writeln!(
         out,
         "  bus                {} messages (sent + received) per delivery ({} sent, {} received); deliveries {}, stored {}",
@@ -608,11 +591,7 @@ pub fn summary(report: &PmReport) -> String {
         num(report.bench_cpu_us_per_received_message, " µs"),
         report::or_na(report.bench_rss_bytes, |rss| report::bytes(rss as f64)),
     );
-    report::write_reasons(&mut out, "server errors", &report.errors);
-    report::write_reasons(&mut out, "connections lost", &report.drops);
-    if report.errors.contains_key("rate_limited") {
-        let _ = writeln!(out, "  (rate_limited: start the server with --rate-per-sec 1000000 --rate-burst 1000000)");
-    }
+    report::write_errors_and_drops(&mut out, &report.errors, &report.drops);
     out
 }
 

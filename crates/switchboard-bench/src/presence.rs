@@ -13,21 +13,26 @@
 //! with `--presence everyone`): with the default, contacts only, strangers hear nothing.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::client::{self, frame, text_frame, Clock, LoadArgs, Target, WsStream};
-use crate::floor::{self, FloorCost, FloorOption};
-use crate::metrics::{self, ServerDelta};
-use crate::report::{self, Histogram, Latency, Reasons};
-use crate::storm::{connect_with, log_in, Logins};
+use crate::client::{LoadArgs, WsStream};
+use crate::floor::{FloorCost, FloorOption};
+use crate::metrics::ServerDelta;
+use crate::report::{self, Latency};
+
+mod shared;
+mod summary;
+mod users;
+use shared::{Seen, Shared};
+use summary::print_progress;
+pub use summary::summary;
+use users::{churn, watcher};
 
 /// How long after the connect phase the first churn user comes online.
 const START_DELAY: Duration = Duration::from_millis(200);
@@ -35,8 +40,6 @@ const START_DELAY: Duration = Duration::from_millis(200);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A churn user is reused at least this long after its last cycle began, past its time online.
 const POOL_MARGIN_SECS: f64 = 2.0;
-/// `slot_cycle` of a pool user that has not been used yet.
-const NO_CYCLE: u32 = u32::MAX;
 
 /// Options of `switchboard bench presence`.
 #[derive(clap::Args, Debug)]
@@ -118,221 +121,6 @@ pub struct PresenceReport {
     pub bench_rss_bytes: Option<u64>,
 }
 
-/// When a churn cycle's user logged in and closed ([`Clock`] nanoseconds, 0 for not yet).
-#[derive(Default)]
-struct Cycle {
-    login_sent: AtomicU64,
-    closed: AtomicU64,
-}
-
-/// What every task shares.
-struct Shared {
-    clock: Clock,
-    /// The users' logins; its connector counts the watchers and times their handshakes.
-    logins: Logins,
-    watchers: u32,
-    pool: u32,
-    online: Duration,
-    /// The measured window, [`Clock`] nanoseconds (0 until known).
-    measure_from: AtomicU64,
-    measure_to: AtomicU64,
-    cycles: Vec<Cycle>,
-    /// The cycle each pool user is in now.
-    slot_cycle: Vec<AtomicU32>,
-    /// Churn logins that succeeded.
-    logged_in: AtomicU64,
-    closes: AtomicU64,
-    /// Events about churn users seen by the watchers.
-    watcher_events: AtomicU64,
-    /// Events received by any presence connection.
-    events: AtomicU64,
-    events_in_window: AtomicU64,
-    login_latency: Histogram,
-    online_latency: Histogram,
-    offline_latency: Histogram,
-    login_failures: Reasons,
-    drops: Reasons,
-}
-
-impl Shared {
-    /// With room for `cycles` churn cycles; the window is set once the watchers are connected.
-    fn new(args: &PresenceArgs, prefix: String, cycles: usize) -> Self {
-        Shared {
-            clock: Clock::start(),
-            logins: Logins::new(&args.load, prefix),
-            watchers: args.watchers,
-            pool: args.pool(),
-            online: Duration::from_millis(args.online_ms),
-            measure_from: AtomicU64::new(0),
-            measure_to: AtomicU64::new(0),
-            cycles: (0..cycles).map(|_| Cycle::default()).collect(),
-            slot_cycle: (0..args.pool()).map(|_| AtomicU32::new(NO_CYCLE)).collect(),
-            logged_in: AtomicU64::new(0),
-            closes: AtomicU64::new(0),
-            watcher_events: AtomicU64::new(0),
-            events: AtomicU64::new(0),
-            events_in_window: AtomicU64::new(0),
-            login_latency: Histogram::default(),
-            online_latency: Histogram::default(),
-            offline_latency: Histogram::default(),
-            login_failures: Reasons::default(),
-            drops: Reasons::default(),
-        }
-    }
-
-    fn measures(&self, nanos: u64) -> bool {
-        (self.measure_from.load(Ordering::Relaxed)..self.measure_to.load(Ordering::Relaxed)).contains(&nanos)
-    }
-
-    /// The pool slot of a churn user's name.
-    fn slot_of(&self, user: &str) -> Option<u32> {
-        let index: u32 = user.strip_prefix(&self.logins.prefix)?.strip_prefix('-')?.parse().ok()?;
-        index.checked_sub(self.watchers).filter(|&slot| slot < self.pool)
-    }
-
-    /// Counts a presence event; returns whether the user came online, and who, if it is one.
-    fn event<'a>(&self, text: &'a str) -> Option<(bool, &'a str)> {
-        let online = match frame::kind(text)? {
-            "user_online" => true,
-            "user_offline" => false,
-            _ => return None,
-        };
-        self.events.fetch_add(1, Ordering::Relaxed);
-        if self.measures(self.clock.nanos()) {
-            self.events_in_window.fetch_add(1, Ordering::Relaxed);
-        }
-        Some((online, frame::str_field(text, "\"user\":\"")?))
-    }
-}
-
-/// What a watcher saw of the churn users.
-#[derive(Debug, Default)]
-struct Seen {
-    online: u64,
-    offline: u64,
-    unmatched: u64,
-}
-
-impl Seen {
-    /// A frame on a watcher's connection: counts and times events about churn users.
-    fn on_frame(&mut self, shared: &Shared, text: &str) {
-        let Some((online, user)) = shared.event(text) else { return };
-        let Some(slot) = shared.slot_of(user) else { return };
-        let now = shared.clock.nanos();
-        *if online { &mut self.online } else { &mut self.offline } += 1;
-        shared.watcher_events.fetch_add(1, Ordering::Relaxed);
-        let cycle = shared.slot_cycle[slot as usize].load(Ordering::Acquire);
-        let Some(cycle) = shared.cycles.get(cycle as usize) else {
-            self.unmatched += 1;
-            return;
-        };
-        let (at, latency) = if online {
-            (cycle.login_sent.load(Ordering::Acquire), &shared.online_latency)
-        } else {
-            (cycle.closed.load(Ordering::Acquire), &shared.offline_latency)
-        };
-        if at == 0 {
-            self.unmatched += 1;
-        } else if shared.measures(at) {
-            latency.record_nanos(at, now);
-        }
-    }
-}
-
-/// A watcher: logs in with presence on and counts the events until told to stop.
-async fn watcher(
-    shared: Arc<Shared>,
-    index: u32,
-    (target, source): (Target, Option<IpAddr>),
-    mut stop: watch::Receiver<bool>,
-) -> (Seen, Option<WsStream>) {
-    let mut seen = Seen::default();
-    let logins = &shared.logins;
-    let login = match logins.jwt_login(&logins.user(index), true) {
-        Ok(request) => {
-            let login = logins.with(request, &logins.connector.handshake);
-            connect_with(&target, source, login, |text| seen.on_frame(&shared, text)).await
-        }
-        Err(failure) => Err(failure),
-    };
-    let mut ws = match login {
-        Ok((ws, _token)) => ws,
-        Err(failure) => {
-            shared.logins.connector.failed(&failure);
-            return (seen, None);
-        }
-    };
-    shared.logins.connector.ready();
-    loop {
-        tokio::select! {
-            frame = ws.next() => match text_frame(frame) {
-                Ok(Some(text)) => seen.on_frame(&shared, &text),
-                Ok(None) => {}
-                Err(reason) => {
-                    shared.drops.add(reason);
-                    return (seen, None);
-                }
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    (seen, Some(ws))
-}
-
-/// One churn cycle: a pool user connects, logs in with presence on, stays online, closes.
-async fn churn(shared: Arc<Shared>, cycle: u32, (target, source): (Target, Option<IpAddr>)) {
-    let clock = shared.clock;
-    let slot = cycle % shared.pool;
-    let request = match shared.logins.jwt_login(&shared.logins.user(shared.watchers + slot), true) {
-        Ok(request) => request,
-        Err(failure) => return shared.login_failures.add(failure.to_string()),
-    };
-    let mut ws = match client::open(&target, source).await {
-        Ok(ws) => ws,
-        Err(failure) => return shared.login_failures.add(failure.to_string()),
-    };
-    shared.slot_cycle[slot as usize].store(cycle, Ordering::Release);
-    let sent = clock.nanos();
-    shared.cycles[cycle as usize].login_sent.store(sent, Ordering::Release);
-    let login = tokio::time::timeout(
-        shared.logins.timeout,
-        log_in(&mut ws, request, |text| {
-            shared.event(text);
-        }),
-    )
-    .await;
-    match login {
-        Ok(Ok(_token)) => {}
-        Ok(Err(failure)) => return shared.login_failures.add(failure.to_string()),
-        Err(_) => return shared.login_failures.add(client::Failure::timeout(shared.logins.timeout).to_string()),
-    }
-    let now = clock.nanos();
-    if shared.measures(sent) {
-        shared.login_latency.record_nanos(sent, now);
-    }
-    shared.logged_in.fetch_add(1, Ordering::Relaxed);
-    let online = tokio::time::sleep(shared.online);
-    tokio::pin!(online);
-    let lost = loop {
-        tokio::select! {
-            frame = ws.next() => match text_frame(frame) {
-                Ok(Some(text)) => {
-                    shared.event(&text);
-                }
-                Ok(None) => {}
-                Err(reason) => break Some(reason),
-            },
-            () = &mut online => break None,
-        }
-    };
-    shared.cycles[cycle as usize].closed.store(clock.nanos(), Ordering::Release);
-    shared.closes.fetch_add(1, Ordering::Relaxed);
-    match lost {
-        Some(reason) => shared.drops.add(reason),
-        None => client::close(ws).await,
-    }
-}
-
 pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
     let json = args.load.json;
     let report = measure(args).await?;
@@ -363,9 +151,7 @@ pub async fn measure(args: PresenceArgs) -> anyhow::Result<PresenceReport> {
         nodes.len(),
         if nodes.len() == 1 { "" } else { "s" },
     );
-    for target in &nodes.targets {
-        metrics::scrape(target).await.with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
-    }
+    nodes.check_up().await?;
 
     let span_secs = warmup_secs + load.duration_secs as f64;
     let total_cycles = (span_secs * args.rate).ceil() as usize + 1;
@@ -383,9 +169,7 @@ pub async fn measure(args: PresenceArgs) -> anyhow::Result<PresenceReport> {
     let failures = shared.logins.connector.failures();
     if !failures.is_empty() {
         let _ = stop_tx.send(true);
-        let mut out = String::new();
-        report::write_reasons(&mut out, "connection failures", &failures);
-        eprint!("{out}");
+        report::eprint_reasons("connection failures", &failures);
         close(watchers).await;
         bail!("{} of {} watchers failed to connect", failures.values().sum::<u64>(), args.watchers);
     }
@@ -497,143 +281,4 @@ async fn close(watchers: Vec<tokio::task::JoinHandle<(Seen, Option<WsStream>)>>)
         open.extend(task.await.ok().and_then(|(_, ws)| ws));
     }
     crate::client::close_all(open, CLOSE_TIMEOUT).await;
-}
-
-/// One line a second on stderr while users come and go.
-async fn print_progress(shared: Arc<Shared>, watchers: u32, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    let mut last_events = 0;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = &mut done => break,
-        }
-        let now = shared.clock.nanos();
-        let phase = if now < shared.measure_from.load(Ordering::Relaxed) {
-            "warm-up"
-        } else if shared.measures(now) {
-            "measure"
-        } else {
-            "grace"
-        };
-        let (logins, closes) = (shared.logged_in.load(Ordering::Relaxed), shared.closes.load(Ordering::Relaxed));
-        let events = shared.events.load(Ordering::Relaxed);
-        eprintln!(
-            "[{:6.1}s] {phase:<7} logins {logins:>6} (failed {}) closes {closes:>6} online {:>5} | events {events:>9} ({:>7}/s), watchers saw {} of {} | drops {}",
-            shared.clock.secs(),
-            shared.login_failures.total(),
-            logins.saturating_sub(closes),
-            events - last_events,
-            shared.watcher_events.load(Ordering::Relaxed),
-            u64::from(watchers) * (logins + closes),
-            shared.drops.total(),
-        );
-        last_events = events;
-    }
-}
-
-/// The human summary.
-pub fn summary(report: &PresenceReport) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let num = report::two_decimals;
-    let _ = writeln!(
-        out,
-        "presence: {} watchers, {} users/s online for {} ms each (pool {}), {} s measured after {:.1} s warm-up, nodes {}",
-        report.watchers,
-        report.rate,
-        report.online_ms,
-        report.pool,
-        report.duration_secs,
-        report.warmup_secs,
-        report.urls.join(" ")
-    );
-    let connected = report::connect_line(report.watchers.into(), report.connect_secs, report.handshake.as_ref());
-    let _ = writeln!(out, "  watchers           {connected}");
-    let _ = writeln!(
-        out,
-        "  churn              {} cycles in the window; {} logins, {} failed",
-        report.cycles,
-        report.logins,
-        report.login_failures.values().sum::<u64>()
-    );
-    let _ = writeln!(out, "  churn login        {}", report::latency_line(report.login.as_ref()));
-    let _ = writeln!(out, "  login -> online    {}", report::latency_line(report.online_latency.as_ref()));
-    let _ = writeln!(out, "  close -> offline   {}", report::latency_line(report.offline_latency.as_ref()));
-    let _ = writeln!(
-        out,
-        "  events             {} expected by the watchers, missed {}, extra {}, unmatched {}; {:.0} events/s delivered in the window ({})",
-        report.events_expected, report.missed, report.extra, report.unmatched, report.events_per_sec, report.events_in_window
-    );
-    let _ = writeln!(
-        out,
-        "  server CPU         {} s in the window, {} s per million events{}, {} per churn cycle",
-        num(report.server.cpu_seconds, ""),
-        num(report.server_cpu_secs_per_million_events, ""),
-        floor::times(report.server_cpu_floor_multiple),
-        num(report.server_cpu_ms_per_cycle, " ms"),
-    );
-    let _ = writeln!(out, "  server RSS         {}", report::rss_list(&report.server.rss_bytes));
-    let _ = writeln!(
-        out,
-        "  bench              CPU {} s in the window; RSS {}",
-        num(report.bench_cpu_secs, ""),
-        report::or_na(report.bench_rss_bytes, |rss| report::bytes(rss as f64)),
-    );
-    report::write_reasons(&mut out, "churn login failures", &report.login_failures);
-    report::write_reasons(&mut out, "connections lost", &report.drops);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Watchers 0..3, churn users 3 and 4 (0.4 users/s online 1 ms: a pool of 2), 4 cycles, the
-    /// window from the start on.
-    fn shared() -> Shared {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: PresenceArgs,
-        }
-        let argv = ["presence", "--jwt-secret", "s", "--watchers", "3", "--rate", "0.4", "--online-ms", "1"];
-        let Cli { args } = clap::Parser::parse_from(argv);
-        let shared = Shared::new(&args, "presence-x".into(), 4);
-        assert_eq!(shared.pool, 2);
-        shared.measure_from.store(1, Ordering::Relaxed);
-        shared.measure_to.store(u64::MAX, Ordering::Relaxed);
-        shared
-    }
-
-    #[test]
-    fn churn_users_are_told_from_watchers_by_name() {
-        let shared = shared();
-        assert_eq!(shared.slot_of("presence-x-000003"), Some(0));
-        assert_eq!(shared.slot_of("presence-x-000004"), Some(1));
-        assert_eq!(shared.slot_of("presence-x-000002"), None, "a watcher");
-        assert_eq!(shared.slot_of("presence-x-000005"), None, "beyond the pool");
-        assert_eq!(shared.slot_of("other-000003"), None);
-    }
-
-    #[test]
-    fn watchers_match_events_with_the_cycle_of_the_user() {
-        let shared = shared();
-        let mut seen = Seen::default();
-        seen.on_frame(&shared, r#"{"type":"user_online","user":"presence-x-000003"}"#);
-        assert_eq!((seen.online, seen.unmatched), (1, 1), "no cycle began for that user");
-        shared.slot_cycle[1].store(3, Ordering::Relaxed);
-        shared.cycles[3].login_sent.store(shared.clock.nanos().max(1), Ordering::Relaxed);
-        seen.on_frame(&shared, r#"{"type":"user_online","user":"presence-x-000004"}"#);
-        seen.on_frame(&shared, r#"{"type":"user_offline","user":"presence-x-000004"}"#);
-        assert_eq!((seen.online, seen.offline, seen.unmatched), (2, 1, 2), "not closed yet");
-        assert_eq!(shared.online_latency.count(), 1);
-        seen.on_frame(&shared, r#"{"type":"user_online","user":"presence-x-000001"}"#);
-        seen.on_frame(&shared, r#"{"type":"online","users":["presence-x-000004"],"done":true}"#);
-        assert_eq!(seen.online, 2, "watchers and online lists are not churn events");
-        assert_eq!(shared.events.load(Ordering::Relaxed), 4);
-        assert_eq!(shared.watcher_events.load(Ordering::Relaxed), 3);
-    }
 }

@@ -257,6 +257,27 @@ impl Reasons {
     }
 }
 
+/// Calls `line` once a second, the first time a second from now, until `done` fires: the
+/// scenarios' progress lines.
+pub async fn each_second(mut done: tokio::sync::oneshot::Receiver<()>, mut line: impl FnMut()) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => line(),
+            _ = &mut done => break,
+        }
+    }
+}
+
+/// [`write_reasons`] on stderr.
+pub fn eprint_reasons(title: &str, reasons: &BTreeMap<String, u64>) {
+    let mut out = String::new();
+    write_reasons(&mut out, title, reasons);
+    eprint!("{out}");
+}
+
 /// Appends `title:` and the most frequent reasons to a summary (nothing without reasons).
 pub fn write_reasons(out: &mut String, title: &str, reasons: &BTreeMap<String, u64>) {
     use std::fmt::Write;

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::frame::{self, Probe};
 use crate::client::{self, text_frame, Clock, Connector, Failure, JwtSigner, LoadArgs, Stage, Target, WsStream};
-use crate::metrics::{self, ServerDelta};
+use crate::metrics::ServerDelta;
 use crate::report::{self, BitSet, Histogram, Latency, Reasons};
 
 /// How long after the connect phase the first message goes out.
@@ -888,9 +888,7 @@ pub async fn measure(args: StormArgs) -> anyhow::Result<StormReport> {
         nodes.len(),
         if nodes.len() == 1 { "" } else { "s" },
     );
-    for target in &nodes.targets {
-        metrics::scrape(target).await.with_context(|| format!("scraping /metrics of {} (is it up?)", target.url))?;
-    }
+    nodes.check_up().await?;
 
     // Client i starts on node i and comes back on the next; sender j is on node j.
     let n = nodes.len();
@@ -919,9 +917,7 @@ pub async fn measure(args: StormArgs) -> anyhow::Result<StormReport> {
     let failures = shared.logins.connector.failures();
     if !failures.is_empty() {
         control_tx.send_modify(|control| control.phase = Phase::Stop);
-        let mut out = String::new();
-        report::write_reasons(&mut out, "connection failures", &failures);
-        eprint!("{out}");
+        report::eprint_reasons("connection failures", &failures);
         close(sender_tasks, client_tasks).await;
         bail!("{} of {connections} connections failed; nothing was sent", failures.values().sum::<u64>());
     }
@@ -1130,16 +1126,9 @@ async fn close(
 }
 
 /// One line a second on stderr from the first send to the end.
-async fn print_progress(shared: Arc<Shared>, control: watch::Receiver<Control>, mut done: oneshot::Receiver<()>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+async fn print_progress(shared: Arc<Shared>, control: watch::Receiver<Control>, done: oneshot::Receiver<()>) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = &mut done => break,
-        }
+    report::each_second(done, || {
         let phase = match control.borrow().phase {
             Phase::Connect | Phase::Send => "sending",
             Phase::Down => "down",
@@ -1161,7 +1150,8 @@ async fn print_progress(shared: Arc<Shared>, control: watch::Receiver<Control>, 
             load(&shared.gave_up),
             shared.drops.total(),
         );
-    }
+    })
+    .await;
 }
 
 /// The human summary.

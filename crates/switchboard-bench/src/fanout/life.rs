@@ -177,7 +177,7 @@ impl MemberLife {
                 continue;
             }
             let target: &Target = &shared.targets[*node];
-            if let Ok(ws) = super::join(shared, target, source, user).await {
+            if let Ok(ws) = super::members::join(shared, target, source, user).await {
                 let now = shared.clock.nanos();
                 shared.life_tally.reconnect.record_nanos(lost_at, now);
                 shared.life_tally.reconnected.fetch_add(1, Ordering::Relaxed);

@@ -2,7 +2,7 @@
 
 use switchboard_store::{ActivityCursor, ConversationRecord, NewMessage, Store};
 
-use super::{dm, in_room, Fixture};
+use crate::common::{dm, in_room, Fixture};
 
 fn at(mut message: NewMessage, ts: i64) -> NewMessage {
     message.ts = ts;

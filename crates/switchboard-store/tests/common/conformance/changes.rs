@@ -2,7 +2,7 @@
 
 use switchboard_store::{EntryKind, Reaction, Rejection, MAX_REACTIONS, QUOTE_CHARS, UNREAD_COUNT_SPAN};
 
-use super::*;
+use crate::common::*;
 
 fn reactions(list: &[(&str, &[&str])]) -> Vec<Reaction> {
     list.iter()
@@ -167,14 +167,7 @@ pub async fn changes_are_not_unread_and_not_the_last_message(fixture: &dyn Fixtu
         store.conversations_of("alice").await.unwrap().into_iter().map(|r| (r.conv, r.read_seq, r.unread)).collect();
     assert_eq!(alice, [("dm:alice:bob".into(), 1, 0)]);
 
-    let mut last: Vec<(String, u64, String)> = store
-        .last_messages(&["room:lobby".into(), "dm:alice:bob".into()])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|message| (message.conv, message.seq, message.text))
-        .collect();
-    last.sort();
+    let last = last_of(&*store, &["room:lobby", "dm:alice:bob"]).await;
     assert_eq!(last, [("dm:alice:bob".into(), 1, "hey".into()), ("room:lobby".into(), 3, "two".into())]);
     store.close().await;
 }
