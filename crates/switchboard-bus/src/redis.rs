@@ -34,8 +34,13 @@ const OUTGOING_CAPACITY: usize = 16_384;
 const PUBLISH_BATCH: usize = 1_024;
 /// How long `publish` waits for room in a full outgoing queue before giving up.
 const OUTGOING_WAIT: Duration = Duration::from_millis(500);
-/// Bound of every connect and request, so a dead link is noticed instead of hanging.
+/// Bound of every connect attempt, so a dead broker is noticed instead of hanging.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound of every request and ping on a connected link. Longer than a connect: a node starved of
+/// CPU by a login storm answers late, and taking that for a lost link would discard what is
+/// queued and make every client resume, the worst answer to overload. A closed connection is
+/// noticed at once whatever this is.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `subscribe` waits for the link task; longer than one connect attempt plus one request.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 /// How often an idle pub/sub connection is pinged: a link that died silently is noticed.
@@ -251,8 +256,8 @@ struct Connections {
     publisher: MultiplexedConnection,
     subscriber: PubSubSink,
     messages: PubSubStream,
-    /// Channels subscribed on this pub/sub connection.
-    subscribed: HashSet<String>,
+    /// Topics subscribed on this pub/sub connection.
+    subscribed: HashSet<Topic>,
 }
 
 impl Connections {
@@ -260,7 +265,7 @@ impl Connections {
     async fn open(client: &Client, shared: &Shared, channels: &ChannelNames) -> Result<Connections, RedisError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT));
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let publisher = client.get_multiplexed_async_connection_with_config(&config).await?;
         let pubsub = timeout(IO_TIMEOUT, client.get_async_pubsub()).await.map_err(timed_out)??;
         let (subscriber, messages) = pubsub.split();
@@ -271,17 +276,24 @@ impl Connections {
 
     /// Makes the pub/sub connection's subscriptions match the subscription set.
     async fn sync(&mut self, shared: &Shared, channels: &ChannelNames) -> Result<(), RedisError> {
-        let wanted: HashSet<String> = shared.subscriptions.lock().iter().map(|topic| channels.of(topic)).collect();
-        let to_add: Vec<String> = wanted.difference(&self.subscribed).cloned().collect();
-        let to_remove: Vec<String> = self.subscribed.difference(&wanted).cloned().collect();
+        // Compared as topics, named only when they change: with a topic per online user the set
+        // is large, and a login storm syncs often.
+        let (to_add, to_remove): (Vec<Topic>, Vec<Topic>) = {
+            let wanted = shared.subscriptions.lock();
+            let to_add = wanted.difference(&self.subscribed).cloned().collect();
+            let to_remove = self.subscribed.difference(&wanted).cloned().collect();
+            (to_add, to_remove)
+        };
         if !to_add.is_empty() {
-            timeout(IO_TIMEOUT, self.subscriber.subscribe(&to_add)).await.map_err(timed_out)??;
+            let names: Vec<String> = to_add.iter().map(|topic| channels.of(topic)).collect();
+            timeout(RESPONSE_TIMEOUT, self.subscriber.subscribe(&names)).await.map_err(timed_out)??;
             self.subscribed.extend(to_add);
         }
         if !to_remove.is_empty() {
-            timeout(IO_TIMEOUT, self.subscriber.unsubscribe(&to_remove)).await.map_err(timed_out)??;
-            for channel in &to_remove {
-                self.subscribed.remove(channel);
+            let names: Vec<String> = to_remove.iter().map(|topic| channels.of(topic)).collect();
+            timeout(RESPONSE_TIMEOUT, self.subscriber.unsubscribe(&names)).await.map_err(timed_out)??;
+            for topic in &to_remove {
+                self.subscribed.remove(topic);
             }
         }
         Ok(())
@@ -375,7 +387,7 @@ impl Link {
                     in_flight = Some(self.publish_batch(first, &connections.publisher));
                 }
                 _ = health_check.tick() => {
-                    let ping = timeout(IO_TIMEOUT, connections.subscriber.ping::<::redis::Value>()).await;
+                    let ping = timeout(RESPONSE_TIMEOUT, connections.subscriber.ping::<::redis::Value>()).await;
                     match ping {
                         Ok(Ok(_)) => {}
                         Ok(Err(error)) => return SessionEnd::Lost(format!("ping failed: {error}")),

@@ -49,6 +49,11 @@ pub struct ChatConfig {
     /// Logins and registrations that may wait for a password check; more are refused with
     /// `overloaded`.
     pub password_checks_waiting: usize,
+    /// Logins in progress on this node at once; more wait their turn (parked, costing nothing).
+    /// A storm of thousands (a dead node's clients coming back) would otherwise fill the
+    /// runtime's run queue, and the bus link's and heartbeats' tasks would wait behind it long
+    /// enough for the node to look dead or its broker link lost.
+    pub logins_in_flight: usize,
     /// Most messages written to the store in one transaction.
     pub batch_max: usize,
     /// Messages waiting for the store before senders get `overloaded`.
@@ -100,6 +105,7 @@ impl Default for ChatConfig {
             login_window: Duration::from_secs(60),
             password_checks: std::thread::available_parallelism().map_or(2, |cores| cores.get()),
             password_checks_waiting: 256,
+            logins_in_flight: 64,
             batch_max: 512,
             pipeline_capacity: 16_384,
             bad_words: Vec::new(),

@@ -43,6 +43,8 @@ impl ChatNode {
             options.presence_everyone = everyone && options.presence;
         }
         let reference = frame.reference.clone();
+        // Never closed, so a permit always comes.
+        let _admitted = self.shared.login_permits.acquire().await;
         match self.try_login(frame, peer).await {
             Ok(session) => Ok(session),
             Err(error) => {

@@ -85,6 +85,8 @@ pub struct NodeShared {
     pub(crate) lost_publications: Arc<AtomicI64>,
     /// Between the bus's `Disconnected` and `Reconnected`.
     pub(crate) bus_link_down: AtomicBool,
+    /// Admission of logins: see `ChatConfig::logins_in_flight`.
+    pub(crate) login_permits: tokio::sync::Semaphore,
     /// Rooms this node listens to on the bus.
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fences: Fences,
@@ -107,6 +109,7 @@ impl ChatNode {
         let (pipeline, pipeline_receiver) = Pipeline::new(inline, config.pipeline_capacity, config.batch_max);
         let (bus_sender, bus_receiver) = mpsc::channel(BUS_OUTBOX_CAPACITY);
         let (joins, join_receiver) = crate::joins::JoinQueue::new(config.pipeline_capacity);
+        let login_permits = tokio::sync::Semaphore::new(config.logins_in_flight.max(1));
         let incoming = bus.take_incoming().ok_or_else(|| ChatError::Internal("bus already in use".into()))?;
         let (fences, fence_inbox) = Fences::new();
         let metrics = ChatMetrics::default();
@@ -142,6 +145,7 @@ impl ChatNode {
             peers_seen: AtomicBool::new(false),
             lost_publications: Arc::new(AtomicI64::new(0)),
             bus_link_down: AtomicBool::new(false),
+            login_permits,
             subscriptions: Arc::new(Subscriptions::default()),
             fences,
             room_announcements: Default::default(),
