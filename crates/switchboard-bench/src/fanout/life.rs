@@ -27,7 +27,7 @@ pub struct LifeArgs {
     pub churn_at_secs: u64,
     /// Kill this node (its index in the `--url` list; it must hold no sender) `--kill-at-secs`
     /// after the first step starts, with SIGKILL to `--kill-pid`. Its members reconnect to the
-    /// next live node, log in and join again.
+    /// live nodes (spread by user name), log in and join again.
     #[arg(long, requires = "kill_pid")]
     pub kill_node: Option<usize>,
     #[arg(long, requires = "kill_node")]
@@ -156,7 +156,7 @@ impl MemberLife {
         }
     }
 
-    /// The connection is gone: with a node to kill, come back on the next live node (`None`
+    /// The connection is gone: with a node to kill, come back on a live node (`None`
     /// when that failed too, or this run kills no node).
     pub(super) async fn reconnect(
         &mut self,
@@ -171,6 +171,14 @@ impl MemberLife {
         let lost_at = shared.clock.nanos();
         let deadline = tokio::time::Instant::now() + shared.connector.timeout();
         let count = shared.targets.len();
+        // Spread over the live nodes, as clients behind a load balancer would, not all onto one.
+        let spread = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            user.hash(&mut hasher);
+            hasher.finish() as usize % count.saturating_sub(1).max(1)
+        };
+        *node = (*node + spread) % count;
         while tokio::time::Instant::now() < deadline {
             *node = (*node + 1) % count;
             if *node == killed {
