@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole life of one huge room on a local cluster: NODES nodes over one Redis and one PostgreSQL
-# database, PROCESSES `switchboard bench fanout` shards holding MEMBERS members between them
-# (bench/fanout-shards.sh), and the life options given after the members, e.g.
+# The whole life of one huge room on a local cluster: NODES nodes over one Redis (or NATS with
+# BUS=nats) and one PostgreSQL database, PROCESSES `switchboard bench fanout` shards holding
+# MEMBERS members between them (bench/fanout-shards.sh), and the life options given after the
+# members, e.g.
 #
 #   bench/huge-life.sh 6 20000 2 --steps 1,5,20 --churn 0.05 --churn-at-secs 4 --kill-at-secs 16
 #
@@ -30,14 +31,23 @@ cleanup() {
 trap cleanup EXIT
 
 BROKER_PORT=$(free_port)
-redis-server --port "$BROKER_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/broker.log" 2>&1 &
+BROKER_ARGS=()
+if [[ ${BUS:-redis} == nats ]]; then
+    nats-server -a 127.0.0.1 -p "$BROKER_PORT" >"$OUT/broker.log" 2>&1 &
+    BUS_URL=nats://127.0.0.1:$BROKER_PORT
+else
+    redis-server --port "$BROKER_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/broker.log" 2>&1 &
+    BUS_URL=redis://127.0.0.1:$BROKER_PORT
+    # Only Redis reports its CPU (INFO) to the bench.
+    BROKER_ARGS=(--broker "$BUS_URL")
+fi
 PIDS+=($!)
 psql "$POSTGRES/postgres" -qc "CREATE DATABASE $DATABASE" >/dev/null
 URLS=() PORTS=()
 for ((n = 1; n <= nodes; n++)); do
     port=$(free_port)
     $BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster huge --public-url ws://127.0.0.1:"$port"/ws \
-        --bus redis://127.0.0.1:"$BROKER_PORT" --store "$POSTGRES/$DATABASE" --jwt-secret "$SECRET" \
+        --bus "$BUS_URL" --store "$POSTGRES/$DATABASE" --jwt-secret "$SECRET" \
         --rate-per-sec 1000000 --rate-burst 1000000 >"$OUT/n$n.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 300); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -46,8 +56,8 @@ done
 LAST_PID=${PIDS[-1]}
 LIFE=()
 for arg in "$@"; do [[ $arg == --kill-at-secs ]] && LIFE=(--kill-node $((nodes - 1)) --kill-pid "$LAST_PID"); done
-echo "cluster: $nodes nodes (redis :$BROKER_PORT, postgres $DATABASE), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "cluster: $nodes nodes (${BUS:-redis} :$BROKER_PORT, postgres $DATABASE), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 bench/fanout-shards.sh "$processes" "${JOIN_SECS:-60}" "$BIN" "${URLS[@]}" --jwt-secret "$SECRET" \
-    --members "$members" --broker redis://127.0.0.1:"$BROKER_PORT" --timeout-secs 120 "${LIFE[@]}" "$@"
+    --members "$members" "${BROKER_ARGS[@]}" --timeout-secs 120 "${LIFE[@]}" "$@"
 echo "after: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for ((n = 1; n <= nodes; n++)); do curl -sf "127.0.0.1:${PORTS[n-1]}/metrics" >"$OUT/metrics-n$n.txt" || true; done
