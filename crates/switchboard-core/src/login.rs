@@ -45,7 +45,12 @@ impl ChatNode {
         let reference = frame.reference.clone();
         // Never closed, so a permit always comes.
         let _admitted = self.shared.login_permits.acquire().await;
-        match self.try_login(frame, peer).await {
+        let metrics = &self.shared.metrics;
+        let in_flight = metrics.logins_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics.logins_in_flight_max.fetch_max(in_flight, Ordering::Relaxed);
+        let outcome = self.try_login(frame, peer).await;
+        metrics.logins_in_flight.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
             Ok(session) => Ok(session),
             Err(error) => {
                 self.shared.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);

@@ -40,6 +40,9 @@ pub struct ChatMetrics {
     pub join_batches: AtomicU64,
     /// Joins queued for the next batch.
     pub joins_waiting: AtomicI64,
+    /// Logins admitted and in progress, and the most there were at once (`logins_in_flight`).
+    pub logins_in_flight: AtomicI64,
+    pub logins_in_flight_max: AtomicI64,
     pub delivery_latency: Histogram,
     /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
     pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
@@ -163,6 +166,18 @@ impl ChatMetrics {
             "switchboard_joins_waiting",
             "Joins queued for the next store batch.",
             self.joins_waiting.load(Ordering::Relaxed),
+        );
+        gauge(
+            out,
+            "switchboard_logins_in_flight",
+            "Logins admitted and in progress (at most logins_in_flight; the rest wait).",
+            self.logins_in_flight.load(Ordering::Relaxed),
+        );
+        gauge(
+            out,
+            "switchboard_logins_in_flight_max",
+            "The most logins in progress at once since the start.",
+            self.logins_in_flight_max.load(Ordering::Relaxed),
         );
         self.password_checks.render(out);
         self.delivery_latency.render(

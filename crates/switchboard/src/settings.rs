@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// [default: 256].
     #[arg(long, env = "SWITCHBOARD_PASSWORD_CHECKS_WAITING")]
     pub password_checks_waiting: Option<usize>,
+    /// Logins in progress at once; more wait their turn, so a reconnect storm cannot starve the
+    /// node's bus link and heartbeats [default: 64].
+    #[arg(long, env = "SWITCHBOARD_LOGINS_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub logins_in_flight: Option<u32>,
     /// Log format: `text` or `json` [default: text]. The level comes from RUST_LOG (default info).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -206,6 +210,7 @@ struct FileSettings {
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     password_checks: Option<u32>,
     password_checks_waiting: Option<usize>,
+    logins_in_flight: Option<u32>,
     log_format: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -384,6 +389,9 @@ impl Settings {
         }
         if let Some(value) = pick!(args, file, password_checks) {
             chat.password_checks = value.max(1) as usize;
+        }
+        if let Some(value) = pick!(args, file, logins_in_flight) {
+            chat.logins_in_flight = value.max(1) as usize;
         }
         if let Some(value) = pick!(args, file, password_checks_waiting) {
             chat.password_checks_waiting = value;

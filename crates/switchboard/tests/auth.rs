@@ -311,6 +311,33 @@ async fn concurrent_password_checks_stay_within_their_bound() {
     assert_eq!(server.metric("switchboard_password_checks_in_flight").await, 0.0);
 }
 
+/// A burst of logins past `logins_in_flight` waits its turn: every login is answered with a
+/// session, and no more than the bound ran at once.
+#[tokio::test]
+async fn a_login_burst_past_the_admission_bound_waits_and_is_all_answered() {
+    let server = TestServer::builder()
+        .chat(|c| {
+            c.open_auth = true;
+            c.logins_in_flight = 2;
+        })
+        .start()
+        .await;
+    let url = server.ws_url();
+    let logins = (0..16).map(|i| {
+        let url = url.clone();
+        async move {
+            let mut client = TestClient::connect(&url).await;
+            client.request(json!({"type": "login_open", "username": format!("burst{i}")})).await
+        }
+    });
+    for answer in futures_util::future::join_all(logins).await {
+        assert_eq!(answer["type"], "session", "{answer}");
+    }
+    let most = server.metric("switchboard_logins_in_flight_max").await;
+    assert!((1.0..=2.0).contains(&most), "at most 2 logins at once, saw {most}");
+    assert_eq!(server.metric("switchboard_logins_in_flight").await, 0.0);
+}
+
 #[tokio::test]
 async fn a_successful_login_clears_the_failures_of_its_user_name() {
     let server = TestServer::builder().chat(|c| c.login_failures_per_user = 3).start().await;
