@@ -59,8 +59,7 @@ impl NodeShared {
             // Each user's topic reaches the nodes holding that user's connections, whatever the
             // presence table here says yet: a device that logged in elsewhere a moment ago is
             // subscribed before its sync read, so this message is in its sync or reaches it here.
-            let users = if recipient == sender { vec![recipient] } else { vec![recipient, sender] };
-            for user in users {
+            for user in std::iter::once(recipient).chain((sender != recipient).then_some(sender)) {
                 let header =
                     BusHeader::UserMessage { users: vec![user.clone()], conv: message.conv.clone(), seq: message.seq };
                 self.publish(Topic::User(user.clone()), &header, Some(&frame));

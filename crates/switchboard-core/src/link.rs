@@ -265,7 +265,8 @@ impl NodeShared {
                 }
                 let frame = frame();
                 let mut reached = 0;
-                for user in users.iter().collect::<std::collections::BTreeSet<_>>() {
+                // One user per publication (its topic's): nothing to deduplicate.
+                for user in &users {
                     reached += self.hub.deliver_to_user(user, &conv, seq, &frame, None);
                 }
                 self.metrics.deliveries.fetch_add(reached as u64, Ordering::Relaxed);
