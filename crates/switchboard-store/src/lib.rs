@@ -7,7 +7,7 @@
 //!
 //! The core batches message writes itself and hands a whole batch to [`Store::append`], so a
 //! store sees one transaction per batch, not one per message.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod access;
 mod error;

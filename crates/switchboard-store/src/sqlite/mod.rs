@@ -28,6 +28,7 @@ mod open;
 mod own_markers;
 mod queries;
 mod threads;
+mod wal_frames;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,7 +125,13 @@ impl InlineAppend for SqliteStore {
         let Some(mut worker) = self.worker.try_lock() else {
             return Err(batch);
         };
-        Ok(worker.transaction(|worker| append_batch(worker, &batch)))
+        let outcome = worker.transaction(|worker| append_batch(worker, &batch));
+        if worker.upkeep_due() {
+            if let Some(queue) = open.as_ref() {
+                let _ = queue.send(Box::new(Upkeep));
+            }
+        }
+        Ok(outcome)
     }
 }
 
