@@ -12,7 +12,9 @@
 //! thread of their own, so a commit does not wait for one: the writer only copies the few frames
 //! committed since the checkpointer's last pass once the WAL is long, so that its next transaction
 //! starts the WAL over. Should writes outpace the checkpointer anyway, the writer waits for a
-//! checkpoint of its own once the WAL is twice that long: the WAL file stays bounded.
+//! checkpoint of its own once the WAL is four times that long: the WAL file stays bounded. The
+//! WAL's length is SQLite's own count of its frames (`wal_frames`), and that upkeep runs on the
+//! writer thread even after a commit made on a sender's thread.
 //!
 //! Every connection goes through SQLite's `unix-excl` VFS: the first one locks the database file
 //! for this process, and the WAL's index then lives in this process's memory instead of a shared
