@@ -80,7 +80,7 @@ struct Socket {
 /// Serves one upgraded connection; `tls` is its session when the client came over TLS.
 pub(crate) async fn serve(
     stream: TcpStream,
-    tls: Option<rustls::ServerConnection>,
+    tls: Option<Box<rustls::ServerConnection>>,
     leftover: Bytes,
     peer: SocketAddr,
     context: Arc<ServerContext>,
@@ -109,8 +109,10 @@ pub(crate) async fn serve(
         last_heard: Instant::now(),
         ping_sent: false,
     };
-    let hello = context.node.hello_frame(context.config.max_frame_bytes);
-    let end = match socket.write_all(&[hello], &context).await {
+    // Its own statement: a temporary in the `match` below would live (and hold the hello frame)
+    // for the whole connection.
+    let hello_written = socket.write_all(&[context.node.hello_frame(context.config.max_frame_bytes)], &context).await;
+    let end = match hello_written {
         Ok(()) => match Box::pin(login_phase(&mut socket, &context)).await {
             Ok(session) => session_phase(&mut socket, session, &context).await,
             Err(end) => end,

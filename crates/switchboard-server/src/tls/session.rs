@@ -17,9 +17,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// Bytes read from the socket per call.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The rustls session of one connection. The lock is never held across an await.
+/// The rustls session of one connection. The lock is never held across an await. Boxed: a
+/// session is about 1.2 KiB, which every plain connection would otherwise reserve too (the
+/// socket and the connection task hold an `Option` of it).
 pub(crate) struct TlsSession {
-    connection: Mutex<ServerConnection>,
+    connection: Mutex<Box<ServerConnection>>,
 }
 
 /// What a read found.
@@ -32,7 +34,7 @@ pub(crate) enum ReadOutcome {
 }
 
 impl TlsSession {
-    pub(crate) fn new(mut connection: ServerConnection) -> TlsSession {
+    pub(crate) fn new(mut connection: Box<ServerConnection>) -> TlsSession {
         connection.set_buffer_limit(Some(super::TLS_BUFFER_LIMIT));
         TlsSession { connection: Mutex::new(connection) }
     }
