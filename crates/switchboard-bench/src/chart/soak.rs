@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use super::{Chart, Key, Line, Lines, Panel, KNOWN_SYSTEMS, OTHER_COLOURS};
+use super::panels::{KNOWN_SYSTEMS, OTHER_COLOURS};
+use super::render::{Chart, Key, Line, Lines, Panel};
 
 /// A `soak-sample` line of `switchboard bench soak`.
 #[derive(Debug, Deserialize)]
