@@ -30,6 +30,8 @@
 #   PM_PAIRS [1000] PM_RATES ["1000 4000"]  PM2_PAIRS [1000] PM2_RATES ["1000 4000"]
 #   WARMUP_SECS [2] DURATION_SECS [8] GRACE_SECS [5]
 #   BENCH_POSTGRES [postgres://postgres@127.0.0.1:5432]
+#   SERVER_BIN [target/release/switchboard]: another build of the server (say, an older commit's)
+#   driven by this build's load generator, for before/after runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -168,6 +170,11 @@ PRESENCE_RATES=${PRESENCE_RATES:-10 50}
 POSTGRES=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 RESULTS=${1:-bench/peers/results/peers-$(date +%Y%m%d-%H%M%S).jsonl}
 BIN=target/release/switchboard
+# The server under test; the load generator is always $BIN. Builds from before the presence
+# setting (early December 2026) told everyone anyway and do not know the option.
+SERVER_BIN=${SERVER_BIN:-$BIN}
+PRESENCE_ARGS=()
+if "$SERVER_BIN" serve --help | grep -q -- '--presence '; then PRESENCE_ARGS=(--presence everyone); fi
 SECRET=bench-peers-secret
 LOGS=$(mktemp -d)
 DATABASES=()
@@ -263,12 +270,12 @@ start_server() { # server nodes [bus_kind]
         case $server in
             switchboard)
                 if ((nodes > 1)); then
-                    $BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster peers \
+                    $SERVER_BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster peers \
                         --public-url ws://127.0.0.1:"$port"/ws --bus "$bus" --store "$POSTGRES/$database" \
-                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 --presence everyone >"$LOGS/sb-$port.log" 2>&1 &
+                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 "${PRESENCE_ARGS[@]}" >"$LOGS/sb-$port.log" 2>&1 &
                 else
-                    $BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" \
-                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 --presence everyone >"$LOGS/sb-$port.log" 2>&1 &
+                    $SERVER_BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" \
+                        --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 "${PRESENCE_ARGS[@]}" >"$LOGS/sb-$port.log" 2>&1 &
                 fi
                 PIDS+=($!)
                 wait_http "127.0.0.1:$port/readyz"
@@ -280,7 +287,7 @@ start_server() { # server nodes [bus_kind]
                     make_certificate
                     tls=(--tls-cert "$LOGS/server.crt" --tls-key "$LOGS/server.key")
                 fi
-                $BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" "${tls[@]}" \
+                $SERVER_BIN serve --listen 127.0.0.1:"$port" --data-dir "$LOGS/sb-data-$port" "${tls[@]}" \
                     --jwt-secret "$SECRET" --rate-per-sec 1000000 --rate-burst 1000000 >"$LOGS/sb-$port.log" 2>&1 &
                 PIDS+=($!)
                 if [[ $server == switchboard-tls ]]; then

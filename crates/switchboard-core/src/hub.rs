@@ -119,8 +119,12 @@ impl LocalHub {
         if connections.is_empty() {
             return false;
         }
-        let room: Arc<str> = Arc::from(room);
-        self.user_rooms.write().entry(Arc::from(user)).or_default().insert(room.clone());
+        // One copy of the room's name and of the user's for all, not one per join: in a room of
+        // 100k that is two allocations per member less.
+        let shared = self.rooms.read().get_key_value(room).map(|(name, _)| name.clone());
+        let room = shared.unwrap_or_else(|| Arc::from(room));
+        let user = connections[0].user.clone();
+        self.user_rooms.write().entry(user).or_default().insert(room.clone());
         let mut all_rooms = self.rooms.write();
         let listeners = all_rooms.entry(room).or_default();
         let first = listeners.is_empty();
