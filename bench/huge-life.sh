@@ -7,7 +7,8 @@
 #   bench/huge-life.sh 6 20000 2 --steps 1,5,20 --churn 0.05 --churn-at-secs 4 --kill-at-secs 16
 #
 # With --kill-at-secs the last node is killed then (`--kill-node`, `--kill-pid` are filled in).
-# JOIN_SECS (default 60): how long the joins may take. Prints the merged JSON on stdout, with every
+# JOIN_SECS (default 60): how long the joins may take. NODE_ARGS: more options for every node
+# (e.g. "--logins-in-flight 16"). Prints the merged JSON on stdout, with every
 # node's /metrics after the run in $OUT. Everything it starts is stopped and dropped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ for ((n = 1; n <= nodes; n++)); do
     port=$(free_port)
     $BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster huge --public-url ws://127.0.0.1:"$port"/ws \
         --bus "$BUS_URL" --store "$POSTGRES/$DATABASE" --jwt-secret "$SECRET" \
-        --rate-per-sec 1000000 --rate-burst 1000000 >"$OUT/n$n.log" 2>&1 &
+        --rate-per-sec 1000000 --rate-burst 1000000 ${NODE_ARGS:-} >"$OUT/n$n.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 300); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     URLS+=(--url "ws://127.0.0.1:$port/ws") PORTS+=("$port")

@@ -63,11 +63,31 @@ pub struct RedisBus {
 
 /// State shared by the handle and the link task.
 struct Shared {
-    /// Topics this node wants; the link task restores all of them after a reconnect.
-    subscriptions: Mutex<HashSet<Topic>>,
+    subscriptions: Mutex<Wanted>,
     /// False from the moment a lost link is noticed until it is back: `publish` fails fast.
     link_up: AtomicBool,
     counters: BusCounters,
+}
+
+/// The topics this node wants, and which of them changed since the link task last looked.
+#[derive(Default)]
+struct Wanted {
+    /// All of them; the link task restores them all after a reconnect.
+    topics: HashSet<Topic>,
+    /// Added or removed since the last sync: a sync looks at these only, so its cost follows the
+    /// changes, not the set (a topic per online user: comparing the whole set on every sync of a
+    /// login storm made joining 100k members quadratic).
+    changed: HashSet<Topic>,
+}
+
+impl Wanted {
+    fn change(&mut self, topic: Topic, wanted: bool) -> bool {
+        let changed = if wanted { self.topics.insert(topic.clone()) } else { self.topics.remove(&topic) };
+        if changed {
+            self.changed.insert(topic);
+        }
+        changed
+    }
 }
 
 struct Publication {
@@ -88,7 +108,10 @@ impl RedisBus {
         let address = client.get_connection_info().addr().to_string();
         let channels = ChannelNames::new(cluster);
         let shared = Arc::new(Shared {
-            subscriptions: Mutex::new(HashSet::from([Topic::Node(node_id.to_owned()), Topic::Cluster])),
+            subscriptions: Mutex::new(Wanted {
+                topics: HashSet::from([Topic::Node(node_id.to_owned()), Topic::Cluster]),
+                changed: HashSet::new(),
+            }),
             link_up: AtomicBool::new(false),
             counters: BusCounters::default(),
         });
@@ -173,14 +196,14 @@ impl Bus for RedisBus {
     /// Records the topic (kept across reconnects) and returns once Redis confirmed it, or at once
     /// while the link is down.
     async fn subscribe(&self, topic: Topic) -> Result<(), BusError> {
-        if !self.shared.subscriptions.lock().insert(topic) {
+        if !self.shared.subscriptions.lock().change(topic, true) {
             return Ok(());
         }
         self.sync_subscriptions().await
     }
 
     async fn unsubscribe(&self, topic: Topic) -> Result<(), BusError> {
-        if !self.shared.subscriptions.lock().remove(&topic) {
+        if !self.shared.subscriptions.lock().change(topic, false) {
             return Ok(());
         }
         self.sync_subscriptions().await
@@ -279,10 +302,19 @@ impl Connections {
         // Compared as topics, named only when they change: with a topic per online user the set
         // is large, and a login storm syncs often.
         let (to_add, to_remove): (Vec<Topic>, Vec<Topic>) = {
-            let wanted = shared.subscriptions.lock();
-            let to_add = wanted.difference(&self.subscribed).cloned().collect();
-            let to_remove = self.subscribed.difference(&wanted).cloned().collect();
-            (to_add, to_remove)
+            let mut wanted = shared.subscriptions.lock();
+            let changed = std::mem::take(&mut wanted.changed);
+            if self.subscribed.is_empty() {
+                // A new connection (or a link's first sync): everything.
+                (wanted.topics.iter().cloned().collect(), Vec::new())
+            } else {
+                let (added, removed): (Vec<Topic>, Vec<Topic>) =
+                    changed.into_iter().partition(|topic| wanted.topics.contains(topic));
+                (
+                    added.into_iter().filter(|topic| !self.subscribed.contains(topic)).collect(),
+                    removed.into_iter().filter(|topic| self.subscribed.contains(topic)).collect(),
+                )
+            }
         };
         if !to_add.is_empty() {
             let names: Vec<String> = to_add.iter().map(|topic| channels.of(topic)).collect();

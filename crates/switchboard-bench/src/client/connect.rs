@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use nix::sys::socket::setsockopt;
+use nix::sys::socket::sockopt::IpBindAddressNoPort;
 use tokio::net::TcpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
@@ -26,6 +28,10 @@ pub async fn open(target: &Target, source: Option<IpAddr>) -> Result<WsStream, F
     if let Some(source) = source {
         // Lets a port whose last connection sits in TIME_WAIT be reused by the next run.
         socket.set_reuseaddr(true).map_err(io)?;
+        // The port is chosen by `connect`, unique per 4-tuple, not by `bind`, whose search for a
+        // port no bound socket holds grows with the sockets already open: tens of thousands of
+        // connections from one process made every new one slower.
+        setsockopt(&socket, IpBindAddressNoPort, &true).map_err(|error| io(error.into()))?;
         socket.bind(SocketAddr::new(source, 0)).map_err(io)?;
     }
     let stream = socket.connect(target.addr).await.map_err(io)?;
