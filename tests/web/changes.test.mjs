@@ -5,7 +5,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { launchBrowser, openDevice, openDm, register, screenshot, sendText, serverUrl, waitForMessage } from './harness.mjs';
+import {
+  launchBrowser,
+  messageItem,
+  messageMenu,
+  openDevice,
+  openDm,
+  register,
+  screenshot,
+  sendText,
+  serverUrl,
+  waitForMessage,
+} from './harness.mjs';
 
 let browser;
 const devices = [];
@@ -26,15 +37,8 @@ after(async () => {
   for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
 });
 
-/** The message item whose text is `text`. */
-const item = (page, text) => page.locator('#message-list .msg').filter({ has: page.locator('.text', { hasText: text }) });
-
-async function menu(page, text, action) {
-  const message = item(page, text).last();
-  await message.hover();
-  await message.locator('.msg-menu-button').click();
-  await message.locator('.msg-menu [role="menuitem"]', { hasText: action }).click();
-}
+const item = messageItem;
+const menu = messageMenu;
 
 test('edit with Up, reply, react and delete from the message menu, live and after a reload', async () => {
   const edie = await device();

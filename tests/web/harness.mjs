@@ -150,6 +150,18 @@ export function exactly(text) {
   return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
 }
 
+/** The message item whose text is `text`. */
+export const messageItem = (page, text) =>
+  page.locator('#message-list .msg').filter({ has: page.locator('.text', { hasText: text }) });
+
+/** Picks `action` (Reply, Delete, an emoji) from the menu of the last message whose text is `text`. */
+export async function messageMenu(page, text, action) {
+  const message = messageItem(page, text).last();
+  await message.hover();
+  await message.locator('.msg-menu-button').click();
+  await message.locator('.msg-menu [role="menuitem"]', { hasText: action }).click();
+}
+
 /** The texts of the open conversation, in page order. */
 export async function messageTexts(page) {
   return page.locator('#message-list .msg .text').allTextContents();

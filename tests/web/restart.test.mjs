@@ -9,6 +9,8 @@ import {
   ServerProcess,
   connectedNode,
   launchBrowser,
+  messageItem,
+  messageMenu,
   messageTexts,
   openDevice,
   openDm,
@@ -88,6 +90,54 @@ test('the page reconnects after restarts, resumes, and shows what was sent meanw
     await screenshot(kim.page, 'desktop-after-restart');
     assert.deepEqual(kim.problems, []);
     assert.deepEqual(leo.problems, []);
+  } finally {
+    await browser.close();
+    await server.kill();
+  }
+});
+
+test('a reply written while the server is down keeps its quote through a reload', async () => {
+  const server = new ServerProcess({ nodeId: 'n1' });
+  await server.start();
+  const browser = await launchBrowser();
+  try {
+    const ada = await openDevice(browser);
+    const bo = await openDevice(browser);
+    await register(ada.page, server.url, 'ada');
+    await register(bo.page, server.url, 'bo');
+    await openDm(ada.page, 'bo');
+    await sendText(ada.page, 'the original');
+    await openDm(bo.page, 'ada');
+    await waitForMessage(bo.page, 'the original');
+
+    // Bo replies while the server is down; the server comes back, but bo's page cannot reach it
+    // (its WebSocket attempts are closed) and is reloaded: the reply waits in the stored outbox.
+    await server.kill();
+    await bo.page.locator('#status-text', { hasText: 'reconnecting' }).waitFor();
+    await messageMenu(bo.page, 'the original', 'Reply');
+    await bo.page.locator('#composer-mode', { hasText: 'Replying to ada' }).waitFor();
+    await bo.page.locator('#composer-text').fill('my answer');
+    await bo.page.locator('#composer-text').press('Enter');
+    await bo.page.locator('#message-list .msg.pending .text', { hasText: 'my answer' }).waitFor();
+    let held = true;
+    await bo.context.routeWebSocket(/\/ws$/, (socket) => {
+      if (held) socket.close();
+      else socket.connectToServer();
+    });
+    await server.start();
+    await bo.page.reload();
+    await bo.page.locator('#status-text', { hasText: 'reconnecting' }).waitFor();
+
+    // Let through: the reply is sent from the outbox as a reply, and both sides show its quote.
+    held = false;
+    await waitReady(bo.page);
+    await openDm(bo.page, 'ada');
+    await waitReady(ada.page);
+    for (const page of [ada.page, bo.page]) {
+      await messageItem(page, 'my answer').locator('.quote').filter({ hasText: 'the original' }).waitFor();
+    }
+    assert.deepEqual(ada.problems, []);
+    assert.deepEqual(bo.problems, []);
   } finally {
     await browser.close();
     await server.kill();

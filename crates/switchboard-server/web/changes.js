@@ -17,7 +17,11 @@ export function isChange(message) {
 
 /** Whether a copy of a message (from `history`) is newer than the one held. */
 export function isNewerCopy(held, incoming) {
-  return !isChange(incoming) && (incoming.changed_seq ?? 0) > (held.changed_seq ?? 0);
+  if (isChange(incoming)) return false;
+  // A reply acknowledged before the message it answers was loaded (an outbox sent after a
+  // reload) is held without its quote: the server's copy has it.
+  const quoteFound = held.reply_to != null && !held.reply && Boolean(incoming.reply);
+  return quoteFound || (incoming.changed_seq ?? 0) > (held.changed_seq ?? 0);
 }
 
 /** Applies a change entry to its target if held; returns whether the target changed. */
@@ -88,7 +92,7 @@ export function quoteOf(message) {
 
 /** A version of what a message shows, for the render cache. */
 export function changeVersion(message) {
-  return `${message.changed_seq ?? 0}:${message.quoteVersion ?? 0}`;
+  return `${message.changed_seq ?? 0}:${message.quoteVersion ?? 0}:${message.reply ? 1 : 0}`;
 }
 
 /**

@@ -36,10 +36,11 @@ export class Outbox {
   }
 
   save() {
-    const entries = [...this.entries.values()].map(({ key, conv, text, createdAt, failed }) => ({
+    const entries = [...this.entries.values()].map(({ key, conv, text, replyTo, createdAt, failed }) => ({
       key,
       conv,
       text,
+      replyTo,
       createdAt,
       failed,
     }));
