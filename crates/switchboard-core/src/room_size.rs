@@ -43,12 +43,15 @@ impl RoomSizes {
         self.rooms.lock().get(room).map(|count| count.members)
     }
 
-    /// A member joined (`delta` 1) or left (-1) through this node. Returns the new count.
-    fn changed(&self, room: &str, members: u64, delta: i64) -> u64 {
+    /// A member joined (`delta` 1) or left (-1) through this node, the room having `members`
+    /// before (`counted_at` when the store counted them now, 0 for the cached count). Returns the
+    /// new count.
+    fn changed(&self, room: &str, members: u64, counted_at: i64, delta: i64) -> u64 {
         let mut rooms = self.rooms.lock();
         let count = rooms.entry(Arc::from(room)).or_default();
-        if count.counted_at == 0 {
+        if count.counted_at == 0 || counted_at > count.counted_at {
             count.members = members;
+            count.counted_at = count.counted_at.max(counted_at);
         }
         count.members = count.members.saturating_add_signed(delta);
         count.recount = true;
@@ -79,26 +82,36 @@ impl RoomSizes {
 }
 
 impl NodeShared {
-    /// The room's member count: cached, or read from the store once.
-    async fn room_members(&self, room: &str) -> Result<u64, ChatError> {
-        if let Some(members) = self.room_sizes.cached(room) {
-            return Ok(members);
+    /// The room's member count before a change of `delta` members that the store has already
+    /// made, and when the store counted it (0: this node's cached count). A cached count misses
+    /// the joins through other nodes since the last round: above the threshold that changes
+    /// nothing (the room stays big), but at or below it every node would go on fanning
+    /// `member_joined` out to every member until its own joins passed the threshold, up to a round
+    /// later (six nodes: six times as many such joins). So a room that may be small is counted by
+    /// the store, a count bounded by the threshold.
+    async fn members_before(&self, room: &str, delta: i64) -> Result<(u64, i64), ChatError> {
+        match self.room_sizes.cached(room) {
+            Some(members) if members > self.config.room_events_max_members => Ok((members, 0)),
+            _ => {
+                let after = self.store.members(room, None, 1).await?.total;
+                Ok((after.saturating_add_signed(-delta), now_millis()))
+            }
         }
-        Ok(self.store.members(room, None, 1).await?.total)
     }
 
-    /// Records a join (`joined`) or leave through this node; returns whether the room is small
-    /// enough for `member_joined` / `member_left`.
+    /// Records a join (`joined`) or leave through this node, after the store made it; returns
+    /// whether the room is small enough for `member_joined` / `member_left`.
     pub(crate) async fn membership_changed(&self, room: &str, joined: bool) -> Result<bool, ChatError> {
-        let before = self.room_members(room).await?;
-        let after = self.room_sizes.changed(room, before, if joined { 1 } else { -1 });
+        let delta = if joined { 1 } else { -1 };
+        let (before, counted_at) = self.members_before(room, delta).await?;
+        let after = self.room_sizes.changed(room, before, counted_at, delta);
         Ok(after.max(before) <= self.config.room_events_max_members)
     }
 
     /// Records `joined` new members through this node at once; returns the count before them.
     pub(crate) async fn members_joined(&self, room: &str, joined: u64) -> Result<u64, ChatError> {
-        let before = self.room_members(room).await?;
-        self.room_sizes.changed(room, before, joined as i64);
+        let (before, counted_at) = self.members_before(room, joined as i64).await?;
+        self.room_sizes.changed(room, before, counted_at, joined as i64);
         Ok(before)
     }
 
@@ -186,7 +199,7 @@ mod tests {
     #[test]
     fn the_newest_count_wins_and_online_adds_up_over_nodes() {
         let sizes = RoomSizes::default();
-        assert_eq!(sizes.changed("big", 10, 1), 11);
+        assert_eq!(sizes.changed("big", 10, 0, 1), 11);
         sizes.heard("big", "n2", 50, 20, 7);
         sizes.heard("big", "n3", 40, 10, 3);
         let rooms = sizes.rooms.lock();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_store::{SqliteStore, Store};
-use switchboard_testkit::{TestClient, TestServer};
+use switchboard_testkit::{TestClient, TestCluster, TestServer};
 
 /// Logs `count` users in (quietly, named after `prefix`) and joins them to `room`; they stay
 /// connected and unread.
@@ -183,4 +183,23 @@ async fn the_members_of_a_room_of_twenty_thousand_page_within_bounds_each_once()
         }
     }
     assert_eq!(listed, expected, "every member once, in order");
+}
+
+#[tokio::test]
+async fn joins_through_other_nodes_count_toward_the_threshold_at_once() {
+    let cluster = TestCluster::start_with(2, |c| {
+        c.room_events_max_members = 4;
+        // No round to correct a node's count: what it knows comes from the joins alone.
+        c.room_size_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // One member through n1, then four through n2: five members, past the threshold of four.
+    let mut first = join_members(&n1.ws_url(), "crowd", "early", 1).await.remove(0);
+    let _others = join_members(&n2.ws_url(), "crowd", "via-n2", 4).await;
+    // n1 has seen one join of its own; had it counted on that, it would take the room for small.
+    let _late = join_members(&n1.ws_url(), "crowd", "late", 1).await;
+    let about_late: Vec<Value> =
+        first.drain_of_type("member_joined").await.into_iter().filter(|event| event["user"] == "late-0000").collect();
+    assert!(about_late.is_empty(), "a sixth member of a room of four at most: {about_late:?}");
 }
