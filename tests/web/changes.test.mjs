@@ -7,8 +7,8 @@ import { after, before, test } from 'node:test';
 
 import {
   launchBrowser,
-  messageItem,
-  messageMenu,
+  messageItem as item,
+  messageMenu as menu,
   openDevice,
   openDm,
   register,
@@ -36,9 +36,6 @@ after(async () => {
   await browser?.close();
   for (const opened of devices) assert.deepEqual(opened.problems, [], 'no alerts, page errors or console errors');
 });
-
-const item = messageItem;
-const menu = messageMenu;
 
 test('edit with Up, reply, react and delete from the message menu, live and after a reload', async () => {
   const edie = await device();

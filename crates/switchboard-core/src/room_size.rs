@@ -51,7 +51,7 @@ impl RoomSizes {
         let count = rooms.entry(Arc::from(room)).or_default();
         if count.counted_at == 0 || counted_at > count.counted_at {
             count.members = members;
-            count.counted_at = count.counted_at.max(counted_at);
+            count.counted_at = counted_at;
         }
         count.members = count.members.saturating_add_signed(delta);
         count.recount = true;

@@ -9,7 +9,7 @@
 //! the frames queued before the close (and the answers to sends still in the message pipeline,
 //! for up to [`ANSWER_WAIT`]) are written, then the close frame, then the write half is shut
 //! (FIN); the server then reads and discards what the client still sends until its close frame
-//! or the end of its stream, for up to [`CLOSE_LINGER`], and only then lets the socket go. A
+//! or the end of its stream, for up to [`CLOSE_LINGER`](closing::CLOSE_LINGER), and only then lets the socket go. A
 //! socket closed while the client's bytes sit unread in it would answer with a reset, which makes
 //! the client lose what it had not read yet, the close frame included.
 
@@ -32,6 +32,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::server::ServerContext;
+use closing::Linger;
+
+mod closing;
 use crate::tls::session::{ReadOutcome, TlsSession};
 
 /// The error a write reports when it gave up because the connection's queue overflowed.
@@ -45,11 +48,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a closing connection waits for the answers (acks) to its sends still in the message
 /// pipeline, and for what is queued to be written, before its close frame.
 const ANSWER_WAIT: Duration = Duration::from_secs(1);
-/// How long writing the close frame may take.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long, after its close frame, the server waits for the client's close frame (or the end of
-/// its stream), reading and discarding whatever comes before it.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection ends.
 enum End {
@@ -293,15 +291,6 @@ impl DirectWrite for SocketWriter {
     }
 }
 
-/// Whether a closing connection waits for the client's close frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Linger {
-    /// The server closes first: the client's close frame is still to come.
-    UntilClientCloses,
-    /// The client's close frame is here already.
-    No,
-}
-
 /// What woke a connection's task.
 enum Wake {
     Shutdown,
@@ -536,73 +525,5 @@ impl Socket {
                 return Ok(());
             }
         }
-    }
-
-    /// Sends a close frame and ends the connection: at once when it answers the client's close
-    /// frame, else after the client's close frame (see the module's doc).
-    async fn close(&mut self, code: CloseCode, linger: Linger, context: &ServerContext) {
-        let frame = WireFrame::close(code.code(), code.reason());
-        match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.write_all(&[frame], context)).await {
-            Ok(Ok(())) => {}
-            // Part of a close frame, or none: nothing the client could wait for.
-            _ => return,
-        }
-        if let Some(session) = &self.writer.tls {
-            session.close_notify();
-            let _ = session.flush(&self.writer.half);
-        }
-        let _ = socket2::SockRef::from(self.writer.half.as_ref()).shutdown(std::net::Shutdown::Write);
-        if linger == Linger::UntilClientCloses {
-            let _ = tokio::time::timeout(CLOSE_LINGER, self.await_client_close()).await;
-        }
-    }
-
-    /// Reads and discards until the client's close frame or the end of its stream. Messages
-    /// before the close frame are decoded only to find it; once the stream cannot be decoded
-    /// (the connection is being failed for that) only the end of the stream will do.
-    async fn await_client_close(&mut self) {
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            if self.client_close_in_pending() {
-                return;
-            }
-            if self.reader.readable().await.is_err() {
-                return;
-            }
-            if let Some(session) = &self.writer.tls {
-                match session.read_available(&self.reader, &mut self.pending) {
-                    Ok(ReadOutcome::Drained { .. }) if !self.decoder.has_failed() => continue,
-                    Ok(ReadOutcome::Drained { .. }) => {
-                        self.pending = BytesMut::new();
-                        continue;
-                    }
-                    Ok(ReadOutcome::Closed) | Err(_) => return,
-                }
-            }
-            match self.reader.try_read(&mut chunk) {
-                Ok(0) => return,
-                Ok(read) => {
-                    if !self.decoder.has_failed() {
-                        self.pending.extend_from_slice(&chunk[..read]);
-                    }
-                }
-                Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// Whether what was read holds the client's close frame; everything before it is dropped.
-    fn client_close_in_pending(&mut self) -> bool {
-        while !self.decoder.has_failed() {
-            match self.decoder.decode(&mut self.pending) {
-                Ok(Some(Incoming::Close { .. })) => return true,
-                Ok(Some(_)) => {}
-                Ok(None) => return false,
-                Err(_) => break,
-            }
-        }
-        self.pending = BytesMut::new();
-        false
     }
 }
