@@ -33,7 +33,10 @@ first = shards[0]
 members = first["members"]
 merged = {"scenario": "fanout-shards", "processes": processes, "members": members, "urls": first["urls"],
           "connect_secs": max(s["connect_secs"] for s in shards),
-          "join_secs": max(s["connect_secs"] + s["join_secs"] for s in shards), "steps": []}
+          "join_secs": max(s["connect_secs"] + s["join_secs"] for s in shards),
+          "join_events": sum(s["join_events"] for s in shards),
+          "size_events": sum(s.get("size_events", 0) for s in shards),
+          "join_retries": sum(s.get("join_retries", 0) for s in shards), "steps": []}
 for k, step in enumerate(first["steps"]):
     parts = [s["steps"][k] for s in shards]
     sent = sum(p["sent"] for p in parts)

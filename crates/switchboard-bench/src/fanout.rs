@@ -106,6 +106,10 @@ pub struct FanoutReport {
     /// `member_joined` events received during the join phase, and how long they took to drain.
     pub join_events: u64,
     pub join_secs: f64,
+    /// `room_size` events received after the joins, by all the members together.
+    pub size_events: u64,
+    /// Logins or joins tried again after a retryable error (`store_unavailable`, `overloaded`).
+    pub join_retries: u64,
     pub steps: Vec<StepReport>,
     /// This machine's floor (the steps compare their server CPU with it).
     pub floor: Option<crate::floor::FloorCost>,
@@ -137,6 +141,8 @@ struct Shared {
     acked: AtomicU64,
     received: AtomicU64,
     join_events: AtomicU64,
+    size_events: AtomicU64,
+    join_retries: AtomicU64,
     errors: Reasons,
     drops: Reasons,
     targets: Vec<Target>,
@@ -205,6 +211,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         acked: AtomicU64::new(0),
         received: AtomicU64::new(0),
         join_events: AtomicU64::new(0),
+        size_events: AtomicU64::new(0),
+        join_retries: AtomicU64::new(0),
         errors: Reasons::default(),
         drops: Reasons::default(),
         targets: nodes.targets.clone(),
@@ -292,6 +300,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         connect_secs: connect_time.as_secs_f64(),
         handshake: shared.connector.handshake.latency(),
         join_events: shared.join_events.load(Ordering::Relaxed),
+        size_events: shared.size_events.load(Ordering::Relaxed),
+        join_retries: shared.join_retries.load(Ordering::Relaxed),
         join_secs: join_secs.as_secs_f64(),
         steps,
         floor,

@@ -54,8 +54,15 @@ pub enum BusHeader {
     /// A node is shutting down: forget its users now rather than at its timeout, and ignore this
     /// incarnation from now on (but answer its last fence, which tells it the others heard this).
     NodeLeft,
-    /// A user joined or left a room on another node: their connections here follow.
-    Membership { user: String, room: String, joined: bool },
+    /// A user joined or left a room on another node: their connections here follow. `seq` is
+    /// where a join's answer ended (none: follow from the live stream on).
+    Membership {
+        user: String,
+        room: String,
+        joined: bool,
+        #[serde(default)]
+        seq: Option<u64>,
+    },
     /// Asks every node to answer once it has handled what the sender published before it.
     Fence { round: u64 },
     /// The answer to a fence, to the node that sent it.
@@ -94,6 +101,11 @@ const RETIRED_PER_NODE: usize = 4;
 #[derive(Default)]
 pub struct NodeDirectory {
     nodes: Mutex<Directory>,
+    /// Since when this node's bus listener has had messages waiting (`None`: it is waiting for
+    /// one). A node behind on its own inbound queue has not read the heartbeats queued in it: the
+    /// silence it sees is its own lag, and expiring the others for it makes everything worse
+    /// (their users go offline and come back, with the presence and room counts that follow).
+    behind_since: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -177,6 +189,9 @@ impl NodeDirectory {
     /// Removes and returns the nodes not heard from within `timeout`. They may come back (a
     /// stalled node resumes), so their incarnation is not retired.
     pub fn expire(&self, timeout: Duration, now: Instant) -> Vec<String> {
+        // Everything that came in before the listener was last idle is handled: silence is
+        // measured up to then.
+        let now = self.behind_since.lock().map_or(now, |since| since.min(now));
         let mut directory = self.nodes.lock();
         let dead: Vec<String> = directory
             .live
@@ -188,6 +203,11 @@ impl NodeDirectory {
             directory.live.remove(id);
         }
         dead
+    }
+
+    /// The bus listener found its queue empty (`idle`) or took a message after waiting for one.
+    pub fn inbound(&self, idle: bool, now: Instant) {
+        *self.behind_since.lock() = if idle { None } else { Some(now) };
     }
 
     /// How long a live node has been silent; `None` for a node not live.
@@ -239,6 +259,19 @@ mod tests {
         assert_eq!(directory.silent_for("n2", start + Duration::from_secs(3)), Some(Duration::from_secs(2)));
         assert!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(5)).is_empty());
         assert_eq!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(7)), ["n2"]);
+    }
+
+    #[test]
+    fn a_node_behind_on_its_inbound_queue_expires_nobody_for_its_own_lag() {
+        let directory = NodeDirectory::default();
+        let start = Instant::now();
+        directory.heard("n2", 1, None, start);
+        // The listener took a message at 1 s and has had more waiting ever since.
+        directory.inbound(false, start + Duration::from_secs(1));
+        assert!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(30)).is_empty());
+        // Once it has caught up, the silence counts.
+        directory.inbound(true, start + Duration::from_secs(31));
+        assert_eq!(directory.expire(Duration::from_secs(5), start + Duration::from_secs(31)), ["n2"]);
         assert_eq!(directory.heard("n2", 7, None, start + Duration::from_secs(8)), Heard::New, "back from a stall");
     }
 

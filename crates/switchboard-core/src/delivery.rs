@@ -7,6 +7,7 @@ use std::sync::Arc;
 use switchboard_bus::Topic;
 use switchboard_protocol::event::ServerFrame;
 use switchboard_protocol::ws::WireFrame;
+use switchboard_protocol::ConvId;
 use switchboard_store::{EntryKind, StoredMessage};
 
 use crate::cluster::BusHeader;
@@ -143,9 +144,52 @@ impl NodeShared {
         connection.close();
     }
 
-    /// Publishes a membership change to the other nodes holding the user's connections.
-    pub(crate) fn publish_membership(&self, user: &str, room: &str, joined: bool) {
-        let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined };
+    /// Publishes a membership change to the other nodes holding the user's connections; a join's
+    /// answer ended at `seq`.
+    pub(crate) fn publish_membership(&self, user: &str, room: &str, joined: bool, seq: Option<u64>) {
+        let header = BusHeader::Membership { user: user.to_owned(), room: room.to_owned(), joined, seq };
         self.publish(Topic::User(user.to_owned()), &header, None);
+    }
+
+    /// `user` joined `room` through another node, whose answer ended at `seq`: the user's
+    /// connections here follow the room from there. What was committed between that join and
+    /// this node listening (and, for a room new here, subscribed) never comes live: once
+    /// subscribed it is read from the store, and what also came live is dropped as a duplicate.
+    pub(crate) fn joined_elsewhere(self: &Arc<Self>, user: &str, room: &str, seq: Option<u64>) {
+        if self.hub.is_in_room(user, room) {
+            return;
+        }
+        if self.hub.join_room(user, room) {
+            self.room_listeners_changed(room);
+        }
+        let connections = self.hub.connections_of(user);
+        let Some(seq) = seq.filter(|_| !connections.is_empty()) else {
+            return;
+        };
+        let conv = ConvId::room(room).to_string();
+        for connection in &connections {
+            connection.caught_up(&conv, seq);
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            shared.subscriptions_settled().await;
+            let limit = shared.config.sync_limit_per_conv;
+            let missed = match shared.store.messages_after(&conv, seq, limit).await {
+                Ok(missed) => missed,
+                Err(error) => {
+                    // A later live message shows the gap, and the gap filler reads it again.
+                    tracing::warn!(%error, %conv, "could not read what a join elsewhere missed here");
+                    return;
+                }
+            };
+            for message in &missed {
+                let frame = ServerFrame::Message(&pipeline::view_of(message)).encode();
+                for connection in &connections {
+                    if connection.push_message(&conv, message.seq, frame.clone()).started_waiting {
+                        shared.hub.gaps.watch(connection);
+                    }
+                }
+            }
+        });
     }
 }

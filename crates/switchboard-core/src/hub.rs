@@ -15,6 +15,29 @@ use crate::outbound::{ConnId, Connection};
 /// The connections listening to one room on this node.
 type RoomListeners = HashMap<ConnId, Arc<Connection>>;
 
+/// A user's rooms here, sorted. Most users are in a few rooms: a sorted `Vec` costs one small
+/// allocation where a hash set took about 100 bytes more per member of a huge room.
+#[derive(Default)]
+struct RoomSet(Vec<Arc<str>>);
+
+impl RoomSet {
+    fn contains(&self, room: &str) -> bool {
+        self.0.binary_search_by(|name| (**name).cmp(room)).is_ok()
+    }
+
+    fn insert(&mut self, room: Arc<str>) {
+        if let Err(index) = self.0.binary_search_by(|name| (**name).cmp(&*room)) {
+            self.0.insert(index, room);
+        }
+    }
+
+    fn remove(&mut self, room: &str) {
+        if let Ok(index) = self.0.binary_search_by(|name| (**name).cmp(room)) {
+            self.0.remove(index);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct LocalHub {
     /// Every logged-in connection, by user.
@@ -22,7 +45,7 @@ pub struct LocalHub {
     /// Rooms with at least one member online here: their connections.
     rooms: RwLock<HashMap<Arc<str>, RoomListeners>>,
     /// Rooms of each user online here, so that a new connection or a departure touches only them.
-    user_rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    user_rooms: RwLock<HashMap<Arc<str>, RoomSet>>,
     /// Connections whose live stream waits for a missing seq.
     pub gaps: Arc<GapWatch>,
 }
@@ -54,12 +77,17 @@ impl LocalHub {
                 Vec::new()
             } else {
                 let set = all_user_rooms.entry(user).or_default();
+                let known = self.rooms.read();
                 for room in rooms {
-                    if !set.contains(room.as_str()) {
-                        set.insert(Arc::from(room.as_str()));
+                    if !set.contains(room) {
+                        set.insert(
+                            known
+                                .get_key_value(room.as_str())
+                                .map_or_else(|| Arc::from(room.as_str()), |(name, _)| name.clone()),
+                        );
                     }
                 }
-                set.iter().cloned().collect()
+                set.0.clone()
             }
         };
         {
@@ -91,7 +119,7 @@ impl LocalHub {
         }
         let user_rooms: Vec<Arc<str>> = {
             let mut all_user_rooms = self.user_rooms.write();
-            let rooms = all_user_rooms.get(user).map(|set| set.iter().cloned().collect()).unwrap_or_default();
+            let rooms = all_user_rooms.get(user).map(|set| set.0.clone()).unwrap_or_default();
             if registration.user_changed {
                 all_user_rooms.remove(user);
             }
@@ -175,7 +203,7 @@ impl LocalHub {
     }
 
     pub fn local_rooms_of(&self, user: &str) -> Vec<Arc<str>> {
-        self.user_rooms.read().get(user).map(|rooms| rooms.iter().cloned().collect()).unwrap_or_default()
+        self.user_rooms.read().get(user).map(|rooms| rooms.0.clone()).unwrap_or_default()
     }
 
     /// Delivers a conversation message to every connection of `user` but `skip`. Returns the

@@ -194,7 +194,7 @@ impl NodeShared {
         }
     }
 
-    pub(crate) fn handle_bus_message(&self, message: BusMessage) {
+    pub(crate) fn handle_bus_message(self: &Arc<Self>, message: BusMessage) {
         self.peers_seen.store(true, Ordering::Relaxed);
         let from = message.from_node.as_str();
         self.bus.counters().received.fetch_add(1, Ordering::Relaxed);
@@ -316,9 +316,9 @@ impl NodeShared {
                 self.directory.leave(from, incarnation);
                 self.forget_node(from);
             }
-            BusHeader::Membership { user, room, joined } => {
-                let changed = if joined { self.hub.join_room(&user, &room) } else { self.hub.leave_room(&user, &room) };
-                if changed {
+            BusHeader::Membership { user, room, joined: true, seq } => self.joined_elsewhere(&user, &room, seq),
+            BusHeader::Membership { user, room, joined: false, .. } => {
+                if self.hub.leave_room(&user, &room) {
                     self.room_listeners_changed(&room);
                 }
             }
@@ -429,7 +429,20 @@ pub(crate) async fn run_cluster_upkeep(shared: Weak<NodeShared>) {
 }
 
 pub(crate) async fn run_bus_listener(shared: Weak<NodeShared>, mut incoming: mpsc::Receiver<BusEvent>) {
-    while let Some(event) = incoming.recv().await {
+    loop {
+        let event = match incoming.try_recv() {
+            Ok(event) => event,
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let Some(node) = shared.upgrade() else { return };
+                node.directory.inbound(true, Instant::now());
+                drop(node);
+                let Some(event) = incoming.recv().await else { return };
+                let Some(node) = shared.upgrade() else { return };
+                node.directory.inbound(false, Instant::now());
+                event
+            }
+        };
         let Some(shared) = shared.upgrade() else { return };
         match event {
             BusEvent::Message(message) => shared.handle_bus_message(message),

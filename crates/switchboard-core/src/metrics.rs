@@ -43,6 +43,9 @@ pub struct ChatMetrics {
     /// Logins admitted and in progress, and the most there were at once (`logins_in_flight`).
     pub logins_in_flight: AtomicI64,
     pub logins_in_flight_max: AtomicI64,
+    /// Rounds of the big rooms' counts, and the `room_size` events they sent (one per room).
+    pub room_size_rounds: AtomicU64,
+    pub room_size_announced: AtomicU64,
     pub delivery_latency: Histogram,
     /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
     pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
@@ -161,6 +164,13 @@ impl ChatMetrics {
         );
         counter(out, "switchboard_joins_total", "Joins made durable.", &self.joins);
         counter(out, "switchboard_join_batches_total", "Store transactions for join batches.", &self.join_batches);
+        counter(out, "switchboard_room_size_rounds_total", "Rounds of the big rooms' counts.", &self.room_size_rounds);
+        counter(
+            out,
+            "switchboard_room_size_events_total",
+            "room_size events sent to a big room's listeners on this node (one per room and round).",
+            &self.room_size_announced,
+        );
         gauge(
             out,
             "switchboard_joins_waiting",

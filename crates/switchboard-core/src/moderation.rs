@@ -93,7 +93,7 @@ impl NodeShared {
         if self.hub.join_room(user, room) {
             self.room_listeners_changed(room);
         }
-        self.publish_membership(user, room, true);
+        self.publish_membership(user, room, true, None);
         if self.membership_changed(room, true).await? {
             let joined = ServerFrame::MemberJoined { room, user }.encode();
             self.event_to_room(room, &joined, None);
@@ -110,7 +110,7 @@ impl NodeShared {
         }
         // To the nodes holding the user, ahead of the event on the same topic: when a device hears
         // `removed`, its node no longer delivers the room to it.
-        self.publish_membership(user, room, false);
+        self.publish_membership(user, room, false, None);
         self.event_to_user(user, &ServerFrame::Removed { room, by: me, banned }.encode(), None);
         if self.membership_changed(room, false).await? {
             let left = ServerFrame::MemberLeft { room, user }.encode();

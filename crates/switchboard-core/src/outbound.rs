@@ -18,9 +18,6 @@ use crate::ordering::{Admit, Gap, StreamOrder};
 
 pub type ConnId = u64;
 
-/// Frame slots an empty queue keeps (a `VecDeque`'s first allocation): more, grown by a burst or
-/// by a login's answers, are given back once the queue is drained.
-const SLOTS_KEPT: usize = 4;
 /// The flag in a connection's count of sends in flight that says its transport waits for them.
 const AWAITING_ANSWERS: usize = 1 << (usize::BITS - 1);
 
@@ -340,8 +337,9 @@ impl Connection {
         state.bytes -= drained_bytes;
         state.sync_allowance_frames = state.sync_allowance_frames.saturating_sub(take);
         state.sync_allowance_bytes = state.sync_allowance_bytes.saturating_sub(drained_bytes);
-        if state.frames.is_empty() && state.frames.capacity() > SLOTS_KEPT {
-            // Give back what a burst (or a login's answers) grew, so an idle connection stays small.
+        if state.frames.is_empty() && state.frames.capacity() > 0 {
+            // A drained queue gives its slots back (4 slots are 160 bytes, more than a huge room's
+            // member costs otherwise); most frames are written directly, without the queue.
             state.frames = VecDeque::new();
         }
         if let Some(code) = state.closed {

@@ -8,6 +8,7 @@
 //! online count is the sum of the nodes' counts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -19,9 +20,22 @@ use crate::error::ChatError;
 use crate::node::NodeShared;
 use crate::now_millis;
 
+/// A `room_size` goes to every member, so at 100k members one a second would be as much traffic
+/// as a message a second, for as long as members come and go. A room therefore waits one more
+/// round per started this many members between two announcements (and two recounts): a room's
+/// size events cost about this many frames per interval whatever its size.
+const MEMBERS_PER_ROUND: u64 = 10_000;
+
+/// Rounds between two announcements (or recounts) of a room of `members`.
+fn rounds_between(members: u64) -> u64 {
+    members.div_ceil(MEMBERS_PER_ROUND).max(1)
+}
+
 #[derive(Default)]
 pub struct RoomSizes {
     rooms: Mutex<HashMap<Arc<str>, RoomCount>>,
+    /// Rounds run so far.
+    round: AtomicU64,
 }
 
 #[derive(Default)]
@@ -31,8 +45,16 @@ struct RoomCount {
     counted_at: i64,
     /// A join or leave went through this node since the last count.
     recount: bool,
-    /// Something changed since the last `room_size` to this node's listeners.
-    announce: bool,
+    /// This node's numbers go on the bus at the next round even if unchanged: it recounted, or
+    /// heard a node it did not know (which has not heard ours).
+    share: bool,
+    /// The counts last sent in `room_size` to this node's listeners, and in which round: an
+    /// unchanged room sends nothing (each round sending them anyway would be a second message
+    /// stream to every member).
+    announced: Option<(u64, u64)>,
+    announced_round: Option<u64>,
+    /// The round of the last recount.
+    counted_round: Option<u64>,
     /// Members online per node, as each last said; this node's own entry too.
     online: HashMap<Arc<str>, u64>,
 }
@@ -55,11 +77,11 @@ impl RoomSizes {
         }
         count.members = count.members.saturating_add_signed(delta);
         count.recount = true;
-        count.announce = true;
         count.members
     }
 
-    /// What another node said about a room.
+    /// What another node said about a room. Only a node not heard before is answered with this
+    /// node's numbers: answering every message would keep the nodes telling each other forever.
     fn heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
         let mut rooms = self.rooms.lock();
         let count = rooms.entry(Arc::from(room)).or_default();
@@ -67,16 +89,15 @@ impl RoomSizes {
             count.members = members;
             count.counted_at = counted_at;
         }
-        count.online.insert(Arc::from(node), online);
-        count.announce = true;
+        if count.online.insert(Arc::from(node), online).is_none() {
+            count.share = true;
+        }
     }
 
     /// Forgets what a gone node said.
     pub(crate) fn forget_node(&self, node: &str) {
         for count in self.rooms.lock().values_mut() {
-            if count.online.remove(node).is_some() {
-                count.announce = true;
-            }
+            count.online.remove(node);
         }
     }
 }
@@ -120,13 +141,20 @@ impl NodeShared {
     }
 
     /// One round: recounts the rooms that changed here, shares this node's counts, and sends
-    /// `room_size` to the local listeners of big rooms that changed. Rooms with no listener here
+    /// `room_size` to the local listeners of big rooms that changed (each room when due, see
+    /// [`MEMBERS_PER_ROUND`]). Rooms with no listener here
     /// and nothing to do are forgotten, so the table holds the rooms in use here only.
     async fn room_size_round(&self) {
         let me: Arc<str> = Arc::from(self.config.node_id.as_str());
+        let round = self.room_sizes.round.fetch_add(1, Ordering::Relaxed) + 1;
+        let due = |last: Option<u64>, members: u64| last.is_none_or(|last| round >= last + rounds_between(members));
         let recount: Vec<Arc<str>> = {
             let rooms = self.room_sizes.rooms.lock();
-            rooms.iter().filter(|(_, count)| count.recount).map(|(room, _)| room.clone()).collect()
+            rooms
+                .iter()
+                .filter(|(_, count)| count.recount && due(count.counted_round, count.members))
+                .map(|(room, _)| room.clone())
+                .collect()
         };
         let mut counted = HashMap::new();
         for room in recount {
@@ -146,19 +174,23 @@ impl NodeShared {
                     count.members = members;
                     count.counted_at = at;
                     count.recount = false;
+                    count.share = true;
+                    count.counted_round = Some(round);
                 }
                 let online = self.hub.room_online_users(room) as u64;
                 // Small rooms have member events: only big ones share and announce counts.
                 let big = count.members > self.config.room_events_max_members;
-                if big && (count.online.get(&me) != Some(&online) || count.announce) {
+                let was_online = count.online.get(&me).copied().unwrap_or(0);
+                if big && (was_online != online || count.share) {
                     count.online.insert(me.clone(), online);
                     publish.push((room.clone(), count.members, count.counted_at, online));
                 }
-                if count.announce {
-                    count.announce = false;
-                    if big {
-                        announce.push((room.clone(), count.members, count.online.values().sum::<u64>()));
-                    }
+                count.share = false;
+                let counts = (count.members, count.online.values().sum::<u64>());
+                if big && count.announced != Some(counts) && due(count.announced_round, counts.0) {
+                    count.announced = Some(counts);
+                    count.announced_round = Some(round);
+                    announce.push((room.clone(), counts.0, counts.1));
                 }
                 count.recount || online > 0
             });
@@ -169,6 +201,8 @@ impl NodeShared {
                 self.publish(Topic::Room(room.to_string()), &header, None);
             }
         }
+        self.metrics.room_size_rounds.fetch_add(1, Ordering::Relaxed);
+        self.metrics.room_size_announced.fetch_add(announce.len() as u64, Ordering::Relaxed);
         for (room, members, online) in announce {
             let frame = ServerFrame::RoomSize { room: &room, members, online }.encode();
             self.hub.event_to_room(&room, &frame, None);
@@ -195,6 +229,15 @@ pub(crate) async fn run_room_sizes(shared: Weak<NodeShared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_waits_a_round_more_per_started_ten_thousand_members() {
+        assert_eq!(rounds_between(0), 1);
+        assert_eq!(rounds_between(5_000), 1);
+        assert_eq!(rounds_between(10_000), 1);
+        assert_eq!(rounds_between(10_001), 2);
+        assert_eq!(rounds_between(100_000), 10);
+    }
 
     #[test]
     fn the_newest_count_wins_and_online_adds_up_over_nodes() {

@@ -350,7 +350,7 @@ impl Session {
                 if shared.hub.leave_room(me, &room) {
                     shared.room_listeners_changed(&room);
                 }
-                shared.publish_membership(me, &room, false);
+                shared.publish_membership(me, &room, false, None);
                 self.reply(ServerFrame::Ok { reference, of: "leave" });
             }
             Request::Members { room, after, limit } => {
@@ -521,15 +521,16 @@ impl Session {
         if answer.joined.created {
             shared.room_created(room, me, false);
         }
-        shared.publish_membership(me, room, true);
+        // Live messages of the room follow on from the answer's history, here and on the user's
+        // other nodes.
+        let history = &answer.room.history;
+        let answered = history.last().map_or(answer.room.last_seq, |message| message.seq.max(answer.room.last_seq));
+        self.connection.caught_up(&ConvId::room(room).to_string(), answered);
+        shared.publish_membership(me, room, true, Some(answered));
         if answer.member_event {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
             shared.event_to_room(room, &joined, None);
         }
-        // Live messages of the room follow on from the answer's history.
-        let history = &answer.room.history;
-        let answered = history.last().map_or(answer.room.last_seq, |message| message.seq.max(answer.room.last_seq));
-        self.connection.caught_up(&ConvId::room(room).to_string(), answered);
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.
         views.drain(..views.len() - fitting_suffix(&views, MAX_ANSWER_BYTES));

@@ -203,3 +203,41 @@ async fn joins_through_other_nodes_count_toward_the_threshold_at_once() {
         first.drain_of_type("member_joined").await.into_iter().filter(|event| event["user"] == "late-0000").collect();
     assert!(about_late.is_empty(), "a sixth member of a room of four at most: {about_late:?}");
 }
+
+#[tokio::test]
+async fn a_big_room_whose_counts_stay_the_same_gets_no_more_room_size() {
+    let cluster = TestCluster::start_with(2, |c| {
+        c.room_events_max_members = 2;
+        c.room_size_interval = Duration::from_millis(50);
+    })
+    .await;
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut on_n1 = join_members(&n1.ws_url(), "arena", "one", 3).await;
+    let mut on_n2 = join_members(&n2.ws_url(), "arena", "two", 3).await;
+    for member in [&mut on_n1[0], &mut on_n2[0]] {
+        loop {
+            let size = member.next_of_type("room_size").await;
+            if size["members"] == 6 && size["online"] == 6 {
+                break;
+            }
+        }
+    }
+    let sent_n1 = n1.metric("switchboard_room_size_events_total").await;
+    let sent_n2 = n2.metric("switchboard_room_size_events_total").await;
+    // Ten more rounds on each node, with nothing changed: nodes that each answered the other's
+    // counts would go on sending both, every round.
+    for node in [n1, n2] {
+        let start = node.metric("switchboard_room_size_rounds_total").await;
+        switchboard_testkit::eventually("ten more rounds", Duration::from_secs(10), || async {
+            node.metric("switchboard_room_size_rounds_total").await >= start + 10.0
+        })
+        .await;
+    }
+    assert_eq!(n1.metric("switchboard_room_size_events_total").await, sent_n1, "n1 announced unchanged counts");
+    assert_eq!(n2.metric("switchboard_room_size_events_total").await, sent_n2, "n2 announced unchanged counts");
+    for member in [&mut on_n1[1], &mut on_n2[1]] {
+        let sizes = member.drain_of_type("room_size").await;
+        let last = sizes.last().expect("a room_size");
+        assert_eq!((last["members"].as_u64(), last["online"].as_u64()), (Some(6), Some(6)), "{sizes:?}");
+    }
+}

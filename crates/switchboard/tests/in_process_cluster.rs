@@ -122,6 +122,33 @@ async fn a_login_misses_nothing_committed_on_a_node_that_has_not_heard_of_it_yet
     assert_eq!(next["seq"], again["seq"], "the first message came once, then the live one: {next}");
 }
 
+/// bob joins a room on n1 while n2, which holds his other device, has not heard of it yet (n2's
+/// bus deliveries are held): a room message committed in between went on the bus before n2 listened
+/// to the room, and still reaches that device, once.
+#[tokio::test]
+async fn a_join_elsewhere_misses_nothing_committed_before_the_other_node_listens() {
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
+    let (_watcher1, _watcher2) = introduce(&cluster).await;
+    let mut alice = TestClient::login_open_quiet(&cluster.url(0), "alice").await;
+    let created = alice.request(json!({"type": "create_room", "room": "stage"})).await;
+    assert_eq!(created["type"], "room", "{created}");
+    let mut bob = TestClient::login_open_quiet(&cluster.url(0), "bob").await;
+    let mut bob_tablet = TestClient::login_open_quiet(&cluster.url(1), "bob").await;
+    cluster.broker.hold("n2");
+    let joined = bob.request(json!({"type": "join", "room": "stage"})).await;
+    assert_eq!(joined["type"], "room", "{joined}");
+    let ack = alice.request(json!({"type": "send", "room": "stage", "text": "while n2 lagged"})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    cluster.broker.release("n2");
+
+    let message = bob_tablet.next_of_type("message").await;
+    assert_eq!(message["text"], "while n2 lagged", "{message}");
+    assert_eq!(message["seq"], ack["seq"]);
+    let again = alice.request(json!({"type": "send", "room": "stage", "text": "after"})).await;
+    let next = bob_tablet.next_of_type("message").await;
+    assert_eq!(next["seq"], again["seq"], "the first message came once, then the live one: {next}");
+}
+
 /// A node that never answers (stuck, but still heard from) delays logins elsewhere by the node
 /// timeout at most, not for ever.
 #[tokio::test]

@@ -34,6 +34,12 @@ impl Failure {
     pub fn timeout(after: std::time::Duration) -> Self {
         Failure::new(Stage::Timeout, format!("no synced within {} s", after.as_secs_f64()))
     }
+
+    /// The server answered with an error that protocol.md says to retry (a busy store, an
+    /// overloaded node).
+    pub fn is_retryable(&self) -> bool {
+        self.stage == Stage::Login && ["store_unavailable", "overloaded"].iter().any(|code| self.reason.contains(code))
+    }
 }
 
 impl fmt::Display for Failure {

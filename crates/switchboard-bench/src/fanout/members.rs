@@ -77,6 +77,11 @@ pub(super) async fn join(
     Ok(ws)
 }
 
+/// Tries of a login and join answered with a retryable error, and the wait before the next one
+/// (times the attempt's number).
+const JOIN_ATTEMPTS: u32 = 5;
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
 /// One member: joins, then receives (and records) the room's messages; the first `senders`
 /// members also send on their schedule.
 pub(super) async fn member(
@@ -87,11 +92,20 @@ pub(super) async fn member(
     mut control: watch::Receiver<Control>,
 ) -> Member {
     let user = format!("{}-{index:06}", shared.prefix);
-    let mut ws = match join(&shared, &shared.targets[node], source, &user).await {
-        Ok(ws) => ws,
-        Err(failure) => {
-            shared.connector.failed(&failure);
-            return Member::default();
+    let mut attempt = 0;
+    let mut ws = loop {
+        match join(&shared, &shared.targets[node], source, &user).await {
+            Ok(ws) => break ws,
+            // What a client does with a busy store or node: try again a little later.
+            Err(failure) if failure.is_retryable() && attempt < JOIN_ATTEMPTS => {
+                attempt += 1;
+                shared.join_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(RETRY_BACKOFF * attempt).await;
+            }
+            Err(failure) => {
+                shared.connector.failed(&failure);
+                return Member::default();
+            }
         }
     };
     shared.connector.ready();
@@ -121,10 +135,16 @@ pub(super) async fn member(
                         }
                         continue;
                     };
-                    if frame::kind(&text) == Some("room") {
-                        life.room_answer(&shared);
-                    } else if on_frame(&shared, start, &text, &sent_at, &mut seen) {
-                        life.received();
+                    match frame::kind(&text) {
+                        Some("room") => life.room_answer(&shared),
+                        Some("room_size") => {
+                            shared.size_events.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            if on_frame(&shared, start, &text, &sent_at, &mut seen) {
+                                life.received();
+                            }
+                        }
                     }
                 }
                 Ok(None) => {}

@@ -58,8 +58,8 @@ pub fn summary(report: &FanoutReport) -> String {
     let _ = writeln!(out, "  connections        {connected}");
     let _ = writeln!(
         out,
-        "  joins              {} member_joined events, drained in {:.2} s",
-        report.join_events, report.join_secs
+        "  joins              {} member_joined events, drained in {:.2} s; {} room_size events after; {} retried",
+        report.join_events, report.join_secs, report.size_events, report.join_retries
     );
     for (index, step) in report.steps.iter().enumerate() {
         let _ = writeln!(

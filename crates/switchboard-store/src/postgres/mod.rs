@@ -35,6 +35,8 @@ const MAX_CONNECTIONS: u32 = 8;
 /// How long a query waits for a connection, also when there is no database to connect to: the
 /// caller gets `Unavailable` rather than a hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled connection idle this long is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -60,7 +62,21 @@ impl PostgresStore {
         let options = options.options([("default_transaction_isolation", r"read\ committed")]);
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         let database = options.get_database().unwrap_or("").to_owned();
-        let pool_options = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool_options = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it hands out by default: a round trip more per statement
+            // on a busy node (a login storm's statements waited on it). Only a connection idle for
+            // a while may have been dropped by the server (a restart): that one is pinged first.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            });
         let pool = match pool_options.clone().connect_with(options.clone()).await {
             Err(error) if is_missing_database(&error) && !database.is_empty() => {
                 match create_database(&options, &database).await {
