@@ -8,7 +8,8 @@
 #
 # With --kill-at-secs the last node is killed then (`--kill-node`, `--kill-pid` are filled in).
 # JOIN_SECS (default 60): how long the joins may take. NODE_ARGS: more options for every node
-# (e.g. "--logins-in-flight 16"). Prints the merged JSON on stdout, with every
+# (e.g. "--logins-in-flight 16"); NODE_BIN: another server build for the nodes (the bench stays
+# $BIN). Prints the merged JSON on stdout, with every
 # node's /metrics after the run in $OUT. Everything it starts is stopped and dropped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ shift 3
 POSTGRES=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 DATABASE=huge_life_$$
 BIN=${BIN:-target/release/switchboard}
+NODE_BIN=${NODE_BIN:-$BIN}
 SECRET=bench-secret
 OUT=${OUT:-$(mktemp -d)}
 export OUT
@@ -47,7 +49,7 @@ psql "$POSTGRES/postgres" -qc "CREATE DATABASE $DATABASE" >/dev/null
 URLS=() PORTS=()
 for ((n = 1; n <= nodes; n++)); do
     port=$(free_port)
-    $BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster huge --public-url ws://127.0.0.1:"$port"/ws \
+    $NODE_BIN serve --listen 127.0.0.1:"$port" --node-id n$n --cluster huge --public-url ws://127.0.0.1:"$port"/ws \
         --bus "$BUS_URL" --store "$POSTGRES/$DATABASE" --jwt-secret "$SECRET" \
         --rate-per-sec 1000000 --rate-burst 1000000 ${NODE_ARGS:-} >"$OUT/n$n.log" 2>&1 &
     PIDS+=($!)
