@@ -402,7 +402,7 @@ pub(super) fn pm_cpu(data: &Data, palette: &Palette, floor: Option<Floor>) -> Op
 
 pub(super) fn idle(data: &Data, palette: &Palette) -> Option<Chart> {
     let runs = data.of("idle");
-    let panels: Vec<Panel> = [
+    let panels = [
         bars(palette, &runs, "RSS per idle connection", "server RSS per connection (KiB)", Vec::new(), |figures| {
             let Figures::Idle(idle) = figures else { return None };
             plain_bar(idle.server_rss_per_connection_bytes.map(|bytes| bytes / 1024.0))
@@ -415,18 +415,9 @@ pub(super) fn idle(data: &Data, palette: &Palette) -> Option<Chart> {
             let Figures::Idle(idle) = figures else { return None };
             latency_bar(idle.handshake)
         }),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if panels.is_empty() {
-        return None;
-    }
-    let mut keys = system_keys(palette, &used_systems(&panels));
-    if panels.len() == 3 {
-        keys.push((Key::Swatch(light(FLOOR_COLOUR)), "lighter: p50 to p99".into()));
-    }
-    Some(Chart { file: "idle.svg", title: "Idle authenticated connections".into(), keys, panels })
+    ];
+    let lighter = panels[2].is_some().then_some("lighter: p50 to p99");
+    bar_chart("idle.svg", "Idle authenticated connections", palette, panels, lighter)
 }
 
 pub(super) fn storm(data: &Data, palette: &Palette) -> Option<Chart> {
@@ -449,8 +440,8 @@ pub(super) fn storm(data: &Data, palette: &Palette) -> Option<Chart> {
             })
         },
     );
-    let any_recovery = recovery.is_some();
-    let panels: Vec<Panel> = [
+    let lighter = recovery.is_some().then_some("lighter: p50 to the last client");
+    let panels = [
         recovery,
         counts(bars(palette, &runs, "Lost / doubled messages", "messages (must be 0)", Vec::new(), |figures| {
             let Figures::Storm(storm) = figures else { return None };
@@ -460,18 +451,8 @@ pub(super) fn storm(data: &Data, palette: &Palette) -> Option<Chart> {
             let Figures::Storm(storm) = figures else { return None };
             plain_bar(storm.server_cpu_ms_per_reconnect)
         }),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if panels.is_empty() {
-        return None;
-    }
-    let mut keys = system_keys(palette, &used_systems(&panels));
-    if any_recovery {
-        keys.push((Key::Swatch(light(FLOOR_COLOUR)), "lighter: p50 to the last client".into()));
-    }
-    Some(Chart { file: "storm.svg", title: "Reconnect storm".into(), keys, panels })
+    ];
+    bar_chart("storm.svg", "Reconnect storm", palette, panels, lighter)
 }
 
 pub(super) fn presence(data: &Data, palette: &Palette, floor: Option<Floor>) -> Option<Chart> {
@@ -493,8 +474,8 @@ pub(super) fn presence(data: &Data, palette: &Palette, floor: Option<Floor>) -> 
             let Figures::Presence(presence) = f else { return None };
             latency_bar(presence.offline_latency)
         });
-    let any_latency = online.is_some() || offline.is_some();
-    let panels: Vec<Panel> = [
+    let lighter = (online.is_some() || offline.is_some()).then_some("lighter: p50 to p99");
+    let panels = [
         online,
         offline,
         counts(bars(palette, &runs, "Missed / extra events", "events per watcher (must be 0)", Vec::new(), |f| {
@@ -507,19 +488,12 @@ pub(super) fn presence(data: &Data, palette: &Palette, floor: Option<Floor>) -> 
                 per_million(&presence.server, presence.events_in_window, presence.server_cpu_secs_per_million_events);
             plain_bar(total.or(nodes))
         }),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if panels.is_empty() {
-        return None;
-    }
-    let mut keys = system_keys(palette, &used_systems(&panels));
-    if any_latency {
-        keys.push((Key::Swatch(light(FLOOR_COLOUR)), "lighter: p50 to p99".into()));
-    }
-    keys.extend(ref_keys(&panels));
-    Some(Chart { file: "presence.svg", title: "Presence: users coming online and going offline".into(), keys, panels })
+    ];
+    let mut chart =
+        bar_chart("presence.svg", "Presence: users coming online and going offline", palette, panels, lighter)?;
+    let refs = ref_keys(&chart.panels);
+    chart.keys.extend(refs);
+    Some(chart)
 }
 
 fn used_systems(panels: &[Panel]) -> Vec<&str> {
@@ -543,4 +517,24 @@ fn used_systems(panels: &[Panel]) -> Vec<&str> {
         }
     }
     used
+}
+
+/// A chart of the panels that have data, keyed by the systems they show; `lighter` explains the
+/// lighter part of the bars, when a panel has one.
+fn bar_chart<const N: usize>(
+    file: &'static str,
+    title: &str,
+    palette: &Palette,
+    panels: [Option<Panel>; N],
+    lighter: Option<&str>,
+) -> Option<Chart> {
+    let panels: Vec<Panel> = panels.into_iter().flatten().collect();
+    if panels.is_empty() {
+        return None;
+    }
+    let mut keys = system_keys(palette, &used_systems(&panels));
+    if let Some(lighter) = lighter {
+        keys.push((Key::Swatch(light(FLOOR_COLOUR)), lighter.into()));
+    }
+    Some(Chart { file, title: title.into(), keys, panels })
 }

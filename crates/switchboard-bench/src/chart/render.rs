@@ -1,7 +1,7 @@
 //! Drawing a chart as SVG with plotters: what a chart is made of (panels of grouped bars or of
 //! lines, a legend), the layout, the axes and the numbers on them.
 
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -311,44 +311,34 @@ fn draw_lines(area: &Area, panel: &Lines, Bounds { x_max, y_min, y_max }: Bounds
         let lo = 10f64.powf(y_min.log10().floor());
         let hi = 10f64.powf((y_max.max(lo) * 1.01).log10().ceil());
         let mut chart = builder.build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())?;
-        chart
-            .configure_mesh()
-            .bold_line_style(BLACK.mix(0.1))
-            .light_line_style(TRANSPARENT)
-            .x_label_formatter(&|x| fmt_tick(*x))
-            .y_label_formatter(&|y| fmt_tick(*y))
-            .x_desc(&panel.x_desc)
-            .y_desc(&panel.y_desc)
-            .axis_desc_style((FONT, TEXT_SIZE))
-            .label_style((FONT, TICK_SIZE))
-            .draw()?;
         draw_line_series(&mut chart, panel, x_max)
     } else {
         let top = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
         let mut chart = builder.build_cartesian_2d(0.0..x_max, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .bold_line_style(BLACK.mix(0.1))
-            .light_line_style(TRANSPARENT)
-            .x_label_formatter(&|x| fmt_tick(*x))
-            .y_label_formatter(&|y| fmt_tick(*y))
-            .x_desc(&panel.x_desc)
-            .y_desc(&panel.y_desc)
-            .axis_desc_style((FONT, TEXT_SIZE))
-            .label_style((FONT, TICK_SIZE))
-            .draw()?;
         draw_line_series(&mut chart, panel, x_max)
     }
 }
 
+/// The panel's grid and axes, then its reference lines and series.
 fn draw_line_series<'a, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
     panel: &Lines,
     x_max: f64,
 ) -> anyhow::Result<()>
 where
-    Y: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .bold_line_style(BLACK.mix(0.1))
+        .light_line_style(TRANSPARENT)
+        .x_label_formatter(&|x| fmt_tick(*x))
+        .y_label_formatter(&|y| fmt_tick(*y))
+        .x_desc(&panel.x_desc)
+        .y_desc(&panel.y_desc)
+        .axis_desc_style((FONT, TEXT_SIZE))
+        .label_style((FONT, TICK_SIZE))
+        .draw()?;
     for line in &panel.refs {
         chart.draw_series(DashedLineSeries::new(
             [(0.0, line.y), (x_max, line.y)],
