@@ -29,7 +29,15 @@ pub enum BusHeader {
     UserEvent { users: Vec<String> },
     /// An event (member joined or left, typing) for the room's connections, except those of
     /// `skip_user`.
-    RoomEvent { room: String, skip_user: Option<String> },
+    RoomEvent {
+        room: String,
+        skip_user: Option<String>,
+        /// Only for connections logged in by then (ms): a small room's member event that
+        /// reaches a node late (a login storm behind it on the bus) is no news to the members who
+        /// came since, and in a room growing by a thousand a second they are most of it.
+        #[serde(default)]
+        for_logins_until: Option<i64>,
+    },
     /// An event for every logged-in connection on the receiving node (a room was created).
     Broadcast,
     /// How many connections the sending node holds for a user now (0: none).

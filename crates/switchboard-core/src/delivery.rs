@@ -81,7 +81,11 @@ impl NodeShared {
     /// Sends an event to a room's connections here and on other nodes, except `skip_user`'s.
     pub(crate) fn event_to_room(&self, room: &str, frame: &WireFrame, skip_user: Option<&str>) {
         self.hub.event_to_room(room, frame, skip_user);
-        let header = BusHeader::RoomEvent { room: room.to_owned(), skip_user: skip_user.map(str::to_owned) };
+        let header = BusHeader::RoomEvent {
+            room: room.to_owned(),
+            skip_user: skip_user.map(str::to_owned),
+            for_logins_until: None,
+        };
         self.publish(Topic::Room(room.to_owned()), &header, Some(frame));
     }
 

@@ -263,6 +263,15 @@ impl LocalHub {
         listeners.values().filter(|c| Some(&*c.user) != skip_user).filter(|c| c.push(frame.clone())).count()
     }
 
+    /// Sends an event to the room's connections that logged in at or before `until` (ms).
+    pub fn event_to_room_logged_in_by(&self, room: &str, frame: &WireFrame, until: i64) -> usize {
+        let rooms = self.rooms.read();
+        let Some(listeners) = rooms.get(room) else {
+            return 0;
+        };
+        listeners.values().filter(|c| c.connected_at <= until).filter(|c| c.push(frame.clone())).count()
+    }
+
     /// How many users have a connection in `room` here.
     pub fn room_online_users(&self, room: &str) -> usize {
         let rooms = self.rooms.read();

@@ -15,7 +15,7 @@ use crate::now_millis;
 use crate::presence::PresenceChange;
 
 /// How far apart two nodes' clocks may be, for comparing one node's times with another's.
-const CLOCK_SKEW_MARGIN_MS: i64 = 250;
+pub(crate) const CLOCK_SKEW_MARGIN_MS: i64 = 250;
 
 impl NodeShared {
     pub(crate) fn publish(&self, topic: Topic, header: &BusHeader, frame: Option<&WireFrame>) {
@@ -281,8 +281,12 @@ impl NodeShared {
                     self.hub.event_to_user(&user, &frame, None);
                 }
             }
-            BusHeader::RoomEvent { room, skip_user } => {
-                self.hub.event_to_room(&room, &frame(), skip_user.as_deref());
+            BusHeader::RoomEvent { room, skip_user, for_logins_until } => {
+                let frame = frame();
+                match for_logins_until {
+                    Some(until) => self.hub.event_to_room_logged_in_by(&room, &frame, until),
+                    None => self.hub.event_to_room(&room, &frame, skip_user.as_deref()),
+                };
             }
             BusHeader::RoomSize { room, members, counted_at, online } => {
                 self.room_size_heard(&room, from, members, counted_at, online);

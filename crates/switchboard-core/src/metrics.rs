@@ -46,6 +46,9 @@ pub struct ChatMetrics {
     /// Rounds of the big rooms' counts, and the `room_size` events they sent (one per room).
     pub room_size_rounds: AtomicU64,
     pub room_size_announced: AtomicU64,
+    /// `member_joined` / `member_left` events of small rooms sent from this node (one per join
+    /// or leave, each to every member).
+    pub member_events: AtomicU64,
     pub delivery_latency: Histogram,
     /// Shared with the node's [`crate::auth::PasswordChecks`], which runs on the blocking pool.
     pub password_checks: std::sync::Arc<crate::auth::PasswordCheckMetrics>,
@@ -165,6 +168,12 @@ impl ChatMetrics {
         counter(out, "switchboard_joins_total", "Joins made durable.", &self.joins);
         counter(out, "switchboard_join_batches_total", "Store transactions for join batches.", &self.join_batches);
         counter(out, "switchboard_room_size_rounds_total", "Rounds of the big rooms' counts.", &self.room_size_rounds);
+        counter(
+            out,
+            "switchboard_member_events_total",
+            "member_joined / member_left events of small rooms sent from this node (each to every member).",
+            &self.member_events,
+        );
         counter(
             out,
             "switchboard_room_size_events_total",

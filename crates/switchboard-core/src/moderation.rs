@@ -96,7 +96,7 @@ impl NodeShared {
         self.publish_membership(user, room, true, None);
         if self.membership_changed(room, true).await? {
             let joined = ServerFrame::MemberJoined { room, user }.encode();
-            self.event_to_room(room, &joined, None);
+            self.member_event(room, &joined);
         }
         self.event_to_user(user, &ServerFrame::Invited { room, by: me }.encode(), None);
         Ok(())
@@ -114,7 +114,7 @@ impl NodeShared {
         self.event_to_user(user, &ServerFrame::Removed { room, by: me, banned }.encode(), None);
         if self.membership_changed(room, false).await? {
             let left = ServerFrame::MemberLeft { room, user }.encode();
-            self.event_to_room(room, &left, None);
+            self.member_event(room, &left);
         }
         Ok(())
     }

@@ -136,6 +136,16 @@ impl NodeShared {
         Ok(before)
     }
 
+    /// Sends a small room's `member_joined` or `member_left` to its members: here at once, on
+    /// the other nodes to the connections logged in when it was sent (see `for_logins_until`).
+    pub(crate) fn member_event(&self, room: &str, frame: &switchboard_protocol::ws::WireFrame) {
+        self.metrics.member_events.fetch_add(1, Ordering::Relaxed);
+        self.hub.event_to_room(room, frame, None);
+        let until = now_millis() + crate::link::CLOCK_SKEW_MARGIN_MS;
+        let header = BusHeader::RoomEvent { room: room.to_owned(), skip_user: None, for_logins_until: Some(until) };
+        self.publish(Topic::Room(room.to_owned()), &header, Some(frame));
+    }
+
     pub(crate) fn room_size_heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
         self.room_sizes.heard(room, node, members, counted_at, online);
     }

@@ -345,7 +345,7 @@ impl Session {
                 }
                 if shared.membership_changed(&room, false).await? {
                     let left = ServerFrame::MemberLeft { room: &room, user: me }.encode();
-                    shared.event_to_room(&room, &left, None);
+                    shared.member_event(&room, &left);
                 }
                 if shared.hub.leave_room(me, &room) {
                     shared.room_listeners_changed(&room);
@@ -529,7 +529,7 @@ impl Session {
         shared.publish_membership(me, room, true, Some(answered));
         if answer.member_event {
             let joined = ServerFrame::MemberJoined { room, user: me }.encode();
-            shared.event_to_room(room, &joined, None);
+            shared.member_event(room, &joined);
         }
         let mut views: Vec<MessageView<'_>> = history.iter().map(pipeline::view_of).collect();
         // The newest that fit: older ones are a `history` request away.

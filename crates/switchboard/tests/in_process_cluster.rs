@@ -2,7 +2,7 @@
 //! between nodes through the `Bus` trait, and only to the nodes that need a message. Presence is
 //! about everyone here: the tests wait for strangers' `user_online` to know a login reached a node.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use switchboard_bus::Topic;
 use switchboard_testkit::{TestClient, TestCluster};
 
@@ -147,6 +147,36 @@ async fn a_join_elsewhere_misses_nothing_committed_before_the_other_node_listens
     let again = alice.request(json!({"type": "send", "room": "stage", "text": "after"})).await;
     let next = bob_tablet.next_of_type("message").await;
     assert_eq!(next["seq"], again["seq"], "the first message came once, then the live one: {next}");
+}
+
+/// A small room's `member_joined` that reaches a node late (its bus deliveries held) goes to the
+/// members logged in there when it was sent, not to those who came since: in a login storm the
+/// late ones are most of the room, and the event is no news to them.
+#[tokio::test]
+async fn a_late_member_event_reaches_only_those_logged_in_when_it_was_sent() {
+    let cluster = TestCluster::start_with(2, |config| config.presence_everyone = true).await;
+    let (_watcher1, _watcher2) = introduce(&cluster).await;
+    let mut alice = TestClient::login_open_quiet(&cluster.url(0), "alice").await;
+    let created = alice.request(json!({"type": "create_room", "room": "hall"})).await;
+    assert_eq!(created["type"], "room", "{created}");
+    let mut early = TestClient::login_open_quiet(&cluster.url(1), "early").await;
+    assert_eq!(early.request(json!({"type": "join", "room": "hall"})).await["type"], "room");
+    alice.next_about("member_joined", "early").await;
+    cluster.broker.hold("n2");
+    let mut bob = TestClient::login_open_quiet(&cluster.url(0), "bob").await;
+    assert_eq!(bob.request(json!({"type": "join", "room": "hall"})).await["type"], "room");
+    // Logged in after bob's member_joined left n1 (the margin for the nodes' clocks is 250 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut late = TestClient::login_open_quiet(&cluster.url(1), "late").await;
+    assert_eq!(late.request(json!({"type": "join", "room": "hall"})).await["type"], "room");
+    early.next_about("member_joined", "late").await;
+    cluster.broker.release("n2");
+
+    // Bob's join reaches n2 now: early, logged in before it, hears of it.
+    early.next_about("member_joined", "bob").await;
+    let about_bob: Vec<Value> =
+        late.drain_of_type("member_joined").await.into_iter().filter(|event| event["user"] == "bob").collect();
+    assert!(about_bob.is_empty(), "late logged in after bob's join was announced: {about_bob:?}");
 }
 
 /// A node that never answers (stuck, but still heard from) delays logins elsewhere by the node
