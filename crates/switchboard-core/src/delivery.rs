@@ -80,12 +80,21 @@ impl NodeShared {
 
     /// Sends an event to a room's connections here and on other nodes, except `skip_user`'s.
     pub(crate) fn event_to_room(&self, room: &str, frame: &WireFrame, skip_user: Option<&str>) {
-        self.hub.event_to_room(room, frame, skip_user);
-        let header = BusHeader::RoomEvent {
-            room: room.to_owned(),
-            skip_user: skip_user.map(str::to_owned),
-            for_logins_until: None,
-        };
+        self.room_event(room, frame, skip_user, None);
+    }
+
+    /// [`Self::event_to_room`], and with `for_logins_until` only to the connections (here and
+    /// elsewhere) logged in by then (ms).
+    pub(crate) fn room_event(
+        &self,
+        room: &str,
+        frame: &WireFrame,
+        skip_user: Option<&str>,
+        for_logins_until: Option<i64>,
+    ) {
+        self.hub.event_to_room(room, frame, skip_user, for_logins_until);
+        let header =
+            BusHeader::RoomEvent { room: room.to_owned(), skip_user: skip_user.map(str::to_owned), for_logins_until };
         self.publish(Topic::Room(room.to_owned()), &header, Some(frame));
     }
 

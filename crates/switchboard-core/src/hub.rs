@@ -254,22 +254,24 @@ impl LocalHub {
         connections.iter().filter(|c| Some(c.id) != skip).filter(|c| c.push(frame.clone())).count()
     }
 
-    /// Sends an event to a room's connections, except those of `skip_user`.
-    pub fn event_to_room(&self, room: &str, frame: &WireFrame, skip_user: Option<&str>) -> usize {
+    /// Sends an event to a room's connections, except those of `skip_user` and, with
+    /// `logged_in_by`, those that logged in after that time (ms).
+    pub fn event_to_room(
+        &self,
+        room: &str,
+        frame: &WireFrame,
+        skip_user: Option<&str>,
+        logged_in_by: Option<i64>,
+    ) -> usize {
         let rooms = self.rooms.read();
         let Some(listeners) = rooms.get(room) else {
             return 0;
         };
-        listeners.values().filter(|c| Some(&*c.user) != skip_user).filter(|c| c.push(frame.clone())).count()
-    }
-
-    /// Sends an event to the room's connections that logged in at or before `until` (ms).
-    pub fn event_to_room_logged_in_by(&self, room: &str, frame: &WireFrame, until: i64) -> usize {
-        let rooms = self.rooms.read();
-        let Some(listeners) = rooms.get(room) else {
-            return 0;
-        };
-        listeners.values().filter(|c| c.connected_at <= until).filter(|c| c.push(frame.clone())).count()
+        listeners
+            .values()
+            .filter(|c| Some(&*c.user) != skip_user && logged_in_by.is_none_or(|until| c.connected_at <= until))
+            .filter(|c| c.push(frame.clone()))
+            .count()
     }
 
     /// How many users have a connection in `room` here.

@@ -282,11 +282,7 @@ impl NodeShared {
                 }
             }
             BusHeader::RoomEvent { room, skip_user, for_logins_until } => {
-                let frame = frame();
-                match for_logins_until {
-                    Some(until) => self.hub.event_to_room_logged_in_by(&room, &frame, until),
-                    None => self.hub.event_to_room(&room, &frame, skip_user.as_deref()),
-                };
+                self.hub.event_to_room(&room, &frame(), skip_user.as_deref(), for_logins_until);
             }
             BusHeader::RoomSize { room, members, counted_at, online } => {
                 self.room_size_heard(&room, from, members, counted_at, online);

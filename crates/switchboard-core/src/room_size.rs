@@ -140,10 +140,8 @@ impl NodeShared {
     /// the other nodes to the connections logged in when it was sent (see `for_logins_until`).
     pub(crate) fn member_event(&self, room: &str, frame: &switchboard_protocol::ws::WireFrame) {
         self.metrics.member_events.fetch_add(1, Ordering::Relaxed);
-        self.hub.event_to_room(room, frame, None);
         let until = now_millis() + crate::link::CLOCK_SKEW_MARGIN_MS;
-        let header = BusHeader::RoomEvent { room: room.to_owned(), skip_user: None, for_logins_until: Some(until) };
-        self.publish(Topic::Room(room.to_owned()), &header, Some(frame));
+        self.room_event(room, frame, None, Some(until));
     }
 
     pub(crate) fn room_size_heard(&self, room: &str, node: &str, members: u64, counted_at: i64, online: u64) {
@@ -215,7 +213,7 @@ impl NodeShared {
         self.metrics.room_size_announced.fetch_add(announce.len() as u64, Ordering::Relaxed);
         for (room, members, online) in announce {
             let frame = ServerFrame::RoomSize { room: &room, members, online }.encode();
-            self.hub.event_to_room(&room, &frame, None);
+            self.hub.event_to_room(&room, &frame, None, None);
         }
     }
 }
